@@ -1,0 +1,13 @@
+# `make run` and `make test` install what they need first, so either works on a fresh clone.
+.PHONY: install test lint run
+
+install:
+	bash scripts/install.sh
+
+lint: install
+	python3 -m ruff check js_host js_host_proxy tests bench
+	python3 -m ruff format --check js_host js_host_proxy tests bench
+
+test: install
+	npm test
+	python3 -m pytest

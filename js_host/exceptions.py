@@ -1,0 +1,43 @@
+"""One exception tree for the whole library, rooted in :class:`JSHostError`.
+
+Low-level errors (sockets, HTTP, subprocesses) are converted where they enter the
+library, so callers only ever need to catch these.
+"""
+
+from __future__ import annotations
+
+
+class JSHostError(Exception):
+    """Base class of every error raised by js_host."""
+
+
+class ConfigError(JSHostError):
+    """A setting or config file is invalid; the message names it and the fix."""
+
+
+class ConnectionError(JSHostError):  # noqa: A001 - the spec's public name
+    """The host (or manager) could not be reached."""
+
+
+class ProcessError(JSHostError):
+    """A host or manager process failed to start or has crashed."""
+
+
+class UnexpectedResponse(JSHostError):
+    """The host answered with something the protocol does not allow."""
+
+
+class FunctionError(JSHostError):
+    """The JavaScript function reported an error.
+
+    ``js_message`` is the JavaScript error's message and ``js_stack`` its stack.
+    """
+
+    def __init__(self, message: str, *, js_message: str = "", js_stack: str = "") -> None:
+        super().__init__(message)
+        self.js_message = js_message
+        self.js_stack = js_stack
+
+
+class FunctionTimeout(JSHostError):
+    """The function did not answer within its timeout."""

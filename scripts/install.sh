@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian machine: system
+# packages, the Python package with its extras, and the npm packages used by the
+# tests. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(redis-server)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install: apt-get install ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the service on install; the tests start their own servers.
+  $SUDO service redis-server stop >/dev/null 2>&1 || true
+fi
+
+command -v node >/dev/null || { echo "install: node is required (https://nodejs.org), then run again" >&2; exit 1; }
+
+echo "install: pip install -e .[proxy,test]"
+python3 -m pip install -q --disable-pip-version-check -e '.[proxy,test]'
+
+echo "install: npm packages for the tests (js-host 0.11.7, the reference implementation)"
+npm install --prefix tests/npm --no-audit --no-fund --loglevel=error >/dev/null

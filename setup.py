@@ -1,0 +1,57 @@
+"""Packaging for js-host: the Python client, the bundled Node host, and the proxy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "js_host" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="js-host",
+    version=VERSION,
+    description="Call JavaScript functions that run in a persistent Node.js process, with a caching proxy.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["js_host", "js_host.*", "js_host_proxy", "js_host_proxy.*"]),
+    # The Node host and manager ship inside the package, so `pip install` is enough.
+    package_data={
+        "js_host": ["py.typed", "node/bin/*.js", "node/lib/*.js", "node/package.json"],
+        "js_host_proxy": ["py.typed"],
+    },
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=[],
+    extras_require={
+        # The caching reverse proxy, run by gunicorn.
+        "proxy": [
+            "werkzeug>=3.0,<4",
+            "requests>=2.31,<3",
+            # POST caching is configured explicitly (cacheable_methods); pin the
+            # minor series whose behaviour the tests check.
+            "CacheControl[filecache]>=0.14,<0.15",
+            "gunicorn>=22,<24",
+            "redis>=5,<8",
+        ],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6",
+            "django>=4.2",
+            "flask>=3",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["js-host-proxy = js_host_proxy.__main__:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: JavaScript",
+        "Framework :: Django",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+    ],
+)

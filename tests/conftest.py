@@ -1,0 +1,51 @@
+"""Fixtures shared by the whole suite: real Node hosts, and a check that the
+suite leaves no js-host process behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.support.processes import IMPLEMENTATIONS, NodeProcess, node_processes
+
+_before: set[int] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _before.update(node_processes())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 8  # managed hosts stop a few seconds after their last disconnect
+    left = node_processes() - _before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = node_processes() - _before
+    if left:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"FAILED: the suite left js-host processes behind: {sorted(left)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """Start ``js-host <config> --json`` (the bundled one unless ``impl`` says
+    otherwise) on a free port; every host started is stopped after the test."""
+    started: list[NodeProcess] = []
+
+    def start(config: Path | str, *args: str, impl: str = "bundled") -> NodeProcess:
+        if "--port" not in args and "-p" not in args:
+            args = (*args, "--port", "0")
+        proc = NodeProcess(IMPLEMENTATIONS[impl], config, *args, logdir=tmp_path)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()
