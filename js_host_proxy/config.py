@@ -1,0 +1,112 @@
+"""The proxy's settings, read from ``JS_HOST_PROXY_*`` environment variables.
+
+Every setting has a default that works on one machine next to a host on
+``127.0.0.1:9009``; ``gunicorn.conf.py`` and ``js_host_proxy/README.md``
+document them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from js_host.exceptions import ConfigError
+
+#: Where the proxy listens unless JS_HOST_PROXY_BIND says otherwise.
+DEFAULT_BIND = "127.0.0.1:9010"
+#: The host's own default address (js-host 0.11 listens there).
+DEFAULT_UPSTREAM = "http://127.0.0.1:9009"
+#: Same limit as the host's default requestDataLimit ("10mb").
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+def default_cache_url() -> str:
+    """``file://<tmpdir>/js-host-proxy-<uid>/cache``: one folder shared by all
+    the workers of this machine (TMPDIR when set, else /tmp)."""
+    tmpdir = os.environ.get("TMPDIR") or "/tmp"
+    return f"file://{tmpdir}/js-host-proxy-{os.getuid()}/cache"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    # Base URLs of the hosts; requests are spread over them, one that is down is skipped.
+    upstreams: tuple[str, ...] = (DEFAULT_UPSTREAM,)
+    # file:///path (default, shared by the workers of a machine), redis://host:port/db, memory://
+    cache_url: str = field(default_factory=default_cache_url)
+    # Freshness in seconds when the host sends no Cache-Control (0: store nothing by default).
+    ttl: float = 300.0
+    # How long an expired entry is kept to be served when the host is down (stale-if-error).
+    stale_ttl: float = 86400.0
+    # Part of every cache key: change it to separate deploys.
+    namespace: str = ""
+    # Seconds to wait for the host's answer (a function's own timeout is 30 s by default).
+    upstream_timeout: float = 35.0
+    # Seconds to wait for a connection to the host before trying the next one.
+    connect_timeout: float = 2.0
+    # Seconds an upstream that refused a connection is skipped.
+    retry_down_after: float = 5.0
+    # Longest wait for another request's identical upstream call (then call it yourself).
+    lock_timeout: float = 40.0
+    # Largest request body accepted (413 above).
+    max_body: int = DEFAULT_MAX_BODY
+    # "direct": hits read the cache backend directly; "cachecontrol": every lookup
+    # goes through requests + CacheControl (slower, kept for comparison).
+    hit_path: str = "direct"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"JS_HOST_PROXY_{name}")
+            return value.strip() if value is not None and value.strip() else None
+
+        def number(name: str, default: float, *, minimum: float = 0.0) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"JS_HOST_PROXY_{name}={raw!r} is not a number of seconds") from None
+            if value < minimum:
+                raise ConfigError(f"JS_HOST_PROXY_{name}={raw!r} must be at least {minimum}")
+            return value
+
+        upstreams = tuple(u.strip().rstrip("/") for u in (get("UPSTREAM") or DEFAULT_UPSTREAM).split(","))
+        for url in upstreams:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ConfigError(
+                    f"JS_HOST_PROXY_UPSTREAM: {url!r} is not a host's base URL; "
+                    "expected e.g. http://127.0.0.1:9009 (several separated by commas)"
+                )
+        upstream_timeout = number("UPSTREAM_TIMEOUT", cls.upstream_timeout, minimum=0.001)
+        hit_path = get("HIT_PATH") or cls.hit_path
+        if hit_path not in ("direct", "cachecontrol"):
+            raise ConfigError(f"JS_HOST_PROXY_HIT_PATH={hit_path!r}: expected 'direct' or 'cachecontrol'")
+        config = cls(
+            upstreams=upstreams,
+            cache_url=get("CACHE") or default_cache_url(),
+            ttl=number("TTL", cls.ttl),
+            stale_ttl=number("STALE_TTL", cls.stale_ttl),
+            namespace=get("NAMESPACE") or "",
+            upstream_timeout=upstream_timeout,
+            connect_timeout=number("CONNECT_TIMEOUT", cls.connect_timeout, minimum=0.001),
+            retry_down_after=number("RETRY_DOWN_AFTER", cls.retry_down_after),
+            lock_timeout=number("LOCK_TIMEOUT", upstream_timeout + 5),
+            max_body=int(number("MAX_BODY", cls.max_body, minimum=1)),
+            hit_path=hit_path,
+        )
+        config.check_cache_url()
+        return config
+
+    def check_cache_url(self) -> None:
+        scheme = urlsplit(self.cache_url).scheme
+        if scheme not in ("file", "redis", "rediss", "unix", "memory"):
+            raise ConfigError(
+                f"JS_HOST_PROXY_CACHE={self.cache_url!r}: expected file:///path, "
+                "redis://host:port/db or memory://"
+            )
