@@ -1,0 +1,233 @@
+#!/usr/bin/env node
+'use strict';
+
+// js-host <config> [-c|--config] [-j|--json] [-p|--port N] [-l|--logfile F]
+//                  [-m|--manager] [-d|--detached] [-v|--version] [-h|--help]
+// Same outputs as js-host 0.11's CLI. Errors are one line on stderr, exit 1.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const { parseArgs, UsageError, USAGE } = require('../lib/args');
+const { ConfigError, loadConfigFile } = require('../lib/config');
+const { Host } = require('../lib/host');
+const { ignoreConsoleErrors } = require('../lib/logger');
+const { Manager } = require('../lib/manager');
+const runtime = require('../lib/runtime');
+const { createLogger } = require('../lib/server');
+const version = require('../lib/version');
+
+// How long `--detached` waits for the copy to listen.
+const DETACHED_START_TIMEOUT_MS = 60000;
+
+// Set by the parent process; removed so that user code does not inherit them.
+const MANAGED = process.env.JS_HOST_MANAGED === '1';
+const DETACHED_COPY = process.env.JS_HOST_DETACHED_COPY === '1';
+delete process.env.JS_HOST_MANAGED;
+delete process.env.JS_HOST_DETACHED_COPY;
+
+let logfile = null;
+
+function fail(message) {
+  process.stderr.write(`js-host: ${message}\n`);
+  if (logfile !== null) {
+    try {
+      fs.appendFileSync(logfile, `${new Date().toISOString()} - error: ${message}\n`);
+    } catch {
+      // The logfile is only a copy of stderr here.
+    }
+  }
+  process.exit(1);
+}
+
+function main() {
+  let args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${USAGE}\n${err.message}\n`);
+    process.exit(1);
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (args.version) {
+    process.stdout.write(`${version}\n`);
+    return;
+  }
+  if (args.logfile !== undefined) logfile = path.resolve(args.logfile);
+
+  const kind = args.manager ? 'manager' : 'host';
+  let server;
+  let configFile;
+  try {
+    const loaded = loadConfigFile(args.file);
+    configFile = loaded.configFile;
+    const userConfig = loaded.config;
+    const serving = !args.config && !args.detached;
+    const logger = createLogger(userConfig, { holdConsole: args.json });
+    if (logfile !== null && serving) logger.addFile(logfile);
+    if (args.manager) {
+      const options = { logger, port: args.port };
+      if (serving) {
+        options.runtimeDir = runtime.ensureRuntimeDir();
+        options.secret = runtime.getOrCreateSecret(options.runtimeDir);
+        options.onExit = (reason) => exit(server, 0, reason);
+      }
+      server = new Manager(userConfig, options);
+    } else {
+      server = new Host(userConfig, { logger, port: args.port });
+    }
+    try {
+      server.statusJson();
+    } catch (err) {
+      throw new ConfigError(`Config file ${configFile} cannot be shown in /status as JSON: ${err.message.split('\n')[0]}`);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      fail(configFile === undefined || err.message.includes(configFile) ? err.message : `${err.message} (config file ${configFile})`);
+    }
+    if (err instanceof runtime.RuntimeDirError) fail(err.message);
+    if (err.code && err.syscall) fail(err.message);
+    fail(`Error loading config file ${configFile || args.file}: ${String(err && err.message).split('\n')[0]}`);
+  }
+
+  if (args.config) {
+    process.stdout.write(`${server.statusJson()}\n`);
+    return;
+  }
+  if (args.detached) {
+    runDetached(args, kind, configFile);
+    return;
+  }
+  serve(server, args);
+}
+
+function serve(server, args) {
+  const { logger } = server;
+  ignoreConsoleErrors();
+  // Log lines are written in batches: whatever is pending goes out on any exit.
+  process.on('exit', () => logger.flushSync());
+  process.on('uncaughtException', (err) => {
+    logger.error(`${server.name}: uncaught exception, exiting: ${err && err.stack ? err.stack : err}`);
+    logger.flushSync();
+    process.exit(1);
+  });
+
+  let signals = 0;
+  const onSignal = (signal) => {
+    signals += 1;
+    if (signals > 1) {
+      logger.error(`${server.name}: second ${signal}, exiting now`);
+      logger.flushSync();
+      process.exit(1);
+    }
+    logger.info(`${server.name}: ${signal} received, closing (send it again to exit at once)`);
+    stopServer(server, `${signal}`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  server.listen((err) => {
+    if (err) {
+      const reason = err.code === 'EADDRINUSE' ? 'address already in use (EADDRINUSE)' : err.message;
+      logger.flushSync();
+      fail(`${server.name} cannot listen at ${server.getAddress()}: ${reason}`);
+    }
+    logger.info(`${server.name} listening at ${server.getAddress()} (pid ${process.pid}, js-host ${version})`);
+    if (args.json) {
+      process.stdout.write(`${server.statusJson()}\n`);
+    } else if (server.config.outputOnListen) {
+      process.stdout.write(`${server.name} listening at ${server.getAddress()}\n`);
+    }
+    if (MANAGED) {
+      // Only the status line goes to the manager; the logfile gets the rest.
+      logger.disableConsole();
+      watchManager(server);
+    }
+    logger.releaseConsole();
+    if (DETACHED_COPY && process.send) {
+      process.send({ status: server.statusJson() }, () => process.disconnect());
+    }
+  });
+}
+
+function stopServer(server, reason) {
+  if (server instanceof Manager) server.stop(() => exit(server, 0, reason));
+  else server.close(() => exit(server, 0, reason));
+}
+
+function exit(server, code, reason) {
+  server.logger.info(`${server.name}: exiting (${reason})`);
+  server.logger.close(() => process.exit(code));
+}
+
+// A managed host ends with its manager, even one that was killed with SIGKILL:
+// the IPC channel from the manager closes then.
+function watchManager(server) {
+  if (!process.channel) return;
+  process.channel.unref();
+  process.on('disconnect', () => {
+    server.logger.info('Host: the manager has exited');
+    stopServer(server, 'manager exited');
+  });
+}
+
+// Start a copy of this command in a new session (`--json`, no `--detached`),
+// print its status once it listens and exit; its console goes to a file in
+// the runtime dir.
+function runDetached(args, kind, configFile) {
+  let output;
+  let fd;
+  try {
+    output = runtime.detachedOutputFile(runtime.ensureRuntimeDir(), kind, configFile);
+    fd = fs.openSync(output, 'a');
+  } catch (err) {
+    fail(err.message);
+  }
+  const offset = fs.fstatSync(fd).size;
+  const childArgs = [__filename, configFile, '--json'];
+  if (args.manager) childArgs.push('--manager');
+  if (args.port !== undefined) childArgs.push('--port', String(args.port));
+  if (logfile !== null) childArgs.push('--logfile', logfile);
+  const child = spawn(process.execPath, [...process.execArgv, ...childArgs], {
+    detached: true,
+    stdio: ['ignore', fd, fd, 'ipc'],
+    env: { ...process.env, JS_HOST_DETACHED_COPY: '1' },
+  });
+  fs.closeSync(fd);
+
+  const readOutput = () => {
+    try {
+      const buffer = fs.readFileSync(output);
+      return buffer.subarray(offset).toString('utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const timer = setTimeout(() => {
+    child.kill();
+    process.stderr.write(`js-host: the detached ${kind} did not start within ${DETACHED_START_TIMEOUT_MS}ms\n${readOutput()}\n`);
+    process.exit(1);
+  }, DETACHED_START_TIMEOUT_MS);
+
+  child.on('message', (message) => {
+    if (!message || typeof message.status !== 'string') return;
+    clearTimeout(timer);
+    process.stdout.write(`${message.status}\n`);
+    child.removeAllListeners('exit');
+    child.disconnect();
+    child.unref();
+  });
+  child.on('exit', (code, signal) => {
+    clearTimeout(timer);
+    const text = readOutput() || `it exited (${signal || `exit code ${code}`}) without output`;
+    process.stderr.write(`${text}\n`);
+    process.exit(1);
+  });
+}
+
+main();

@@ -1,0 +1,123 @@
+'use strict';
+
+// One call of a config function: `fn.call(context, data, callback)`, with
+// js-host 0.11's rules for the output (objects as JSON, other values as
+// strings, a falsy output is an error), plus ours: a returned Promise settles
+// the call, a synchronous throw is a 500, a call that never completes is a 504
+// after functionTimeout, and a second callback is logged, not fatal.
+
+const { BodyReader, TEXT } = require('./server');
+
+class FunctionCall extends BodyReader {
+  constructor(host, entry, req, res) {
+    super(host, req, res);
+    this.host = host;
+    this.entry = entry;
+    this.done = false;
+    this.timedOut = false;
+    this.timer = null;
+    // The one closure per call: user code gets a plain function.
+    this.callback = (err, output) => this.complete(err, output);
+  }
+
+  onBody(data) {
+    const { entry, host } = this;
+    const context = { name: entry.name, host, req: this.req, res: this.res };
+    let returned;
+    try {
+      returned = entry.fn.call(context, data, this.callback);
+    } catch (err) {
+      if (this.done) {
+        host.logger.error(`Host: function ${entry.name} threw after calling back: ${stackOf(toError(err))}`);
+      } else {
+        this.complete(err);
+      }
+      return;
+    }
+    if (returned !== undefined && returned !== null && typeof returned.then === 'function') {
+      returned.then(
+        (value) => this.resolved(value),
+        (err) => this.rejected(err),
+      );
+    }
+    if (!this.done && host.functionTimeout > 0) {
+      this.timer = setTimeout(onTimeout, host.functionTimeout, this);
+    }
+  }
+
+  // An async function that resolves to undefined is taken to use the callback
+  // (it may call it later); any other value is its output.
+  resolved(value) {
+    if (value === undefined || this.done) return;
+    this.complete(null, value);
+  }
+
+  rejected(err) {
+    if (this.done) {
+      this.host.logger.error(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
+      return;
+    }
+    this.complete(err === undefined || err === null ? new Error(`Promise rejected with ${err}`) : err);
+  }
+
+  complete(err, output) {
+    const { host, entry } = this;
+    if (this.done) {
+      if (this.timedOut) {
+        host.logger.warn(`Host: function ${entry.name} called back after its timeout of ${host.functionTimeout}ms`);
+      } else {
+        host.logger.error(new Error(`Function "${entry.name}" called its callback more than once`).stack);
+      }
+      return;
+    }
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+
+    let body;
+    let error = err ? toError(err) : null;
+    if (error === null) {
+      if (!output) {
+        error = new Error(`Function failed to provide valid output. Provided: "${output}"`);
+      } else if (typeof output === 'string') {
+        body = output;
+      } else if (typeof output === 'object' || typeof output === 'function') {
+        try {
+          body = JSON.stringify(output);
+          if (body === undefined) error = new Error(`Function output cannot be serialized to JSON: ${String(output)}`);
+        } catch (serializeError) {
+          error = serializeError;
+        }
+      } else {
+        body = String(output);
+      }
+    }
+
+    if (error !== null) {
+      const stack = stackOf(error);
+      host.logger.error(`Host: function ${entry.name} produced an error ${stack}`);
+      host.send(this.req, this.res, 500, stack);
+      return;
+    }
+    host.send(this.req, this.res, 200, body, TEXT, entry.cacheControl);
+  }
+}
+
+function onTimeout(call) {
+  if (call.done) return;
+  call.done = true;
+  call.timedOut = true;
+  const { host, entry } = call;
+  const message = `Function "${entry.name}" did not complete within the functionTimeout of ${host.functionTimeout}ms`;
+  host.logger.error(`Host: ${message}`);
+  host.send(call.req, call.res, 504, `Gateway timeout: ${message}`);
+}
+
+function toError(err) {
+  return err instanceof Error ? err : new Error(err);
+}
+
+function stackOf(error) {
+  return typeof error.stack === 'string' && error.stack !== '' ? error.stack : String(error);
+}
+
+module.exports = { FunctionCall };

@@ -1,0 +1,103 @@
+'use strict';
+
+// The host: serves the functions of a host.config.js.
+//   GET  /status          -> {"type": "Host", "version", "config": {...}}
+//   POST /function/<name> -> 200 output | 500 error stack | 404 unknown name
+//                            | 504 functionTimeout | 400 bad JSON | 413 too large
+
+const { ConfigError } = require('./config');
+const { FunctionCall } = require('./call');
+const { BaseServer } = require('./server');
+
+const FUNCTION_PREFIX = '/function/';
+
+class Host extends BaseServer {
+  static defaults = {
+    functions: null,
+    ...BaseServer.defaults,
+  };
+
+  constructor(config, options) {
+    super(config, options);
+    const { functions, functionTimeout = 30000, cacheControl = {} } = this.config;
+    if (!Number.isFinite(functionTimeout) || functionTimeout < 0) {
+      throw new ConfigError(`functionTimeout must be a number of milliseconds (0 disables it), not ${JSON.stringify(functionTimeout)}`);
+    }
+    if (cacheControl === null || typeof cacheControl !== 'object') {
+      throw new ConfigError('cacheControl must be an object: {<function name>: "<Cache-Control value>"}');
+    }
+    this.functionTimeout = functionTimeout;
+    this.cacheControl = cacheControl;
+    // A Map: names such as "__proto__" or "toString" are never found by accident.
+    this.functions = new Map();
+    if (functions !== null && functions !== undefined) {
+      if (typeof functions !== 'object') throw new ConfigError('functions must be an object of {name: function}');
+      for (const name of Object.keys(functions)) this.addFunction(name, functions[name]);
+    }
+    if (typeof this.config.extendHost === 'function') {
+      try {
+        this.config.extendHost(this);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        throw new ConfigError(`extendHost(host) failed: ${String(err && err.message).split('\n')[0]}`);
+      }
+    }
+  }
+
+  /** Add a function (also usable from config.extendHost(host)). */
+  addFunction(name, fn) {
+    if (typeof name !== 'string' || name === '') throw new ConfigError(`"${name}" is not a valid function name`);
+    if (typeof fn !== 'function') throw new ConfigError(`Function handlers must be functions: "${name}" is ${typeof fn}`);
+    if (this.functions.has(name)) {
+      throw new ConfigError(`A function has already been defined with the name "${name}"`);
+    }
+    const header = Object.prototype.hasOwnProperty.call(this.cacheControl, name) ? this.cacheControl[name] : fn.cacheControl;
+    const entry = { name, fn, cacheControl: typeof header === 'string' ? header : undefined };
+    this.functions.set(name, entry);
+    this.statusBody = null;
+    return entry;
+  }
+
+  serializableConfig() {
+    const config = super.serializableConfig();
+    if (config.functions) config.functions = Array.from(this.functions.keys());
+    return config;
+  }
+
+  route(req, res) {
+    const url = req.url;
+    if (url.startsWith(FUNCTION_PREFIX)) {
+      this.routeFunction(req, res, url);
+    } else if (url === '/status' || url.startsWith('/status?')) {
+      if (req.method === 'GET' || req.method === 'HEAD') this.sendStatus(req, res);
+      else this.send(req, res, 405, 'Method not allowed: use GET /status');
+    } else {
+      this.notFound(req, res);
+    }
+  }
+
+  routeFunction(req, res, url) {
+    const query = url.indexOf('?', FUNCTION_PREFIX.length);
+    let name = query === -1 ? url.slice(FUNCTION_PREFIX.length) : url.slice(FUNCTION_PREFIX.length, query);
+    if (name.includes('%')) {
+      try {
+        name = decodeURIComponent(name);
+      } catch {
+        this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
+        return;
+      }
+    }
+    const entry = this.functions.get(name);
+    if (entry === undefined) {
+      this.send(req, res, 404, `Not found. Unknown function "${name}"`);
+      return;
+    }
+    if (req.method !== 'POST') {
+      this.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
+      return;
+    }
+    this.readJson(req, new FunctionCall(this, entry, req, res));
+  }
+}
+
+module.exports = { Host };

@@ -1,0 +1,182 @@
+'use strict';
+
+// Log lines go to the console (info/warn on stdout, error on stderr, like
+// js-host 0.11's winston console transport) and to an optional logfile (`-l`).
+//
+// Every request logs a line, so writing must stay off the hot path: lines are
+// appended to strings and written at most every FLUSH_INTERVAL_MS, the console
+// in one write (synchronous for files and pipes in Node), the logfile through
+// an fs.WriteStream (asynchronous). Under load a write then carries hundreds of
+// lines instead of one. What is pending when the process exits is written
+// synchronously (flushSync, from the CLI's 'exit' handler).
+
+const fs = require('node:fs');
+
+// Log lines reach the console and the logfile within this delay.
+const FLUSH_INTERVAL_MS = 20;
+
+let lastMs = 0;
+let lastStamp = '';
+
+function timestamp() {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastStamp = new Date(now).toISOString();
+  }
+  return lastStamp;
+}
+
+class Logger {
+  /**
+   * @param {object} [options]
+   * @param {boolean} [options.console=true] write to stdout/stderr
+   * @param {object} [options.custom] an object with info/warn/error methods
+   *   (config.logger) that replaces the console
+   * @param {boolean} [options.holdConsole=false] keep console lines until
+   *   releaseConsole(): `--json` must print the status line first
+   */
+  constructor({ console = true, custom = null, holdConsole = false } = {}) {
+    this.console = console && !custom;
+    this.custom = custom;
+    this.holdConsole = holdConsole;
+    this.file = null;
+    this.filePath = null;
+    this.out = '';
+    this.err = '';
+    this.fileBuffer = '';
+    this.scheduled = false;
+    this.flushBound = () => this.flush();
+  }
+
+  /** Also write every line to `path` (appended). */
+  addFile(path) {
+    this.filePath = path;
+    this.file = fs.createWriteStream(path, { flags: 'a' });
+    this.file.on('error', (err) => {
+      this.file = null;
+      process.stderr.write(`js-host: cannot write to logfile ${path}: ${err.message}\n`);
+    });
+  }
+
+  /** Stop writing to the console (the logfile keeps everything). */
+  disableConsole() {
+    this.flush();
+    this.console = false;
+    this.out = '';
+    this.err = '';
+  }
+
+  releaseConsole() {
+    this.holdConsole = false;
+    this.schedule();
+  }
+
+  info(message) {
+    this.write('info', message);
+  }
+
+  warn(message) {
+    this.write('warn', message);
+  }
+
+  error(message) {
+    this.write('error', message);
+  }
+
+  write(level, message) {
+    if (this.custom !== null) {
+      const method = typeof this.custom[level] === 'function' ? level : 'info';
+      this.custom[method](message);
+      if (this.file === null) return;
+    }
+    const line = `${timestamp()} - ${level}: ${message}\n`;
+    if (this.console) {
+      if (level === 'error') this.err += line;
+      else this.out += line;
+    }
+    if (this.file !== null) this.fileBuffer += line;
+    this.schedule();
+  }
+
+  schedule() {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(this.flushBound, FLUSH_INTERVAL_MS).unref();
+    }
+  }
+
+  flush() {
+    this.scheduled = false;
+    if (!this.holdConsole) {
+      if (this.out !== '') {
+        const out = this.out;
+        this.out = '';
+        writeConsole(process.stdout, out);
+      }
+      if (this.err !== '') {
+        const err = this.err;
+        this.err = '';
+        writeConsole(process.stderr, err);
+      }
+    }
+    if (this.fileBuffer !== '' && this.file !== null) {
+      const data = this.fileBuffer;
+      this.fileBuffer = '';
+      this.file.write(data);
+    }
+  }
+
+  /** Write what is pending synchronously: the process is about to exit. */
+  flushSync() {
+    this.scheduled = false;
+    try {
+      if (this.out !== '') fs.writeSync(1, this.out);
+      if (this.err !== '') fs.writeSync(2, this.err);
+    } catch {
+      // The console may be gone (closed pipe); the logfile matters more.
+    }
+    this.out = '';
+    this.err = '';
+    if (this.fileBuffer !== '' && this.filePath !== null) {
+      try {
+        fs.appendFileSync(this.filePath, this.fileBuffer);
+      } catch {
+        // Nothing left to report it to.
+      }
+    }
+    this.fileBuffer = '';
+  }
+
+  /** Flush and close the logfile; `callback` runs once it is written. */
+  close(callback) {
+    this.flush();
+    if (this.file === null) {
+      setImmediate(callback);
+      return;
+    }
+    const file = this.file;
+    this.file = null;
+    file.end(callback);
+  }
+}
+
+function writeConsole(stream, data) {
+  if (stream.destroyed) return;
+  stream.write(data);
+}
+
+// A console that went away (the reading end of a pipe closed) must not crash
+// the process: the logfile still gets every line.
+function ignoreConsoleErrors() {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', () => {});
+  }
+}
+
+/** A logger that writes nothing (config `silent: true`). */
+function createSilent() {
+  return new Logger({ console: false });
+}
+
+module.exports = { Logger, createSilent, ignoreConsoleErrors };

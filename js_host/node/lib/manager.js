@@ -1,0 +1,433 @@
+'use strict';
+
+// The development manager: starts one host per config file on demand, counts
+// the connections of its clients, stops a host `disconnectTimeout` ms after its
+// last connection closed, and asks to exit once it has no host left. HTTP API
+// (all POST with a JSON body {"config": "<absolute path>"}, except GET /status):
+//   /status  /manager/stop
+//   /host/start  /host/stop  /host/restart  /host/status  /host/connect
+//   /host/disconnect (also {"connection": id})
+// Same answers as js-host 0.11, plus: loopback only, a bearer secret on every
+// request, crashed hosts are forgotten (and logged; /host/restart brings one back
+// on its port), a host that fails to start gets a 500 with the end of its logfile.
+
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const { ConfigError } = require('./config');
+const { managedHostLogfile } = require('./runtime');
+const { createBearerCheck, isLoopbackAddress } = require('./security');
+const { BaseServer, CallbackReader, rawHeader } = require('./server');
+
+const BIN = path.join(__dirname, '..', 'bin', 'js-host.js');
+// A config that loads slowly (bundlers) still starts within this.
+const HOST_START_TIMEOUT_MS = 60000;
+// SIGTERM lets a host finish its requests; after this it gets SIGKILL.
+const HOST_STOP_TIMEOUT_MS = 5000;
+const LOG_TAIL_BYTES = 4096;
+
+const HOST_ACTIONS = new Set(['start', 'stop', 'restart', 'status', 'connect', 'disconnect']);
+
+class Manager extends BaseServer {
+  static defaults = {
+    disconnectTimeout: 5 * 1000,
+    stopManagerIfNoConnections: true,
+    ...BaseServer.defaults,
+  };
+
+  /**
+   * @param {object} config
+   * @param {object} [options]
+   * @param {string} [options.runtimeDir] where managed host logfiles go
+   * @param {{secret: string, file: string}} [options.secret] required to serve requests
+   * @param {Function} [options.onExit] called when the manager wants its process to end
+   */
+  constructor(config, options = {}) {
+    super(config, options);
+    if (!isLoopbackAddress(this.config.address)) {
+      throw new ConfigError(
+        `A manager only listens on a loopback address (127.0.0.1, ::1, localhost), not ${JSON.stringify(this.config.address)}: ` +
+          'managers are for development. Run hosts directly in production.',
+      );
+    }
+    const timeout = Number(this.config.disconnectTimeout);
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw new ConfigError(`disconnectTimeout must be a number of milliseconds, not ${JSON.stringify(this.config.disconnectTimeout)}`);
+    }
+    this.disconnectTimeout = timeout;
+    this.runtimeDir = options.runtimeDir || null;
+    this.secretFile = options.secret ? options.secret.file : null;
+    this.isAuthorized = options.secret ? createBearerCheck(options.secret.secret) : () => false;
+    this.onExit = options.onExit || (() => {});
+    this.hosts = new Map(); // config path -> record of the running host
+    this.locks = new Map(); // config path -> promise of the start/stop/restart in progress
+    this.starting = new Set(); // config paths of the hosts being started
+    this.crashed = new Map(); // config path -> record of a host that exited by itself
+    this.children = new Set(); // every host process alive, starting ones included
+    this.stopping = false;
+  }
+
+  route(req, res) {
+    if (!this.isAuthorized(rawHeader(req, 'authorization'))) {
+      this.send(
+        req,
+        res,
+        401,
+        `Unauthorized: requests to the js-host manager need the header "Authorization: Bearer <secret>", ` +
+          `where <secret> is the content of ${this.secretFile}`,
+      );
+      return;
+    }
+    const query = req.url.indexOf('?');
+    const pathname = query === -1 ? req.url : req.url.slice(0, query);
+    if (pathname === '/status') {
+      this.sendStatus(req, res);
+      return;
+    }
+    if (req.method !== 'POST') {
+      this.notFound(req, res);
+      return;
+    }
+    if (pathname === '/manager/stop') {
+      res.shouldKeepAlive = false;
+      this.send(req, res, 200, 'Stopping...');
+      res.once('finish', () => this.stop(() => this.onExit('stopped by /manager/stop')));
+      return;
+    }
+    const action = pathname.startsWith('/host/') ? pathname.slice(6) : null;
+    if (!HOST_ACTIONS.has(action)) {
+      this.notFound(req, res);
+      return;
+    }
+    this.readJson(req, new CallbackReader(this, req, res, (data) => {
+      const config = data.config;
+      if (!config) {
+        this.send(req, res, 500, 'No `config` data provided');
+      } else if (typeof config !== 'string' || !path.isAbsolute(config)) {
+        this.send(req, res, 400, `Bad request: config must be the absolute path of a config file, not ${JSON.stringify(config)}`);
+      } else {
+        this[`${action}Action`](req, res, config, data);
+      }
+    }));
+  }
+
+  serializeHost(record) {
+    return {
+      output: record.output,
+      logfile: record.logfile,
+      config: record.config,
+      connections: record.connections,
+    };
+  }
+
+  startAction(req, res, config) {
+    // A start that arrives while the same host is starting gets that host
+    // (200), not 'Host already running': both clients asked for the same thing.
+    const joined = this.starting.has(config);
+    this.withLock(config, async () => {
+      const running = this.hosts.get(config);
+      if (running !== undefined) {
+        if (joined) this.sendJson(req, res, 200, this.serializeHost(running));
+        else this.send(req, res, 500, 'Host already running');
+        return;
+      }
+      this.starting.add(config);
+      this.crashed.delete(config);
+      try {
+        const record = await this.startHost(config);
+        this.hosts.set(config, record);
+        this.sendJson(req, res, 200, this.serializeHost(record));
+      } catch (err) {
+        this.logger.error(`Manager: error starting host: ${err.message}`);
+        this.send(req, res, 500, err.message);
+      } finally {
+        this.starting.delete(config);
+      }
+    });
+  }
+
+  stopAction(req, res, config) {
+    this.withLock(config, async () => {
+      const record = this.hosts.get(config);
+      if (record === undefined) {
+        this.send(req, res, 500, `No known host with config: ${config}`);
+        return;
+      }
+      const body = this.serializeHost(record);
+      this.forget(record);
+      await this.stopProcess(record.process);
+      this.logger.info(`Manager: stopped child host with config: ${config}`);
+      this.sendJson(req, res, 200, body);
+    });
+  }
+
+  restartAction(req, res, config) {
+    this.withLock(config, async () => {
+      const old = this.hosts.get(config) || this.crashed.get(config);
+      if (old === undefined) {
+        this.send(req, res, 500, `No known host with config: ${config}`);
+        return;
+      }
+      // The new host keeps the port, the logfile, the connections and a
+      // pending stop of the old one (a crashed one is revived the same way).
+      this.crashed.delete(config);
+      await this.stopProcess(old.process);
+      try {
+        const record = await this.startHost(config, {
+          port: old.port,
+          logfile: old.logfile,
+          connections: old.connections,
+        });
+        record.stopTimer = old.stopTimer;
+        if (old.crashed && record.connections.length === 0) this.scheduleStop(record);
+        this.hosts.set(config, record);
+        this.sendJson(req, res, 200, this.serializeHost(record));
+      } catch (err) {
+        this.forget(old);
+        this.logger.error(`Manager: error restarting host: ${err.message}`);
+        this.send(req, res, 500, err.message);
+      }
+    });
+  }
+
+  statusAction(req, res, config) {
+    const record = this.hosts.get(config);
+    if (record === undefined) this.sendJson(req, res, 200, { started: false });
+    else this.sendJson(req, res, 200, { started: true, host: this.serializeHost(record) });
+  }
+
+  connectAction(req, res, config) {
+    const record = this.hosts.get(config);
+    if (record === undefined) {
+      this.send(req, res, 500, `No known host with config: ${config}`);
+      return;
+    }
+    if (record.stopTimer !== null) {
+      clearTimeout(record.stopTimer);
+      record.stopTimer = null;
+      this.logger.info(`Manager: the host with config ${config} has had its stop timeout cancelled`);
+    }
+    const body = this.serializeHost(record);
+    body.connection = `${Date.now()}-${crypto.randomUUID()}`;
+    record.connections.push(body.connection);
+    this.logger.info(`Manager: connection ${body.connection} opened to host with config ${config}`);
+    this.sendJson(req, res, 200, body);
+  }
+
+  disconnectAction(req, res, config, data) {
+    const connection = data.connection;
+    if (!connection) {
+      this.send(req, res, 500, 'No `connection` data provided');
+      return;
+    }
+    const record = this.hosts.get(config);
+    const body = { started: record !== undefined, config, stopTimeout: null };
+    if (record === undefined) {
+      body.status = 'Host has already stopped';
+    } else {
+      this.logger.info(`Manager: connection ${connection} closed to host with config ${config}`);
+      const index = record.connections.indexOf(connection);
+      if (index !== -1) {
+        record.connections.splice(index, 1);
+        if (record.connections.length === 0) {
+          this.scheduleStop(record);
+          this.logger.info(
+            `Manager: the host with config ${config} no longer has any connections. ` +
+              `Stopping host in ${this.disconnectTimeout}ms`,
+          );
+          body.stopTimeout = this.disconnectTimeout;
+          body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
+        }
+      }
+      if (!body.status) body.status = 'Disconnected';
+    }
+    this.sendJson(req, res, 200, body);
+  }
+
+  scheduleStop(record) {
+    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
+    record.stopTimer = setTimeout(() => this.timedStop(record.config), this.disconnectTimeout);
+  }
+
+  timedStop(config) {
+    this.withLock(config, async () => {
+      const record = this.hosts.get(config);
+      if (record === undefined || record.connections.length > 0) return;
+      this.forget(record);
+      await this.stopProcess(record.process);
+      this.logger.info(`Manager: stopped child host with config: ${config}`);
+    }).then(() => this.exitIfNoHosts());
+  }
+
+  exitIfNoHosts() {
+    if (!this.config.stopManagerIfNoConnections || this.stopping) return;
+    if (this.hosts.size === 0 && this.locks.size === 0) {
+      this.logger.info('Manager: all hosts have stopped. Shutting down manager');
+      this.stop(() => this.onExit('no hosts left'));
+    }
+  }
+
+  /** Run `task` after any start/stop/restart of the same config has finished. */
+  withLock(config, task) {
+    const previous = this.locks.get(config) || Promise.resolve();
+    const current = previous.then(task).catch((err) => {
+      this.logger.error(`Manager: ${err.stack}`);
+    });
+    this.locks.set(config, current);
+    return current.then(() => {
+      if (this.locks.get(config) === current) this.locks.delete(config);
+    });
+  }
+
+  forget(record) {
+    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
+    record.stopTimer = null;
+    record.process.expectedExit = true;
+    if (this.hosts.get(record.config) === record) this.hosts.delete(record.config);
+    this.logger.info(`Manager: removed record of host with config: ${record.config}`);
+  }
+
+  /** Spawn `js-host <config> --port N --json --logfile F`; resolves once it listens. */
+  startHost(config, { port = 0, logfile = null, connections = [] } = {}) {
+    if (this.stopping) return Promise.reject(new Error('The manager is stopping'));
+    const file = logfile || managedHostLogfile(this.runtimeDir, config);
+    this.logger.info(`Manager: starting child host with config: ${config}`);
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, config, '--port', String(port), '--json', '--logfile', file], {
+        // The IPC channel only tells the host when the manager is gone.
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        env: { ...process.env, JS_HOST_MANAGED: '1' },
+      });
+      child.expectedExit = false;
+      this.children.add(child);
+      let settled = false;
+      let stdout = '';
+      let stderr = '';
+
+      const fail = (reason) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (child.exitCode === null && child.signalCode === null) {
+          child.expectedExit = true;
+          child.kill('SIGKILL');
+        }
+        reject(new Error(`Host with config ${config} failed to start: ${reason}.\n${logTail(file, stderr)}`));
+      };
+      const timer = setTimeout(() => fail(`no status within ${HOST_START_TIMEOUT_MS}ms`), HOST_START_TIMEOUT_MS);
+
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk) => {
+        if (settled) return;
+        stdout += chunk;
+        const newline = stdout.indexOf('\n');
+        if (newline === -1) return;
+        const line = stdout.slice(0, newline);
+        let status;
+        try {
+          status = JSON.parse(line);
+        } catch {
+          status = null;
+        }
+        if (status === null || status.type !== 'Host' || !status.config) {
+          fail(`unexpected output ${JSON.stringify(line.slice(0, 200))}`);
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        const record = {
+          output: `${line}\n`,
+          config,
+          process: child,
+          logfile: file,
+          connections,
+          port: status.config.port,
+          stopTimer: null,
+        };
+        child.on('exit', (code, signal) => this.onHostExit(record, code, signal));
+        this.logger.info(`Manager: started host with config ${config} at ${status.config.address}:${status.config.port}`);
+        resolve(record);
+      });
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk) => {
+        stderr = (stderr + chunk).slice(-LOG_TAIL_BYTES);
+      });
+      child.on('error', (err) => fail(err.message));
+      child.on('exit', (code, signal) => {
+        this.children.delete(child);
+        fail(`it exited (${describeExit(code, signal)}) before listening`);
+      });
+    });
+  }
+
+  onHostExit(record, code, signal) {
+    if (record.process.expectedExit) return;
+    this.forget(record);
+    // Remembered for /host/restart: a crashed host comes back on its port.
+    record.crashed = true;
+    this.crashed.set(record.config, record);
+    this.logger.error(
+      `Manager: the host with config ${record.config} exited unexpectedly (${describeExit(code, signal)}). ` +
+        `${logTail(record.logfile, '')}`,
+    );
+  }
+
+  /** SIGTERM, then SIGKILL after HOST_STOP_TIMEOUT_MS; resolves once it exited. */
+  stopProcess(child) {
+    child.expectedExit = true;
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), HOST_STOP_TIMEOUT_MS);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+
+  /** Stop every host, then close the server; `callback` once all is done. */
+  stop(callback) {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const record of this.hosts.values()) {
+      if (record.stopTimer !== null) clearTimeout(record.stopTimer);
+    }
+    this.hosts.clear();
+    const children = Array.from(this.children);
+    if (children.length > 0) this.logger.info(`Manager: stopping ${children.length} host(s)...`);
+    Promise.all(children.map((child) => this.stopProcess(child))).then(() => {
+      this.logger.info('Manager: stopping process...');
+      this.close(callback);
+    });
+  }
+}
+
+function describeExit(code, signal) {
+  return signal ? `signal ${signal}` : `exit code ${code}`;
+}
+
+/** The last lines of a host's logfile (or of its stderr when the logfile is empty). */
+function logTail(file, stderr) {
+  let text = '';
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const length = Math.min(size, LOG_TAIL_BYTES);
+      const buffer = Buffer.alloc(length);
+      fs.readSync(fd, buffer, 0, length, size - length);
+      text = buffer.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    // No logfile yet: stderr is all there is.
+  }
+  if (text.trim() === '') text = stderr;
+  if (text.trim() === '') return `Its logfile ${file} is empty.`;
+  return `End of its logfile ${file}:\n${text}`;
+}
+
+module.exports = { Manager };

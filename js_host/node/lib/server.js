@@ -1,0 +1,324 @@
+'use strict';
+
+// What the host and the manager share: config with defaults, /status, a plain
+// node:http server (no middleware chain), JSON bodies with a size limit, one
+// send() for every response (it also writes the request log line), the Host
+// header check, and a graceful close.
+
+const http = require('node:http');
+const { performance } = require('node:perf_hooks');
+const { parseBytes } = require('./bytes');
+const { ConfigError, withDefaults, serializableConfig } = require('./config');
+const { Logger, createSilent } = require('./logger');
+const { createHostCheck } = require('./security');
+const version = require('./version');
+
+const TEXT = 'text/plain; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+// How long to keep reading (and discarding) an oversized body before the 413.
+const DRAIN_AFTER_413_MS = 5000;
+
+class BaseServer {
+  /**
+   * @param {object} config the user's config (not modified)
+   * @param {object} [options]
+   * @param {Logger} [options.logger] defaults to one built from config.logger/silent
+   * @param {number} [options.port] overrides config.port (the CLI's --port)
+   */
+  constructor(config, { logger, port } = {}) {
+    this.config = withDefaults(config || {}, this.constructor.defaults);
+    if (port !== undefined) this.config.port = port;
+    this.logger = logger || createLogger(this.config);
+    this.name = this.constructor.name;
+
+    this.bodyLimit = parseBytes(this.config.requestDataLimit);
+    if (this.bodyLimit === null) {
+      throw new ConfigError(
+        `requestDataLimit must be a size such as '10mb' or a number of bytes, not ${JSON.stringify(this.config.requestDataLimit)}`,
+      );
+    }
+    if (typeof this.config.address !== 'string' || this.config.address === '') {
+      throw new ConfigError(`address must be a string such as '127.0.0.1', not ${JSON.stringify(this.config.address)}`);
+    }
+    const portNumber = Number(this.config.port);
+    if (!Number.isInteger(portNumber) || portNumber < 0 || portNumber > 65535 || String(this.config.port).trim() === '') {
+      throw new ConfigError(`port must be a number from 0 to 65535, not ${JSON.stringify(this.config.port)}`);
+    }
+    if (this.config.allowedHosts !== undefined && !Array.isArray(this.config.allowedHosts)) {
+      throw new ConfigError('allowedHosts must be a list of host names');
+    }
+
+    this.hostCheck = createHostCheck(this.config.address, this.config.allowedHosts);
+    this.lastAllowedHost = null;
+    this.closing = false;
+    this.statusBody = null;
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.on('checkContinue', (req, res) => this.checkContinue(req, res));
+  }
+
+  static defaults = {
+    address: '127.0.0.1',
+    // A string, as in js-host 0.11: /status shows "port": "9009" unless set.
+    port: '9009',
+    logger: null,
+    silent: false,
+    outputOnListen: true,
+    requestDataLimit: '10mb',
+  };
+
+  getStatus() {
+    return { type: this.name, version, config: this.serializableConfig() };
+  }
+
+  serializableConfig() {
+    return serializableConfig(this.config);
+  }
+
+  /** The /status body, computed once (and again after a change). */
+  statusJson() {
+    if (this.statusBody === null) this.statusBody = JSON.stringify(this.getStatus());
+    return this.statusBody;
+  }
+
+  getAddress() {
+    return `${this.config.address}:${this.config.port}`;
+  }
+
+  getUrl() {
+    return `http://${this.getAddress()}`;
+  }
+
+  /** Listen; `callback(err)` once listening (port 0 -> the real port in config). */
+  listen(callback) {
+    const onError = (err) => {
+      this.server.removeListener('listening', onListening);
+      callback(err);
+    };
+    const onListening = () => {
+      this.server.removeListener('error', onError);
+      if (String(this.config.port) === '0') this.config.port = this.server.address().port;
+      this.statusBody = null;
+      callback(null);
+    };
+    this.server.once('error', onError);
+    this.server.once('listening', onListening);
+    this.server.listen(Number(this.config.port), this.config.address);
+  }
+
+  /**
+   * Stop accepting connections, let in-flight requests finish, then call
+   * `callback`. Idle keep-alive connections are closed at once; busy ones
+   * after their response (send() adds `Connection: close`).
+   */
+  close(callback) {
+    if (this.closing) return;
+    this.closing = true;
+    this.logger.info(`${this.name}: closing`);
+    this.server.close(() => callback && callback());
+    this.server.closeIdleConnections();
+  }
+
+  handle(req, res) {
+    res.jsHostStart = performance.now();
+    if (this.hostCheck !== null) {
+      const host = rawHeader(req, 'host');
+      // Clients send the same Host header every time: remember the last good one.
+      if (host !== undefined && host !== this.lastAllowedHost) {
+        if (!this.hostCheck(host)) {
+          this.send(
+            req,
+            res,
+            403,
+            `Forbidden: this ${this.name} only answers requests addressed to localhost, 127.x.x.x or [::1] ` +
+              `(protection against DNS rebinding), not to Host ${JSON.stringify(host)}. ` +
+              'Add the name to the config\'s "allowedHosts" list to allow it.',
+          );
+          return;
+        }
+        this.lastAllowedHost = host;
+      }
+    }
+    this.route(req, res);
+  }
+
+  // eslint-disable-next-line no-unused-vars
+  route(req, res) {
+    this.notFound(req, res);
+  }
+
+  notFound(req, res) {
+    this.send(req, res, 404, `Not found: ${req.method} ${req.url}`);
+  }
+
+  sendStatus(req, res) {
+    this.send(req, res, 200, this.statusJson(), JSON_TYPE);
+  }
+
+  /**
+   * Read a JSON object body, then `reader.onBody(data)`. Bad bodies are
+   * answered here: invalid JSON or not an object -> 400, over requestDataLimit
+   * -> 413. An empty body is {}. `reader` is a BodyReader: the request's state
+   * lives in it, so that no closure is created per request.
+   */
+  readJson(req, reader) {
+    req[kReader] = reader;
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    const declared = rawHeader(req, 'content-length');
+    if (declared !== undefined && Number(declared) > this.bodyLimit) this.tooLarge(reader);
+  }
+
+  /**
+   * The body is over requestDataLimit: buffer nothing more, and answer 413
+   * once the client has sent it all (read and discarded), so that the client
+   * reads the answer instead of a reset; one that keeps sending for more than
+   * DRAIN_AFTER_413_MS gets the answer then, and the connection is closed.
+   */
+  tooLarge(reader) {
+    reader.failed = true;
+    reader.first = reader.chunks = null;
+    reader.drainTimer = setTimeout(() => {
+      const { res } = reader;
+      this.sendTooLarge(reader.req, res);
+      if (res.writableFinished) res.socket?.destroy();
+      else res.once('finish', () => res.socket?.destroy());
+    }, DRAIN_AFTER_413_MS);
+  }
+
+  sendTooLarge(req, res) {
+    if (res.headersSent) return;
+    this.send(req, res, 413, `Payload too large: the body is over the requestDataLimit of ${this.config.requestDataLimit}`);
+  }
+
+  // `Expect: 100-continue` (curl sends it for big bodies): refuse an oversized
+  // body before the client sends it.
+  checkContinue(req, res) {
+    const declared = rawHeader(req, 'content-length');
+    if (declared !== undefined && Number(declared) > this.bodyLimit) {
+      res.jsHostStart = performance.now();
+      this.sendTooLarge(req, res);
+      return;
+    }
+    res.writeContinue();
+    this.handle(req, res);
+  }
+
+  /** Every response goes through here: headers, body, and the log line. */
+  send(req, res, status, body, type = TEXT, cacheControl = undefined) {
+    if (res.headersSent) {
+      this.logger.error(`${this.name}: ${req.method} ${req.url}: response already sent, cannot send ${status}`);
+      return;
+    }
+    const headers = ['Content-Type', type, 'Content-Length', Buffer.byteLength(body)];
+    if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
+    if (this.closing) headers.push('Connection', 'close');
+    res.writeHead(status, headers);
+    res.end(body);
+    const ms = (performance.now() - res.jsHostStart).toFixed(2);
+    this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
+  }
+
+  sendJson(req, res, status, value) {
+    this.send(req, res, status, JSON.stringify(value), JSON_TYPE);
+  }
+}
+
+const kReader = Symbol('js-host.reader');
+
+/** A request body being read; subclasses implement onBody(data). */
+class BodyReader {
+  constructor(server, req, res) {
+    this.server = server;
+    this.req = req;
+    this.res = res;
+    this.first = null;
+    this.chunks = null;
+    this.size = 0;
+    this.failed = false;
+    this.drainTimer = null;
+  }
+
+  // eslint-disable-next-line no-unused-vars
+  onBody(data) {}
+}
+
+/** A BodyReader that hands the data to a function. */
+class CallbackReader extends BodyReader {
+  constructor(server, req, res, callback) {
+    super(server, req, res);
+    this.callback = callback;
+  }
+
+  onBody(data) {
+    this.callback(data);
+  }
+}
+
+// The 'data'/'end'/'error' listeners of every request (`this` is the request).
+function onData(chunk) {
+  const reader = this[kReader];
+  if (reader.failed) return;
+  reader.size += chunk.length;
+  if (reader.size > reader.server.bodyLimit) {
+    reader.server.tooLarge(reader);
+  } else if (reader.first === null) {
+    reader.first = chunk;
+  } else {
+    if (reader.chunks === null) reader.chunks = [reader.first];
+    reader.chunks.push(chunk);
+  }
+}
+
+function onEnd() {
+  const reader = this[kReader];
+  if (reader.drainTimer !== null) {
+    clearTimeout(reader.drainTimer);
+    reader.server.sendTooLarge(this, reader.res);
+    return;
+  }
+  if (reader.failed) return;
+  const { server, res } = reader;
+  let data;
+  if (reader.size === 0) {
+    data = {};
+  } else {
+    const body = reader.chunks === null ? reader.first : Buffer.concat(reader.chunks, reader.size);
+    reader.first = reader.chunks = null;
+    try {
+      data = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      server.send(this, res, 400, `Bad request: the body is not valid JSON (${err.message})`);
+      return;
+    }
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      server.send(this, res, 400, 'Bad request: the body must be a JSON object');
+      return;
+    }
+  }
+  reader.onBody(data);
+}
+
+function onError() {
+  this[kReader].failed = true;
+}
+
+/** A request header by lower-case name, read without building req.headers. */
+function rawHeader(req, name) {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i];
+    if (key.length === name.length && key.toLowerCase() === name) return raw[i + 1];
+  }
+  return undefined;
+}
+
+/** The logger a config asks for: its own `logger`, none (`silent`) or the console. */
+function createLogger(config, options = {}) {
+  if (config.logger) return new Logger({ ...options, custom: config.logger });
+  if (config.silent) return createSilent();
+  return new Logger(options);
+}
+
+module.exports = { BaseServer, BodyReader, CallbackReader, createLogger, rawHeader, TEXT, JSON_TYPE };

@@ -1,0 +1,189 @@
+'use strict';
+
+// The CLI: js-host 0.11's outputs, clear one-line errors for bad configs,
+// --detached, graceful shutdown on signals.
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { describe, test } = require('node:test');
+const {
+  FIXTURES,
+  runCli,
+  startServer,
+  request,
+  call,
+  tempRuntimeDir,
+  waitClosed,
+  sleep,
+} = require('./helpers');
+
+const CONFIG = path.join(FIXTURES, 'host.config.js');
+
+function writeConfig(t, name, text) {
+  const file = path.join(tempRuntimeDir(t), name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+describe('cli outputs', () => {
+  test('--config prints the status JSON, in js-host 0.11 key order', (t) => {
+    const config = writeConfig(t, 'a.config.js', 'module.exports = {functions: {b: (d, cb) => cb(null, 1)}, extra: 1};');
+    const result = runCli([config, '--config']);
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    assert.equal(
+      result.stdout,
+      '{"type":"Host","version":"1.0.0","config":{"functions":["b"],"extra":1,"address":"127.0.0.1","port":"9009","requestDataLimit":"10mb"}}\n',
+    );
+    const withPort = JSON.parse(runCli([config, '-c', '-p', '1234']).stdout);
+    assert.deepEqual(Object.keys(withPort.config), ['functions', 'extra', 'address', 'port', 'requestDataLimit']);
+    assert.equal(withPort.config.port, 1234);
+    const manager = JSON.parse(runCli([config, '--config', '--manager']).stdout);
+    assert.equal(manager.type, 'Manager');
+  });
+
+  test('a config without functions reports functions: null; its port comes first', (t) => {
+    const config = writeConfig(t, 'b.config.js', 'module.exports = {port: 9321};');
+    const status = JSON.parse(runCli([config, '-c']).stdout);
+    assert.deepEqual(status.config, { port: 9321, functions: null, address: '127.0.0.1', requestDataLimit: '10mb' });
+  });
+
+  test('-v, -h, usage errors', () => {
+    assert.equal(runCli(['-v']).stdout, '1.0.0\n');
+    assert.equal(runCli(['--version']).stdout, '1.0.0\n');
+    const help = runCli(['-h']);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--detached/);
+    const none = runCli([]);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /Not enough non-option arguments/);
+    const unknown = runCli([CONFIG, '--bogus']);
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /Unknown argument: --bogus/);
+    const badPort = runCli([CONFIG, '-c', '--port', 'abc']);
+    assert.equal(badPort.status, 1);
+  });
+
+  test('--json prints one status line with the real port', async (t) => {
+    const host = await startServer(t, CONFIG);
+    assert.notEqual(host.port, 0);
+    assert.equal(host.stdout.split('\n')[0], JSON.stringify(host.status));
+    const res = await request(`${host.url}/status`);
+    assert.equal(res.body, JSON.stringify(host.status));
+  });
+});
+
+describe('bad configs: exit 1, one line on stderr naming the file', () => {
+  const cases = {
+    'missing file': [null, /Config file not found: .*missing\.config\.js/],
+    'syntax error': ['module.exports = {\n  functions: {\n    a: function( {\n}}', /Syntax error in config file .*bad\.config\.js line 4: /],
+    'not an object': ['module.exports = 42;', /Config file does not export an object: .*bad\.config\.js/],
+    'no exports': ['var x = 1;', /does not export an object .*bad\.config\.js/],
+    'throws': ['throw new Error("no way");', /Error loading config file .*bad\.config\.js line 1: no way/],
+    'bad function': ['module.exports = {functions: {a: 1}};', /Function handlers must be functions: "a"/],
+    'bad requestDataLimit': ['module.exports = {requestDataLimit: "lots"};', /requestDataLimit/],
+  };
+  for (const [name, [text, pattern]] of Object.entries(cases)) {
+    test(name, (t) => {
+      const dir = tempRuntimeDir(t);
+      const file = path.join(dir, text === null ? 'missing.config.js' : 'bad.config.js');
+      if (text !== null) fs.writeFileSync(file, text);
+      for (const args of [[file], [file, '--config'], [file, '--json', '-p', '0']]) {
+        const result = runCli(args, { runtimeDir: dir });
+        assert.equal(result.status, 1);
+        assert.equal(result.stdout, '');
+        assert.match(result.stderr, pattern);
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      }
+    });
+  }
+
+  test('the error also goes to the logfile', (t) => {
+    const dir = tempRuntimeDir(t);
+    const file = path.join(dir, 'bad.config.js');
+    fs.writeFileSync(file, 'module.exports = {');
+    const logfile = path.join(dir, 'out.log');
+    runCli([file, '--json', '-l', logfile], { runtimeDir: dir });
+    assert.match(fs.readFileSync(logfile, 'utf8'), /Syntax error in config file/);
+  });
+
+  test('a port in use: exit 1, EADDRINUSE on stderr', async (t) => {
+    const host = await startServer(t, CONFIG);
+    const result = runCli([CONFIG, '--json', '-p', String(host.port)]);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /EADDRINUSE/);
+  });
+});
+
+describe('signals', () => {
+  test('SIGTERM finishes in-flight requests, then exits 0', async (t) => {
+    const host = await startServer(t, CONFIG);
+    const pending = call(host, 'slow', { ms: 300 });
+    await sleep(100);
+    host.kill('SIGTERM');
+    const res = await pending;
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'slow done');
+    assert.deepEqual(await host.exited, { code: 0, signal: null });
+  });
+
+  test('SIGINT on an idle host exits 0 at once', async (t) => {
+    const host = await startServer(t, CONFIG);
+    await call(host, 'hello');
+    host.kill('SIGINT');
+    assert.deepEqual(await host.exited, { code: 0, signal: null });
+  });
+
+  test('a second signal exits 1 at once', async (t) => {
+    const config = writeConfig(t, 'hang.config.js', 'module.exports = {functionTimeout: 0, functions: {never: () => {}}};');
+    const host = await startServer(t, config);
+    const pending = call(host, 'never').catch((err) => err);
+    await sleep(100);
+    host.kill('SIGTERM');
+    await sleep(100);
+    host.kill('SIGTERM');
+    assert.deepEqual(await host.exited, { code: 1, signal: null });
+    await pending;
+  });
+});
+
+describe('--detached', () => {
+  test('prints the status of a detached copy once it listens', async (t) => {
+    const dir = tempRuntimeDir(t);
+    const result = runCli([path.join(FIXTURES, 'manager.config.js'), '--manager', '--detached', '-p', '0'], {
+      runtimeDir: dir,
+    });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    const status = JSON.parse(result.stdout);
+    assert.equal(status.type, 'Manager');
+    assert.notEqual(status.config.port, 0);
+    const url = `http://127.0.0.1:${status.config.port}`;
+    const secret = fs.readFileSync(path.join(dir, 'manager.secret'), 'utf8');
+    const headers = { authorization: `Bearer ${secret}` };
+    t.after(() => request(`${url}/manager/stop`, { method: 'POST', headers }).catch(() => {}));
+    const res = await request(`${url}/status`, { headers });
+    assert.deepEqual(JSON.parse(res.body), status);
+    await request(`${url}/manager/stop`, { method: 'POST', headers });
+    await waitClosed(status.config.port);
+  });
+
+  test('a detached copy that fails reports on stderr and exits 1', (t) => {
+    const dir = tempRuntimeDir(t);
+    const config = path.join(dir, 'throws-later.config.js');
+    // Loads fine in the parent, fails in the copy (the marker file exists then).
+    const marker = path.join(dir, 'loaded-once');
+    fs.writeFileSync(
+      config,
+      `const fs = require('fs');
+       if (fs.existsSync(${JSON.stringify(marker)})) throw new Error('second load fails');
+       fs.writeFileSync(${JSON.stringify(marker)}, '');
+       module.exports = {functions: {}};`,
+    );
+    const result = runCli([config, '--detached', '-p', '0'], { runtimeDir: dir });
+    assert.equal(result.status, 1);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /second load fails/);
+  });
+});

@@ -1,0 +1,287 @@
+'use strict';
+
+// The manager: js-host 0.11's endpoints and JSON shapes, the connection
+// lifecycle, and what we add (secret, Host check, crash handling, start
+// failures with the end of the logfile).
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { describe, test } = require('node:test');
+const {
+  FIXTURES,
+  runCli,
+  startServer,
+  request,
+  tempRuntimeDir,
+  waitClosed,
+  waitFor,
+  isAlive,
+} = require('./helpers');
+
+const CONFIG = path.join(FIXTURES, 'manager.config.js');
+const HOST_CONFIG = path.join(FIXTURES, 'host.config.js');
+
+async function startManager(t, args = []) {
+  const runtimeDir = tempRuntimeDir(t);
+  const manager = await startServer(t, CONFIG, ['--manager', ...args], { runtimeDir });
+  manager.runtimeDir = runtimeDir;
+  manager.secretFile = path.join(runtimeDir, 'manager.secret');
+  manager.secret = fs.readFileSync(manager.secretFile, 'utf8');
+  manager.post = async (endpoint, data) => {
+    const res = await request(`${manager.url}/${endpoint}`, {
+      method: 'POST',
+      json: data,
+      headers: { authorization: `Bearer ${manager.secret}` },
+    });
+    const type = res.headers['content-type'] || '';
+    return { ...res, json: type.startsWith('application/json') ? JSON.parse(res.body) : undefined };
+  };
+  return manager;
+}
+
+function hostUrl(hostRecord) {
+  const status = JSON.parse(hostRecord.output);
+  return `http://127.0.0.1:${status.config.port}`;
+}
+
+async function hostPid(hostRecord) {
+  const res = await request(`${hostUrl(hostRecord)}/function/pid`, { method: 'POST', json: {} });
+  return Number(res.body);
+}
+
+describe('manager security', () => {
+  test('creates the secret (0600, 64 hex) and requires it on every request', async (t) => {
+    const manager = await startManager(t);
+    assert.match(manager.secret, /^[0-9a-f]{64}$/);
+    assert.equal(fs.statSync(manager.secretFile).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(manager.runtimeDir).mode & 0o777, 0o700);
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: manager.secret }]) {
+      const res = await request(`${manager.url}/status`, { headers });
+      assert.equal(res.status, 401);
+      assert.ok(res.body.includes(manager.secretFile), res.body);
+    }
+    const res = await request(`${manager.url}/host/start`, { method: 'POST', json: { config: CONFIG } });
+    assert.equal(res.status, 401);
+    const ok = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${manager.secret}` } });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(JSON.parse(ok.body), manager.status);
+    assert.equal(manager.status.type, 'Manager');
+    assert.ok(!('disconnectTimeout' in manager.status.config));
+  });
+
+  test('checks the Host header', async (t) => {
+    const manager = await startManager(t);
+    const headers = { authorization: `Bearer ${manager.secret}`, host: 'rebound.evil.test' };
+    const res = await request(`${manager.url}/status`, { headers });
+    assert.equal(res.status, 403);
+  });
+
+  test('reuses an existing secret', async (t) => {
+    const dir = tempRuntimeDir(t);
+    const secret = 'ab'.repeat(32);
+    fs.writeFileSync(path.join(dir, 'manager.secret'), secret, { mode: 0o600 });
+    const manager = await startServer(t, CONFIG, ['--manager'], { runtimeDir: dir });
+    const res = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}` } });
+    assert.equal(res.status, 200);
+  });
+
+  test('refuses a runtime dir that others can read, and a non-loopback address', (t) => {
+    const dir = tempRuntimeDir(t);
+    fs.chmodSync(dir, 0o755);
+    const result = runCli([CONFIG, '--manager', '--json', '-p', '0'], { runtimeDir: dir });
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /accessible by other users .*chmod 700/);
+
+    const config = path.join(tempRuntimeDir(t), 'public.config.js');
+    fs.writeFileSync(config, "module.exports = {address: '0.0.0.0'};");
+    const open = runCli([config, '--manager', '--json', '-p', '0'], { runtimeDir: tempRuntimeDir(t) });
+    assert.equal(open.status, 1);
+    assert.match(open.stderr, /loopback/);
+  });
+});
+
+describe('manager endpoints', () => {
+  test('start, status, connect, restart, disconnect, stop: js-host 0.11 shapes', async (t) => {
+    const manager = await startManager(t);
+    assert.deepEqual((await manager.post('host/status', { config: CONFIG })).json, { started: false });
+
+    const started = await manager.post('host/start', { config: CONFIG });
+    assert.equal(started.status, 200, started.body);
+    assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections']);
+    assert.equal(started.json.config, CONFIG);
+    assert.deepEqual(started.json.connections, []);
+    assert.ok(started.json.output.endsWith('\n'));
+    const hostStatus = JSON.parse(started.json.output);
+    assert.equal(hostStatus.type, 'Host');
+    assert.notEqual(hostStatus.config.port, 0);
+    assert.equal(path.dirname(started.json.logfile), manager.runtimeDir);
+    const live = await request(`${hostUrl(started.json)}/status`);
+    assert.equal(live.body, started.json.output.trim());
+
+    const again = await manager.post('host/start', { config: CONFIG });
+    assert.equal(again.status, 500);
+    assert.equal(again.body, 'Host already running');
+
+    const status = await manager.post('host/status', { config: CONFIG });
+    assert.deepEqual(status.json, { started: true, host: started.json });
+
+    const connected = await manager.post('host/connect', { config: CONFIG });
+    assert.match(connected.json.connection, /^\d+-[0-9a-f-]{36}$/);
+    assert.deepEqual(connected.json.connections, [connected.json.connection]);
+
+    const pidBefore = await hostPid(started.json);
+    const restarted = await manager.post('host/restart', { config: CONFIG });
+    assert.equal(restarted.status, 200, restarted.body);
+    assert.equal(JSON.parse(restarted.json.output).config.port, hostStatus.config.port);
+    assert.equal(restarted.json.logfile, started.json.logfile);
+    assert.deepEqual(restarted.json.connections, [connected.json.connection]);
+    const pidAfter = await hostPid(restarted.json);
+    assert.notEqual(pidAfter, pidBefore);
+    assert.ok(!isAlive(pidBefore));
+
+    assert.equal((await manager.post('host/disconnect', { config: CONFIG })).status, 500);
+    const unknownConnection = await manager.post('host/disconnect', { config: CONFIG, connection: 'nope' });
+    assert.deepEqual(unknownConnection.json, { started: true, config: CONFIG, stopTimeout: null, status: 'Disconnected' });
+
+    const stopped = await manager.post('host/stop', { config: CONFIG });
+    assert.equal(stopped.status, 200);
+    assert.deepEqual(Object.keys(stopped.json), ['output', 'logfile', 'config', 'connections']);
+    assert.ok(!isAlive(pidAfter));
+    assert.deepEqual((await manager.post('host/status', { config: CONFIG })).json, { started: false });
+
+    const missing = await manager.post('host/stop', { config: CONFIG });
+    assert.equal(missing.status, 500);
+    assert.equal(missing.body, `No known host with config: ${CONFIG}`);
+    assert.equal((await manager.post('host/restart', { config: CONFIG })).status, 500);
+    assert.equal((await manager.post('host/connect', { config: CONFIG })).status, 500);
+    const gone = await manager.post('host/disconnect', { config: CONFIG, connection: 'x' });
+    assert.deepEqual(gone.json, { started: false, config: CONFIG, stopTimeout: null, status: 'Host has already stopped' });
+  });
+
+  test('concurrent starts of one config: one host, both get it', async (t) => {
+    const manager = await startManager(t);
+    const [a, b] = await Promise.all([
+      manager.post('host/start', { config: CONFIG }),
+      manager.post('host/start', { config: CONFIG }),
+    ]);
+    assert.equal(a.status, 200, a.body);
+    assert.equal(b.status, 200, b.body);
+    assert.equal(a.json.output, b.json.output);
+  });
+
+  test('bad requests', async (t) => {
+    const manager = await startManager(t);
+    let res = await manager.post('host/start', {});
+    assert.equal(res.status, 500);
+    assert.equal(res.body, 'No `config` data provided');
+    res = await manager.post('host/start', { config: 'relative.config.js' });
+    assert.equal(res.status, 400);
+    res = await request(`${manager.url}/host/start`, {
+      method: 'POST',
+      body: '{nope',
+      headers: { authorization: `Bearer ${manager.secret}`, 'content-type': 'application/json' },
+    });
+    assert.equal(res.status, 400);
+    res = await manager.post('host/unknown', { config: CONFIG });
+    assert.equal(res.status, 404);
+  });
+
+  test('a host that fails to start: 500 with the end of its logfile', async (t) => {
+    const manager = await startManager(t);
+    const config = path.join(manager.runtimeDir, 'broken.config.js');
+    fs.writeFileSync(config, 'module.exports = {\n  functions: {\n    a: function( {\n}}');
+    const res = await manager.post('host/start', { config });
+    assert.equal(res.status, 500);
+    assert.match(res.body, /failed to start/);
+    assert.match(res.body, /Syntax error in config file .*broken\.config\.js line 4/);
+    assert.deepEqual((await manager.post('host/status', { config })).json, { started: false });
+    // The manager is still fine.
+    assert.equal((await manager.post('host/start', { config: HOST_CONFIG })).status, 200);
+  });
+
+  test('a crashed host is forgotten; restart brings it back on its port, start anew', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const connection = (await manager.post('host/connect', { config: CONFIG })).json.connection;
+    const crash = async (record) => {
+      const pid = await hostPid(record);
+      await request(`${hostUrl(record)}/function/crash`, { method: 'POST', json: {} });
+      await waitFor(() => !isAlive(pid), 5000, 'the host to crash');
+      await waitFor(async () => !(await manager.post('host/status', { config: CONFIG })).json.started, 5000, 'the manager to notice');
+    };
+    await crash(started.json);
+    assert.match(fs.readFileSync(started.json.logfile, 'utf8'), /Host listening at/);
+
+    const restarted = await manager.post('host/restart', { config: CONFIG });
+    assert.equal(restarted.status, 200, restarted.body);
+    assert.equal(hostUrl(restarted.json), hostUrl(started.json));
+    assert.deepEqual(restarted.json.connections, [connection]);
+    assert.equal((await request(`${hostUrl(restarted.json)}/function/echo`, { method: 'POST', json: { a: 1 } })).body, '{"a":1}');
+
+    await crash(restarted.json);
+    const again = await manager.post('host/start', { config: CONFIG });
+    assert.equal(again.status, 200, again.body);
+    assert.deepEqual(again.json.connections, []);
+  });
+});
+
+describe('manager lifecycle', () => {
+  test('the last disconnect stops the host after disconnectTimeout, then the manager exits', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const pid = await hostPid(started.json);
+    const first = (await manager.post('host/connect', { config: CONFIG })).json.connection;
+    const second = (await manager.post('host/connect', { config: CONFIG })).json.connection;
+    assert.notEqual(first, second);
+
+    let res = await manager.post('host/disconnect', { config: CONFIG, connection: first });
+    assert.deepEqual(res.json, { started: true, config: CONFIG, stopTimeout: null, status: 'Disconnected' });
+    res = await manager.post('host/disconnect', { config: CONFIG, connection: second });
+    assert.deepEqual(res.json, {
+      started: true,
+      config: CONFIG,
+      stopTimeout: 300,
+      status: 'Disconnected. Stopping host in 300ms',
+    });
+    // A new connection within the timeout cancels the stop.
+    const third = (await manager.post('host/connect', { config: CONFIG })).json.connection;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.ok(isAlive(pid));
+    res = await manager.post('host/disconnect', { config: CONFIG, connection: third });
+    assert.equal(res.json.stopTimeout, 300);
+
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('/manager/stop stops the hosts and the manager', async (t) => {
+    const manager = await startManager(t);
+    const a = await manager.post('host/start', { config: CONFIG });
+    const b = await manager.post('host/start', { config: HOST_CONFIG });
+    const pid = await hostPid(a.json);
+    const res = await manager.post('manager/stop', {});
+    assert.equal(res.body, 'Stopping...');
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+    await waitClosed(JSON.parse(b.json.output).config.port);
+  });
+
+  test('SIGTERM stops the hosts too', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const pid = await hostPid(started.json);
+    manager.kill('SIGTERM');
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('hosts exit when their manager is killed', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const pid = await hostPid(started.json);
+    process.kill(manager.child.pid, 'SIGKILL');
+    await manager.exited;
+    await waitFor(() => !isAlive(pid), 5000, 'the orphaned host to exit');
+  });
+});
