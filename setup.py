@@ -26,7 +26,8 @@ setup(
     },
     include_package_data=True,
     zip_safe=False,
-    install_requires=[],
+    # httptools (llhttp) parses the host's responses: the client's hot path.
+    install_requires=["httptools>=0.6"],
     extras_require={
         # The caching reverse proxy, run by gunicorn.
         "proxy": [

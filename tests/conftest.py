@@ -1,5 +1,5 @@
 """Fixtures shared by the whole suite: real Node hosts, and a check that the
-suite leaves no js-host process behind."""
+suite leaves no Node, gunicorn or redis-server process behind."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Callable
 import pytest
 
 from tests.support.processes import IMPLEMENTATIONS, NodeProcess, node_processes
+
+# The client's fixtures (settings reset, managers on free ports) serve several suites.
+pytest_plugins = ["tests.client_fixtures"]
 
 _before: set[int] = set()
 
@@ -28,7 +31,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         left = node_processes() - _before
     if left:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"FAILED: the suite left js-host processes behind: {sorted(left)}", red=True
+            f"FAILED: the suite left processes behind: {sorted(left)}", red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

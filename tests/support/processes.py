@@ -46,8 +46,12 @@ class NodeProcess:
     def start(self, timeout: float = 10.0) -> NodeProcess:
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=NODE_ENV, start_new_session=True,
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=NODE_ENV,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,16 +90,27 @@ class NodeProcess:
             pass
 
 
+def _is_suite_process(argv: list[bytes]) -> bool:
+    """A process the suite may start: a Node host or manager, gunicorn, redis-server."""
+    program = Path(argv[0].decode(errors="replace")).name
+    args = b" ".join(argv)
+    if program.startswith("node"):
+        return b"js-host" in args or b"js_host" in args
+    if program.startswith("python") or program == "gunicorn":
+        return b"gunicorn" in args and b"pytest" not in args
+    return program == "redis-server"
+
+
 def node_processes() -> set[int]:
-    """PIDs of every running process whose command line mentions js-host."""
+    """PIDs of the running Node hosts and managers, gunicorn and redis-server processes."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"js-host" in args and b"pytest" not in args:
+        if argv and argv[0] and _is_suite_process(argv):
             pids.add(int(entry.name))
     return pids

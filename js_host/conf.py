@@ -1,0 +1,244 @@
+"""Settings: ``js_host.conf.settings.configure(**settings)``.
+
+Each ``configure()`` call starts again from the defaults below, validates every
+value (a :class:`~js_host.exceptions.ConfigError` names the bad value and the
+fix; nothing is changed when one is raised), drops the previous default host
+(closing its connection) and, with ``CONNECT_ONCE_CONFIGURED``, connects to the
+host at once so that configuration errors show up at start-up.
+
+Reading a setting before ``configure()`` gives its default; nothing is read
+from the filesystem and nothing is started on import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from . import verbosity
+from .exceptions import ConfigError
+
+#: The host bundled in the Python package (used when BIN_PATH's default does not exist).
+BUNDLED_BIN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bin", "js-host.js")
+
+DEFAULTS: dict[str, Any] = {
+    # The directory that contains node_modules; relative paths below are joined to it.
+    "SOURCE_ROOT": None,  # None: the current directory when configure() is called
+    # The config file of the default host (and of the manager).
+    "CONFIG_FILE": "host.config.js",
+    # Let a manager spawn hosts on demand. Development only.
+    "USE_MANAGER": False,
+    # The node binary: a path, or a name looked up on PATH.
+    "PATH_TO_NODE": "node",
+    # The js-host binary. When this default does not exist, the bundled host is used.
+    "BIN_PATH": os.path.join("node_modules", ".bin", "js-host"),
+    # Seconds a Function waits for its answer before raising FunctionTimeout.
+    "FUNCTION_TIMEOUT": 10.0,
+    # Connect to the host as soon as configure() is called.
+    "CONNECT_ONCE_CONFIGURED": True,
+    # Send requests to this root URL (e.g. a caching proxy) instead of the config's address.
+    "URL_OVERRIDE": None,
+    # How much is shown on the console (js_host.verbosity levels).
+    "VERBOSITY": verbosity.PROCESS_START,
+}
+
+
+class Settings:
+    """The library's settings; see the module docstring."""
+
+    SOURCE_ROOT: str
+    CONFIG_FILE: str
+    USE_MANAGER: bool
+    PATH_TO_NODE: str
+    BIN_PATH: str
+    FUNCTION_TIMEOUT: float
+    CONNECT_ONCE_CONFIGURED: bool
+    URL_OVERRIDE: str | None
+    VERBOSITY: int
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.configured = False
+        self._explicit: frozenset[str] = frozenset()
+        self._apply(dict(DEFAULTS), frozenset())
+
+    def _apply(self, values: dict[str, Any], explicit: frozenset[str]) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._explicit = explicit
+
+    @property
+    def source_root(self) -> str:
+        return self.SOURCE_ROOT if self.SOURCE_ROOT is not None else os.getcwd()
+
+    def configure(self, **settings: Any) -> None:
+        """Validate and apply ``settings`` (over the defaults), then connect if asked."""
+        values = validate(settings)
+        with self._lock:
+            from . import host as host_module
+            from .log import install_console_handler
+
+            self._apply(values, frozenset(settings))
+            self.configured = True
+            install_console_handler(self.VERBOSITY)
+            host_module.reset_default_host()
+        if self.CONNECT_ONCE_CONFIGURED:
+            host_module.get_default_host().connect()
+
+    def reset(self) -> None:
+        """Back to the defaults, unconfigured; the default host is dropped (and disconnected)."""
+        from . import host as host_module
+
+        with self._lock:
+            self._apply(dict(DEFAULTS), frozenset())
+            self.configured = False
+            host_module.reset_default_host()
+
+    # Resolved paths, each raising a ConfigError that says what to do.
+
+    def get_path_to_node(self) -> str:
+        return resolve_node(self.PATH_TO_NODE)
+
+    def get_path_to_bin(self) -> str:
+        return resolve_bin(self.BIN_PATH, self.source_root, explicit="BIN_PATH" in self._explicit)
+
+    def get_config_file(self) -> str:
+        return resolve_config_file(self.CONFIG_FILE, self.source_root)
+
+
+def validate(settings: dict[str, Any]) -> dict[str, Any]:
+    """The complete settings (defaults + ``settings``), or a ConfigError."""
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown js_host setting(s) {', '.join(map(repr, unknown))}. "
+            f"Valid settings: {', '.join(DEFAULTS)}."
+        )
+    values = {**DEFAULTS, **settings}
+
+    root = values["SOURCE_ROOT"]
+    if root is None:
+        root = values["SOURCE_ROOT"] = os.getcwd()
+    if not isinstance(root, (str, os.PathLike)) or not os.path.isdir(root):
+        raise ConfigError(f"SOURCE_ROOT {root!r} is not a directory: set it to your project's directory.")
+    values["SOURCE_ROOT"] = root = os.path.abspath(os.fspath(root))
+
+    for name in ("USE_MANAGER", "CONNECT_ONCE_CONFIGURED"):
+        if not isinstance(values[name], bool):
+            raise ConfigError(f"{name} must be True or False, not {values[name]!r}.")
+
+    timeout = values["FUNCTION_TIMEOUT"]
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError(f"FUNCTION_TIMEOUT must be a positive number of seconds, not {timeout!r}.")
+
+    if isinstance(values["VERBOSITY"], bool) or not isinstance(values["VERBOSITY"], int):
+        raise ConfigError(
+            f"VERBOSITY must be one of the js_host.verbosity levels (an int), not {values['VERBOSITY']!r}."
+        )
+
+    url = values["URL_OVERRIDE"]
+    if url is not None:
+        validate_url_override(url)
+        if values["USE_MANAGER"]:
+            raise ConfigError(
+                f"URL_OVERRIDE ({url!r}) cannot be used with USE_MANAGER=True: managed hosts run where "
+                "the manager puts them. Unset one of them (to move the manager, set `address` and "
+                "`port` in your config file)."
+            )
+
+    if url is None or values["USE_MANAGER"]:
+        resolve_node(values["PATH_TO_NODE"])
+        resolve_bin(values["BIN_PATH"], root, explicit="BIN_PATH" in settings)
+        resolve_config_file(values["CONFIG_FILE"], root)
+    else:
+        # Production through URL_OVERRIDE: the status comes from GET <URL_OVERRIDE>/status,
+        # so neither node nor the config file need to be on this machine.
+        check_path_type("PATH_TO_NODE", values["PATH_TO_NODE"])
+        check_path_type("BIN_PATH", values["BIN_PATH"])
+        check_path_type("CONFIG_FILE", values["CONFIG_FILE"])
+    return values
+
+
+def check_path_type(name: str, value: Any) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a path, not {value!r}.")
+
+
+def validate_url_override(url: Any) -> None:
+    if not isinstance(url, str):
+        raise ConfigError(f"URL_OVERRIDE must be a string such as 'http://127.0.0.1:9009', not {url!r}.")
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(
+            f"URL_OVERRIDE {url!r} is not an http:// URL. Use the form 'http://127.0.0.1:9009' "
+            "(put a TLS-terminating proxy on the other side if you need https)."
+        )
+    if url.endswith("/"):
+        raise ConfigError(f"URL_OVERRIDE {url!r} must not end with a slash: use {url.rstrip('/')!r}.")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"URL_OVERRIDE {url!r} must not have a query or fragment.")
+
+
+def resolve_node(path_to_node: Any) -> str:
+    if not isinstance(path_to_node, (str, os.PathLike)):
+        raise ConfigError(f"PATH_TO_NODE must be a path or a command name, not {path_to_node!r}.")
+    found = shutil.which(os.fspath(path_to_node))
+    if not found:
+        raise ConfigError(
+            f"PATH_TO_NODE {path_to_node!r} is not an executable on this machine. Install Node.js "
+            "(https://nodejs.org) or set PATH_TO_NODE to the node binary's path."
+        )
+    return os.path.abspath(found)
+
+
+def resolve_bin(bin_path: Any, source_root: str, *, explicit: bool) -> str:
+    if not isinstance(bin_path, (str, os.PathLike)):
+        raise ConfigError(f"BIN_PATH must be a path, not {bin_path!r}.")
+    path = os.path.join(source_root, os.fspath(bin_path))
+    if os.path.isfile(path):
+        return os.path.abspath(path)
+    if explicit:
+        raise ConfigError(
+            f"BIN_PATH {path!r} does not exist. Run `npm install js-host@0.11` in {source_root!r}, "
+            "or leave BIN_PATH unset to use the host bundled with the Python package."
+        )
+    if not os.path.isfile(BUNDLED_BIN_PATH):
+        raise ConfigError(
+            f"Neither {path!r} nor the bundled host {BUNDLED_BIN_PATH!r} exists: reinstall js-host, "
+            "or set BIN_PATH."
+        )
+    return BUNDLED_BIN_PATH
+
+
+def config_file_path(config_file: Any, source_root: str) -> str:
+    """The absolute path of ``config_file`` (relative to ``source_root``), which need not exist."""
+    check_path_type("CONFIG_FILE", config_file)
+    return os.path.abspath(os.path.join(source_root, os.fspath(config_file)))
+
+
+def lenient_path(resolve: Callable[[], str], fallback: Any) -> str:
+    """``resolve()``, or ``fallback`` when that path does not exist on this machine.
+
+    For hosts reached through URL_OVERRIDE, which never run node here: their
+    paths only appear in messages.
+    """
+    try:
+        return resolve()
+    except ConfigError:
+        return os.fspath(fallback)
+
+
+def resolve_config_file(config_file: Any, source_root: str) -> str:
+    path = config_file_path(config_file, source_root)
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"Config file {path!r} does not exist. Create it (module.exports = {{functions: {{...}}}}) "
+            "or set CONFIG_FILE (relative paths are joined to SOURCE_ROOT)."
+        )
+    return path
+
+
+settings = Settings()

@@ -1,0 +1,348 @@
+"""HTTP/1.1 over kept-alive sockets: one pool per process, thread-safe and fork-safe.
+
+The request bytes are written directly to the socket and the response is parsed
+by ``httptools`` (llhttp), which costs a fraction of ``http.client`` or
+``requests`` per call. Low-level errors are converted here:
+``socket.timeout`` becomes :class:`~js_host.exceptions.FunctionTimeout` and
+every other ``OSError`` becomes :class:`~js_host.exceptions.ConnectionError`.
+
+Node closes idle keep-alive sockets after ~5 s (``server.keepAliveTimeout``).
+A request on a reused socket that fails while sending, or whose first read hits
+EOF/ECONNRESET before any response byte, is retried once on a fresh socket:
+the server cannot have processed it (and function calls are idempotent by hash).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+
+import httptools
+
+from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+
+#: Idle sockets kept per (host, port).
+MAX_IDLE = 32
+#: Seconds of idleness after which a socket is checked for EOF before reuse (Node
+#: closes idle sockets after 5 s; a close racing with a request is retried).
+STALE_CHECK_AFTER = 1.0
+
+_RECV_SIZE = 262144
+
+
+class Response:
+    """A complete HTTP response: status code, headers and body bytes."""
+
+    __slots__ = ("_headers", "_raw_headers", "body", "keep_alive", "status")
+
+    def __init__(
+        self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+    ) -> None:
+        self.status = status
+        self._raw_headers = raw_headers
+        self._headers: dict[str, str] | None = None
+        self.body = body
+        self.keep_alive = keep_alive
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lowercase names to values (decoded on first use: most calls never look)."""
+        if self._headers is None:
+            self._headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._raw_headers
+            }
+        return self._headers
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class _Stale(Exception):
+    """A reused socket turned out to be closed by the server before any response byte."""
+
+
+class _Protocol:
+    """httptools callbacks collecting one response."""
+
+    __slots__ = ("body", "complete", "headers", "headers_complete", "keep_alive", "parser")
+
+    def __init__(self) -> None:
+        # One parser per socket: llhttp is ready for the next response once one completes.
+        self.parser = httptools.HttpResponseParser(self)
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.complete = False
+        self.headers_complete = False
+        self.keep_alive = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_complete = True
+
+    def has_content_length(self) -> bool:
+        return any(name.lower() == b"content-length" for name, _ in self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        # Read now: llhttp resets its state once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.complete = True
+
+
+class _Conn:
+    """A socket and what the pool knows about it."""
+
+    __slots__ = ("idle_since", "proto", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.proto = _Protocol()
+        self.timeout: float | None = None  # the kernel-level timeout currently set
+        self.idle_since = 0.0
+
+    def set_timeout(self, timeout: float | None) -> None:
+        # SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket rather than settimeout():
+        # Python's timeouts cost an extra poll() per send and recv, and a fcntl()
+        # per change. A kernel timeout makes send/recv fail with EAGAIN instead.
+        if timeout == self.timeout:
+            return
+        seconds = 0.0 if timeout is None else max(timeout, 0.001)
+        value = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        self.timeout = timeout
+
+
+class Pool:
+    """Idle kept-alive sockets per (host, port).
+
+    A socket is used by one request at a time. After ``fork()`` the child starts
+    with an empty pool, so it never shares its parent's sockets.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # list.pop() and list.append() are atomic: no lock on the hot path.
+        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._pid = os.getpid()
+
+    def _get(self, key: tuple[str, int]) -> _Conn | None:
+        if self._pid != os.getpid():  # fork() by other means than os.fork()
+            self._reset()
+        idle = self._idle.get(key)
+        while idle:
+            try:
+                conn = idle.pop()
+            except IndexError:  # another thread took the last one
+                return None
+            if time.monotonic() - conn.idle_since < STALE_CHECK_AFTER:
+                return conn
+            # Long idle: readable now means EOF (or junk), the server closed it.
+            try:
+                readable = select.select((conn.sock,), (), (), 0)[0]
+            except (OSError, ValueError):
+                readable = True
+            if not readable:
+                return conn
+            conn.sock.close()
+        return None
+
+    def _put(self, key: tuple[str, int], conn: _Conn) -> None:
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle.setdefault(key, [])
+        if len(idle) < MAX_IDLE and self._pid == os.getpid():
+            conn.idle_since = time.monotonic()
+            idle.append(conn)
+        else:
+            conn.sock.close()
+
+    def close(self) -> None:
+        """Close every idle socket (sockets in use are closed when their request ends)."""
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.sock.close()
+
+    def request(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        body: bytes | list[bytes] = b"",
+        *,
+        headers: bytes = b"",
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request and return the whole response.
+
+        ``target`` is the path with its query string; ``body`` is bytes or a list
+        of buffers (sent with one sendmsg, not joined); ``headers`` are extra raw
+        header lines, each ending in CRLF. ``timeout`` (seconds) bounds the whole
+        exchange.
+        """
+        data: bytes | list[bytes]
+        if isinstance(body, list):
+            length = sum(map(len, body))
+            head = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
+                method.encode(),
+                target.encode(),
+                host.encode(),
+                port,
+                length,
+                headers,
+            )
+            data = [head, *body]
+        else:
+            data = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n%s" % (
+                method.encode(),
+                target.encode(),
+                host.encode(),
+                port,
+                len(body),
+                headers,
+                body,
+            )
+        key = (host, port)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        conn = self._get(key)
+        if conn is not None:
+            try:
+                return self._exchange(key, conn, data, deadline, timeout, reused=True)
+            except _Stale:
+                pass  # the server closed it while idle: once more on a fresh socket
+        conn = self._connect(host, port, deadline)
+        try:
+            return self._exchange(key, conn, data, deadline, timeout, reused=False)
+        except _Stale as err:  # not raised for a fresh socket; for completeness
+            raise ConnectionError(f"http://{host}:{port} closed the connection") from err
+
+    def _connect(self, host: str, port: int, deadline: float | None) -> _Conn:
+        try:
+            sock = socket.create_connection((host, port), _remaining(deadline, host, port))
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except socket.timeout as err:
+            raise FunctionTimeout(f"Timed out connecting to http://{host}:{port}") from err
+        except OSError as err:
+            raise ConnectionError(f"Cannot connect to http://{host}:{port}: {err}") from err
+        return _Conn(sock)
+
+    def _exchange(
+        self,
+        key: tuple[str, int],
+        conn: _Conn,
+        data: bytes | list[bytes],
+        deadline: float | None,
+        timeout: float | None,
+        reused: bool,
+    ) -> Response:
+        host, port = key
+        sock = conn.sock
+        try:
+            conn.set_timeout(timeout)
+            try:
+                if isinstance(data, bytes):
+                    sock.sendall(data)
+                else:
+                    _sendall_parts(sock, data)
+            except (BrokenPipeError, ConnectionResetError) as err:
+                if reused:
+                    raise _Stale() from err
+                raise
+            response = self._read(conn, deadline, host, port, reused)
+        except _Stale:
+            sock.close()
+            raise
+        except (socket.timeout, BlockingIOError) as err:  # EAGAIN: the kernel timeout expired
+            sock.close()
+            raise FunctionTimeout(f"http://{host}:{port} did not answer within {timeout} s") from err
+        except OSError as err:
+            sock.close()
+            raise ConnectionError(f"Request to http://{host}:{port} failed: {err}") from err
+        except BaseException:
+            sock.close()
+            raise
+        if response.keep_alive:
+            self._put(key, conn)
+        else:
+            sock.close()
+        return response
+
+    def _read(self, conn: _Conn, deadline: float | None, host: str, port: int, reused: bool) -> Response:
+        sock = conn.sock
+        proto = conn.proto
+        proto.reset()
+        parser = proto.parser
+        first = True
+        while not proto.complete:
+            if not first and deadline is not None:
+                left = _remaining(deadline, host, port)
+                if conn.timeout is None or left < conn.timeout:
+                    conn.set_timeout(left)
+            try:
+                chunk = sock.recv(_RECV_SIZE)
+            except ConnectionResetError:
+                if first and reused:
+                    raise _Stale() from None
+                raise
+            if not chunk:
+                if first and reused:
+                    raise _Stale()
+                if proto.headers_complete and not proto.has_content_length():
+                    break  # a body delimited by the end of the connection
+                raise ConnectionError(f"http://{host}:{port} closed the connection mid-response")
+            first = False
+            try:
+                parser.feed_data(chunk)
+            except httptools.HttpParserError as err:
+                raise UnexpectedResponse(
+                    f"http://{host}:{port} sent an invalid HTTP response: {err}"
+                ) from err
+        body = proto.body[0] if len(proto.body) == 1 else b"".join(proto.body)
+        return Response(parser.get_status_code(), proto.headers, body, proto.complete and proto.keep_alive)
+
+
+def _sendall_parts(sock: socket.socket, parts: list[bytes]) -> None:
+    """sendall() for a list of buffers: sendmsg (gather) without joining them."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if sent:
+            views[0] = views[0][sent:]
+
+
+def _remaining(deadline: float | None, host: str, port: int) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FunctionTimeout(f"http://{host}:{port} did not answer in time")
+    return left
+
+
+#: The process's pool.
+pool = Pool()

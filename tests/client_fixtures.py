@@ -1,0 +1,106 @@
+"""Fixtures for the Python client tests: both host implementations, configs on
+free ports, managers in a private runtime dir (stopped after each test), and a
+small recording HTTP server that speaks the host protocol.
+
+Test modules import the fixtures they use from here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from js_host import verbosity
+from js_host.conf import settings
+from js_host.manager import JSHostManager
+from tests.client_helpers import RecordingServer, bin_setting, config_port, write_config
+from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess, free_port, node_processes
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def impl(request: pytest.FixtureRequest) -> str:
+    """Each client test runs against the bundled host and js-host 0.11 from npm."""
+    if request.param == "bundled" and not BUNDLED_BIN.exists():
+        pytest.skip(f"the bundled host {BUNDLED_BIN} does not exist yet")
+    return request.param
+
+
+@pytest.fixture
+def client_settings() -> Iterator[Callable[..., None]]:
+    """``configure(**kw)`` with SILENT output; the settings are reset after the test."""
+
+    def configure(**kw: Any) -> None:
+        kw.setdefault("VERBOSITY", verbosity.SILENT)
+        settings.configure(**kw)
+
+    yield configure
+    settings.reset()
+
+
+@pytest.fixture
+def host_config(tmp_path: Path) -> Path:
+    """A config file on a free port."""
+    return write_config(tmp_path, port=free_port())
+
+
+@pytest.fixture
+def running_host(impl: str, host_config: Path, start_host: Callable[..., NodeProcess]) -> NodeProcess:
+    """A host of ``impl`` running ``host_config`` at the config's port."""
+    return start_host(host_config, "--port", str(config_port(host_config)), impl=impl)
+
+
+@pytest.fixture
+def configured(
+    impl: str, running_host: NodeProcess, host_config: Path, client_settings: Callable[..., None]
+) -> NodeProcess:
+    """The settings point at ``running_host`` (connected)."""
+    client_settings(SOURCE_ROOT=str(host_config.parent), **bin_setting(impl))
+    return running_host
+
+
+@pytest.fixture
+def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> Iterator[dict[str, Any]]:
+    """A private runtime dir and a config on a free port (short disconnectTimeout).
+
+    Every manager started for that config is stopped after the test, and the
+    test waits for its processes to be gone.
+    """
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
+    before = node_processes()
+    config = write_config(tmp_path, port=free_port(), disconnectTimeout=300)
+    yield {
+        "config": config,
+        "runtime": runtime,
+        "settings": {"SOURCE_ROOT": str(tmp_path), "USE_MANAGER": True, **bin_setting(impl)},
+    }
+    settings.reset()
+    try:
+        manager = JSHostManager(
+            str(config), bin_path=str(IMPLEMENTATIONS[impl]) if impl != "bundled" else None
+        )
+        if manager.is_running():
+            manager.stop()
+    except Exception:
+        pass
+    deadline = time.monotonic() + 10
+    while node_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def recording_server() -> Iterator[Callable[..., RecordingServer]]:
+    servers: list[RecordingServer] = []
+
+    def make(functions: list[str] | None = None, **kw: Any) -> RecordingServer:
+        server = RecordingServer(functions or ["hello_world", "echo"], **kw)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

@@ -1,0 +1,336 @@
+"""The development manager, with both implementations: spawning, pooling by
+config path, connections, the timed stop after the last disconnect, a crashed
+host, stop/start/restart, and the manager secret."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from js_host.conf import settings
+from js_host.exceptions import ConfigError, ProcessError
+from js_host.function import Function
+from js_host.host import JSHost
+from js_host.manager import JSHostManager
+from js_host.runtime import manager_secret, runtime_dir
+from tests.client_helpers import config_port, pid_alive, wait_for, write_config
+from tests.support.processes import ROOT, node_processes
+
+
+def test_configure_spawns_the_manager_and_the_host(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    assert host.manager is not None and host.manager.is_running()
+    assert host.manager.get_url() == f"http://127.0.0.1:{port_of(manager_env)}"
+    assert host.connection
+    assert host.is_running() and host.get_url() != host.manager.get_url()
+    assert Function("hello_world").call(name="M") == "Hello, M!"
+    assert host.logfile and wait_for(lambda: os.path.exists(host.logfile), 5)
+    # The manager listens on the config's port: the runtime dir holds the secret.
+    secret = (manager_env["runtime"] / "manager.secret").read_text()
+    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert stat.S_IMODE(os.stat(manager_env["runtime"]).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(manager_env["runtime"] / "manager.secret").st_mode) == 0o600
+
+
+def port_of(manager_env) -> int:
+    from js_host.host import host
+
+    return int(host.get_config_status()["config"]["port"])
+
+
+def test_hosts_are_pooled_by_config_path(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    other = JSHost(
+        str(manager_env["config"]), use_manager=True, bin_path=manager_env["settings"].get("BIN_PATH")
+    )
+    other.connect()
+    assert other.get_url() == host.get_url()
+    assert other.connection != host.connection
+    assert Function("pid", host=other).call() == Function("pid").call()
+
+
+def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    manager = host.manager
+    host_pid = int(Function("pid").call())
+    host.disconnect()
+    assert host.connection is None
+    # disconnectTimeout is 300 ms in this config.
+    assert wait_for(lambda: not pid_alive(host_pid)), "the host did not stop"
+    assert wait_for(lambda: not manager.is_running()), "the manager did not exit"
+
+
+def test_reconnecting_before_the_timeout_keeps_the_host(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    host_pid = int(Function("pid").call())
+    host.disconnect()
+    host.connect()
+    assert int(Function("pid").call()) == host_pid
+
+
+def test_a_crashed_host_raises_process_error_naming_its_logfile(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    os.kill(int(Function("pid").call()), signal.SIGKILL)
+    with pytest.raises(ProcessError) as info:
+        wait_for(lambda: Function("echo").call(text="x") and False, 5)
+    assert host.logfile in str(info.value)
+    assert "Last lines" in str(info.value)
+
+
+def test_a_host_that_throws_crashes_with_its_error_in_the_log(manager_env, impl) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    with pytest.raises(ProcessError) as info:
+        Function("crash").call()
+    assert host.logfile in str(info.value)
+    if impl == "bundled":  # js-host 0.11 does not log uncaught exceptions before exiting
+        assert wait_for(lambda: "Crashed on purpose" in Path(host.logfile).read_text(), 5)
+
+
+def test_stop_start_restart(manager_env) -> None:
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    first = int(Function("pid").call())
+    host.restart()
+    second = int(Function("pid").call())
+    assert second != first
+    assert wait_for(lambda: not pid_alive(first))
+    host.stop()
+    assert wait_for(lambda: not pid_alive(second))
+    assert wait_for(lambda: not host.is_running())
+    host.connect()  # starts it again through the manager
+    assert Function("hello_world").call() == "Hello, World!"
+
+
+def test_the_manager_survives_the_python_process_and_disconnects_at_exit(manager_env, tmp_path) -> None:
+    # A separate Python process connects, calls and exits: atexit disconnects
+    # it, so the host stops after disconnectTimeout and the manager exits.
+    script = textwrap.dedent(
+        f"""
+        from js_host.conf import settings
+        from js_host.function import Function
+        settings.configure(VERBOSITY=0, **{manager_env["settings"]!r})
+        from js_host.host import host
+        print(Function("pid").call(), host.manager.get_url())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    pid_text, url = result.stdout.split()
+    manager = JSHostManager(str(manager_env["config"]), bin_path=manager_env["settings"].get("BIN_PATH"))
+    assert manager.get_url() == url
+    assert wait_for(lambda: not pid_alive(int(pid_text))), "the host did not stop after the disconnect"
+    assert wait_for(lambda: not manager.is_running())
+
+
+def test_start_without_a_manager_is_a_config_error(manager_env) -> None:
+    host = JSHost(str(manager_env["config"]), use_manager=False)
+    with pytest.raises(ConfigError):
+        host.restart()
+
+
+def test_runtime_dir_must_be_private(tmp_path, monkeypatch) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    os.chmod(loose, 0o755)
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(loose))
+    assert runtime_dir() == str(loose)
+    with pytest.raises(ConfigError) as info:
+        manager_secret()
+    assert str(loose) in str(info.value) and "chmod 700" in str(info.value)
+
+
+def test_runtime_dir_defaults(monkeypatch) -> None:
+    monkeypatch.delenv("JS_HOST_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1")
+    assert runtime_dir() == "/run/user/1/js-host"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setenv("TMPDIR", "/var/tmp")
+    assert runtime_dir() == f"/var/tmp/js-host-{os.getuid()}"
+    monkeypatch.setenv("TMPDIR", "")
+    assert runtime_dir() == f"/tmp/js-host-{os.getuid()}"
+
+
+def test_secret_get_or_create_agrees_between_processes(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(tmp_path / "rt"))
+    code = "from js_host.runtime import manager_secret; print(manager_secret())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    secrets = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(secrets) == 1
+    assert secrets == {manager_secret()}
+    assert os.listdir(tmp_path / "rt") == ["manager.secret"]
+
+
+def host_connections(host) -> list[str]:
+    data = host.manager.request_host_status(host.config_file)
+    assert data["started"], data
+    return data["host"]["connections"]
+
+
+@pytest.mark.parametrize("how", ["start", "restart"])
+def test_after_a_crash_start_and_restart_open_a_new_connection(manager_env, how) -> None:
+    # The new host process knows nothing of the old connection: the client must open
+    # a new one, or the manager never stops the new host.
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    from js_host.host import host
+
+    old_connection = host.connection
+    crashed = int(Function("pid").call())
+    os.kill(crashed, signal.SIGKILL)
+    assert wait_for(lambda: not host.manager.request_host_status(host.config_file)["started"])
+    getattr(host, how)()
+    new_pid = int(Function("pid").call())
+    assert new_pid != crashed
+    assert host.connection and host.connection != old_connection
+    assert host_connections(host) == [host.connection]
+    host.disconnect()  # the last connection: the manager stops the new host
+    assert wait_for(lambda: not pid_alive(new_pid)), "the host started after the crash was not stopped"
+
+
+FORK_SCRIPT = """
+import json, os, sys
+from js_host.conf import settings
+from js_host.function import Function
+
+settings.configure(VERBOSITY=0, CONNECT_ONCE_CONFIGURED={connect_in_parent}, **{settings!r})
+from js_host.host import host
+
+def fork_worker():
+    # A gunicorn worker: connects on its first call, exits normally (atexit runs).
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        Function("pid").call()
+        os.write(write_fd, host.connection.encode())
+        sys.exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        connection = fh.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    return connection
+
+report = {{"parent": host.connection, "workers": [fork_worker(), fork_worker()]}}
+report["after"] = host.manager.request_host_status(host.config_file)["host"]["connections"]
+report["host_pid"] = int(Function("pid").call())  # the parent is connected from here on
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("connect_in_parent", [True, False], ids=["parent-connected", "parent-not-connected"])
+def test_forked_workers_each_close_their_own_connection_at_exit(manager_env, connect_in_parent) -> None:
+    # gunicorn --preload: the master imports the app (and maybe connects), then forks workers.
+    # The manager listens on the fixture config's port; a longer disconnectTimeout keeps the
+    # host running between the workers' exits.
+    port = config_port(manager_env["config"])
+    write_config(manager_env["config"].parent, name="fork.config.js", port=port, disconnectTimeout=3000)
+    fork_settings = {**manager_env["settings"], "CONFIG_FILE": "fork.config.js"}
+    script = FORK_SCRIPT.format(connect_in_parent=connect_in_parent, settings=fork_settings)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=90
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    workers, parent = report["workers"], report["parent"]
+    assert all(workers) and len(set(workers)) == 2 and parent not in workers, report
+    assert bool(parent) == connect_in_parent
+    # Each worker closed its own connection when it exited, and only its own.
+    assert report["after"] == ([parent] if connect_in_parent else []), report
+    # The parent closed its connection at exit: the host stops.
+    assert wait_for(lambda: not pid_alive(report["host_pid"])), "the host was not stopped"
+
+
+CONCURRENT_START_SCRIPT = """
+import os, time
+from js_host.conf import settings
+settings.configure(VERBOSITY=0, CONNECT_ONCE_CONFIGURED=False, **{settings!r})
+from js_host.host import host
+host.manager.start()
+open(os.path.join({directory!r}, "ready-%d" % os.getpid()), "w").close()
+while not os.path.exists(os.path.join({directory!r}, "go")):
+    time.sleep(0.002)
+host.start()
+print(host.get_url())
+"""
+
+
+def test_concurrent_starts_run_one_host(manager_env, tmp_path) -> None:
+    # js-host 0.11's manager spawns one host per concurrent /host/start (and forgets
+    # all but the last): the client starts hosts one process at a time.
+    directory = tmp_path / "start"
+    directory.mkdir()
+    script = CONCURRENT_START_SCRIPT.format(settings=manager_env["settings"], directory=str(directory))
+    config = str(manager_env["config"])
+    manager = JSHostManager(config, bin_path=manager_env["settings"].get("BIN_PATH"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        assert wait_for(lambda: len(list(directory.glob("ready-*"))) == 4, 60), "the processes did not start"
+        (directory / "go").touch()
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+        assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
+        assert len({out.strip() for out, _ in outputs}) == 1, outputs
+        assert len(host_processes(config)) == 1, host_processes(config)
+        assert os.listdir(manager_env["runtime"]).count(f"host-start-{lock_key(config)}.lock") == 1
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if manager.is_running():
+            manager.stop()
+        # A host that the manager lost track of would outlive it: stop the ones this test caused.
+        wait_for(lambda: not host_processes(config), 5)
+        for pid in host_processes(config):
+            os.kill(pid, signal.SIGKILL)
+
+
+def lock_key(config: str) -> str:
+    return hashlib.sha1(config.encode()).hexdigest()[:16]
+
+
+def host_processes(config: str) -> set[int]:
+    """PIDs of the hosts (not the manager) running ``config``."""
+    pids = set()
+    for pid in node_processes():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if config.encode() in argv and b"--manager" not in argv:
+            pids.add(pid)
+    return pids

@@ -1,0 +1,175 @@
+"""js_host.conf.settings: defaults, validation, BIN_PATH fallback, reconfiguring,
+console output, and imports without side effects."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from js_host import verbosity
+from js_host.conf import BUNDLED_BIN_PATH, Settings, settings
+from js_host.exceptions import ConfigError
+from tests.client_helpers import bin_setting, write_config
+from tests.support.processes import NPM_BIN, ROOT
+
+
+def test_defaults() -> None:
+    fresh = Settings()
+    assert fresh.SOURCE_ROOT is None and fresh.source_root == os.getcwd()
+    assert fresh.CONFIG_FILE == "host.config.js"
+    assert fresh.USE_MANAGER is False
+    assert fresh.PATH_TO_NODE == "node"
+    assert os.path.join("node_modules", ".bin", "js-host") == fresh.BIN_PATH
+    assert fresh.FUNCTION_TIMEOUT == 10.0
+    assert fresh.CONNECT_ONCE_CONFIGURED is True
+    assert fresh.URL_OVERRIDE is None
+    assert fresh.VERBOSITY == verbosity.PROCESS_START
+    assert fresh.configured is False
+
+
+def configure_kw(tmp_path: Path, **kw):
+    write_config(tmp_path, port=9)
+    return {"SOURCE_ROOT": str(tmp_path), "CONNECT_ONCE_CONFIGURED": False, "BIN_PATH": str(NPM_BIN), **kw}
+
+
+@pytest.mark.parametrize(
+    ("kw", "names"),
+    [
+        ({"NOT_A_SETTING": 1}, ["'NOT_A_SETTING'", "Valid settings"]),
+        ({"CONFIG_FILE": "missing.config.js"}, ["missing.config.js", "does not exist"]),
+        ({"PATH_TO_NODE": "/nonexistent/node"}, ["'/nonexistent/node'", "PATH_TO_NODE"]),
+        ({"URL_OVERRIDE": "http://127.0.0.1:9009/"}, ["'http://127.0.0.1:9009/'", "'http://127.0.0.1:9009'"]),
+        ({"URL_OVERRIDE": "ftp://127.0.0.1:9009"}, ["'ftp://127.0.0.1:9009'", "http://"]),
+        ({"URL_OVERRIDE": "127.0.0.1:9009"}, ["'127.0.0.1:9009'"]),
+        ({"URL_OVERRIDE": "http://127.0.0.1:9", "USE_MANAGER": True}, ["URL_OVERRIDE", "USE_MANAGER"]),
+        ({"BIN_PATH": "node_modules/nope/js-host.js"}, ["nope/js-host.js", "npm install"]),
+        ({"SOURCE_ROOT": "/nonexistent/dir"}, ["'/nonexistent/dir'"]),
+        ({"FUNCTION_TIMEOUT": 0}, ["FUNCTION_TIMEOUT", "0"]),
+        ({"USE_MANAGER": "yes"}, ["USE_MANAGER", "'yes'"]),
+    ],
+)
+def test_invalid_settings_name_the_value(tmp_path: Path, kw: dict, names: list[str]) -> None:
+    before = (settings.CONFIG_FILE, settings.URL_OVERRIDE, settings.configured)
+    with pytest.raises(ConfigError) as info:
+        settings.configure(**configure_kw(tmp_path, **kw))
+    for name in names:
+        assert name in str(info.value)
+    # Nothing was applied.
+    assert (settings.CONFIG_FILE, settings.URL_OVERRIDE, settings.configured) == before
+
+
+@pytest.mark.skipif(not os.path.isfile(BUNDLED_BIN_PATH), reason="the bundled host does not exist yet")
+def test_bin_path_default_falls_back_to_the_bundled_host(tmp_path: Path, client_settings) -> None:
+    write_config(tmp_path, port=9)
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False)
+    assert settings.get_path_to_bin() == BUNDLED_BIN_PATH
+
+
+def test_bin_path_default_is_used_when_it_exists(tmp_path: Path, client_settings) -> None:
+    write_config(tmp_path, port=9)
+    local = tmp_path / "node_modules" / ".bin"
+    local.mkdir(parents=True)
+    (local / "js-host").symlink_to(NPM_BIN)
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False)
+    assert settings.get_path_to_bin() == str(local / "js-host")
+
+
+def test_relative_paths_join_source_root(tmp_path: Path, client_settings) -> None:
+    (tmp_path / "conf").mkdir()
+    write_config(tmp_path / "conf", name="other.js", port=9)
+    client_settings(
+        SOURCE_ROOT=str(tmp_path),
+        CONFIG_FILE="conf/other.js",
+        CONNECT_ONCE_CONFIGURED=False,
+        PATH_TO_NODE="node",
+        BIN_PATH=str(NPM_BIN),
+    )
+    assert settings.get_config_file() == str(tmp_path / "conf" / "other.js")
+    assert os.path.isabs(settings.get_path_to_node())
+
+
+def test_reconfigure_drops_and_disconnects_the_old_host(
+    configured, host_config, impl, client_settings
+) -> None:
+    import js_host.host
+
+    first = js_host.host.host
+    assert first.has_connected
+    client_settings(SOURCE_ROOT=str(host_config.parent), FUNCTION_TIMEOUT=3.0, **bin_setting(impl))
+    second = js_host.host.host
+    assert second is not first and second.has_connected
+    assert not first.has_connected
+    assert settings.FUNCTION_TIMEOUT == 3.0
+
+
+def test_each_configure_starts_from_the_defaults(configured, host_config, impl, client_settings) -> None:
+    client_settings(SOURCE_ROOT=str(host_config.parent), FUNCTION_TIMEOUT=3.0, **bin_setting(impl))
+    client_settings(SOURCE_ROOT=str(host_config.parent), **bin_setting(impl))
+    assert settings.FUNCTION_TIMEOUT == 10.0
+
+
+def test_verbosity_decides_what_the_console_shows(
+    configured, host_config, impl, client_settings, capsys
+) -> None:
+    capsys.readouterr()
+    client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.CONNECT, **bin_setting(impl))
+    assert "Connected to Host" in capsys.readouterr().err
+    client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.SILENT, **bin_setting(impl))
+    assert capsys.readouterr().err == ""
+
+
+def test_importing_has_no_side_effects() -> None:
+    code = (
+        "import sys, js_host, js_host.conf, js_host.function, js_host.host, js_host.manager\n"
+        "import js_host.transport\n"
+        "assert 'django' not in sys.modules, 'django imported'\n"
+        "assert js_host.host._default is None, 'host created'\n"
+        "assert not js_host.conf.settings.configured\n"
+        "import os; print(len(os.listdir('/proc/self/fd')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_default_host_is_created_on_first_use(tmp_path: Path, client_settings) -> None:
+    import js_host.host
+
+    write_config(tmp_path, port=9)
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(NPM_BIN))
+    assert js_host.host._default is None
+    host = js_host.host.host
+    assert host is js_host.host.host
+    assert host.get_path_to_config_file() == str(tmp_path / "host.config.js")
+    assert host.get_path_to_bin() == str(NPM_BIN)
+    assert host.get_url() == "http://127.0.0.1:9"
+    assert host.manager is None and host.logfile is None
+    assert not host.is_running() and host.request_status() is None
+
+
+def test_url_override_does_not_require_node_or_the_config_file(tmp_path: Path, client_settings) -> None:
+    import js_host.host
+
+    client_settings(
+        SOURCE_ROOT=str(tmp_path),
+        URL_OVERRIDE="http://127.0.0.1:9",
+        PATH_TO_NODE="/nonexistent/node",
+        BIN_PATH="nope/js-host.js",
+        CONFIG_FILE="missing.config.js",
+        CONNECT_ONCE_CONFIGURED=False,
+    )
+    host = js_host.host.host
+    assert host.get_url() == "http://127.0.0.1:9"
+    assert host.config_file == str(tmp_path / "missing.config.js")
+    assert host.path_to_node == "/nonexistent/node"
+    assert not host.is_running()
+    # The values must still be paths.
+    for name in ("PATH_TO_NODE", "CONFIG_FILE", "BIN_PATH"):
+        with pytest.raises(ConfigError) as info:
+            settings.configure(SOURCE_ROOT=str(tmp_path), URL_OVERRIDE="http://127.0.0.1:9", **{name: 3})
+        assert name in str(info.value) and "3" in str(info.value)
