@@ -5,8 +5,11 @@ install:
 	bash scripts/install.sh
 
 lint: install
-	python3 -m ruff check js_host js_host_proxy tests bench
-	python3 -m ruff format --check js_host js_host_proxy tests bench
+	python3 -m ruff check js_host js_host_proxy tests bench example
+	python3 -m ruff format --check js_host js_host_proxy tests bench example
+
+run: install
+	bash scripts/run.sh
 
 test: install
 	npm test

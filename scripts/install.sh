@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(redis-server)
+# redis-server: the proxy's shared cache in the tests; wrk: the load test of the proxy.
+apt_packages=(redis-server wrk)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -27,3 +28,8 @@ python3 -m pip install -q --disable-pip-version-check -e '.[proxy,test]'
 
 echo "install: npm packages for the tests (js-host 0.11.7, the reference implementation)"
 npm install --prefix tests/npm --no-audit --no-fund --loglevel=error >/dev/null
+
+if [ -f example/package.json ]; then
+  echo "install: npm packages for the example app"
+  npm install --prefix example --no-audit --no-fund --loglevel=error >/dev/null
+fi

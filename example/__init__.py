@@ -1,0 +1,1 @@
+"""The js-host example app (see wsgi.py)."""

@@ -1,0 +1,165 @@
+"""JSHostMiddleware under real gunicorn (2 workers; sync and gthread; with and
+without --preload) in front of real js-host processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.middleware_fixtures import (
+    HOST_BIN,
+    base_env,
+    get,
+    gunicorn,
+    hit_all_workers,
+    reap,
+    wait_for,
+    write_test_config,
+)
+from tests.support.processes import NodeProcess, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = "tests.middleware_fixtures:application"
+MODES = [("sync", False), ("sync", True), ("gthread", False), ("gthread", True)]
+MODE_IDS = [f"{cls}{'-preload' if preload else ''}" for cls, preload in MODES]
+
+
+def start_host(config: Path, port: int, tmp_path: Path) -> NodeProcess:
+    return NodeProcess(HOST_BIN, config, "--port", str(port), logdir=tmp_path).start()
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "runtime"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(path))
+    yield path
+
+
+@pytest.mark.parametrize(("worker_class", "preload"), MODES, ids=MODE_IDS)
+def test_production_every_worker_answers_then_503_then_recovers(
+    tmp_path: Path, worker_class: str, preload: bool
+) -> None:
+    host_port, app_port = free_port(), free_port()
+    config = write_test_config(tmp_path / "host.config.js", port=host_port)
+    host = start_host(config, host_port, tmp_path)
+    env = base_env(
+        JS_HOST_TEST_MODE="production",
+        JS_HOST_TEST_CONFIG=str(config),
+        JS_HOST_TEST_URL=f"http://127.0.0.1:{host_port}",
+        JS_HOST_BIN_PATH=str(HOST_BIN),
+    )
+    server = gunicorn(
+        APP, app_port, worker_class=worker_class, preload=preload, env=env, log=tmp_path / "gunicorn.log"
+    )
+    base = f"http://127.0.0.1:{app_port}"
+    try:
+        server.start(f"{base}/health")
+        replies = hit_all_workers(f"{base}/slow", 2)
+        assert len(replies) == 2, replies
+        for pid, reply in replies.items():
+            assert reply.status == 200
+            assert reply.body == f"{pid} answer-v1"
+
+        host.stop()
+        down = get(f"{base}/")
+        assert down.status == 503, down
+        assert down.headers["retry-after"].isdigit()
+        assert down.headers["content-type"].startswith("text/plain")
+        assert "JavaScript host is not reachable" in down.body
+        # Pages that call no function still work.
+        assert get(f"{base}/health").status == 200
+        # Errors of the app itself are not turned into the 503 page.
+        boom = get(f"{base}/boom")
+        assert boom.status == 500 and "JavaScript host" not in boom.body
+
+        host = start_host(config, host_port, tmp_path)
+        wait_for(lambda: get(f"{base}/").status == 200, what="recovery after the host is back")
+        replies = hit_all_workers(f"{base}/slow", 2)
+        assert len(replies) == 2
+        assert all(reply.status == 200 and reply.body.endswith("answer-v1") for reply in replies.values())
+    finally:
+        server.stop()
+        host.stop()
+
+
+DEV_MODES = [("sync", False), ("gthread", True)]
+
+
+@pytest.mark.parametrize(("worker_class", "preload"), DEV_MODES, ids=["sync", "gthread-preload"])
+def test_development_restart_on_edit_crash_page_and_no_process_left(
+    tmp_path: Path, runtime_dir: Path, worker_class: str, preload: bool
+) -> None:
+    manager_port, app_port = free_port(), free_port()
+    config = write_test_config(tmp_path / "host.config.js", port=manager_port)
+    watched = tmp_path / "component.js"  # e.g. a module the config requires
+    watched.write_text("// v1\n")
+    env = base_env(
+        JS_HOST_TEST_MODE="development",
+        JS_HOST_TEST_CONFIG=str(config),
+        JS_HOST_BIN_PATH=str(HOST_BIN),
+        JS_HOST_RUNTIME_DIR=str(runtime_dir),
+        JS_HOST_TEST_WATCH=str(watched),
+    )
+    server = gunicorn(
+        APP, app_port, worker_class=worker_class, preload=preload, env=env, log=tmp_path / "gunicorn.log"
+    )
+    base = f"http://127.0.0.1:{app_port}"
+    try:
+        server.start(f"{base}/health")
+        replies = hit_all_workers(f"{base}/slow", 2)
+        assert len(replies) == 2, (replies, server.log)
+        assert all(reply.body.endswith(" answer-v1") for reply in replies.values()), replies
+
+        # An edit of the config file restarts the host before the next request.
+        write_test_config(config, port=manager_port, answer="answer-v2")
+        bump_mtime(config)
+        replies = hit_all_workers(f"{base}/slow", 2)
+        assert len(replies) == 2
+        assert all(reply.body.endswith(" answer-v2") for reply in replies.values()), replies
+
+        # So does a change of a file given in watch=[...].
+        before = get(f"{base}/pid").body.split()[1]
+        watched.write_text("// v2\n")
+        bump_mtime(watched)
+        after = {reply.body.split()[1] for reply in hit_all_workers(f"{base}/pid", 2).values()}
+        assert after and before not in after, (before, after)
+
+        # A crash: 500 page naming the logfile, with its last lines (escaped).
+        crashed = get(f"{base}/crash")
+        assert crashed.status == 500, crashed
+        assert crashed.headers["content-type"].startswith("text/html")
+        assert "Logfile:" in crashed.body and '<pre id="log">' in crashed.body, crashed.body
+        assert "ProcessError" in crashed.body or "ConnectionError" in crashed.body
+
+        # The next request starts the host again, in every worker.
+        replies = hit_all_workers(f"{base}/slow", 2)
+        assert all(reply.status == 200 and reply.body.endswith(" answer-v2") for reply in replies.values()), (
+            replies
+        )
+
+        if worker_class == "sync":
+            # A broken config: the page shows the error; the fix works on the next request.
+            config.write_text("module.exports = {functions: {answer: function(data, cb) { cb(null, 'x') }};")
+            bump_mtime(config)
+            broken = get(f"{base}/")
+            assert broken.status == 500 and "text/html" in broken.headers["content-type"], broken
+            assert "SyntaxError" in broken.body or "Unexpected" in broken.body, broken.body
+            write_test_config(config, port=manager_port, answer="answer-v3")
+            bump_mtime(config)
+            fixed = wait_for(lambda: get(f"{base}/slow").body.endswith("answer-v3") and True, what="fixed")
+            assert fixed
+    finally:
+        server.stop()
+    left = reap(str(config))
+    assert not left, f"processes left after gunicorn stopped: {left}\n{server.log}"
+
+
+def bump_mtime(path: Path) -> None:
+    """Make the edit visible whatever the filesystem's mtime resolution."""
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
