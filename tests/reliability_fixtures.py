@@ -1,0 +1,188 @@
+"""Helpers for the reliability, security and fuzz suites: raw HTTP requests that
+report any status, what processes listen on (from /proc/net/tcp{,6}), process
+trees and memory. Fixtures for real processes come from tests/conftest.py,
+tests/client_fixtures.py and tests/proxy/conftest.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import NamedTuple
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def request(
+    base: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> Answer:
+    """One request on a new connection; any status is returned (``path`` is sent as is)."""
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        conn.close()
+
+
+def raw_exchange(base: str, data: bytes, timeout: float = 15.0) -> bytes:
+    """Send ``data`` as is (e.g. an HTTP/1.0 request without Host) and read until the server closes."""
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def alive(base: str) -> bool:
+    """Does the host at ``base`` still answer GET /status with 200?"""
+    try:
+        return request(base, "GET", "/status", timeout=5).status == 200
+    except OSError:
+        return False
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    """Direct children of ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        entries = list(fd_dir.iterdir())
+    except OSError:
+        return inodes
+    for fd in entries:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _decode_address(hex_address: str) -> tuple[str, int]:
+    address, port = hex_address.split(":")
+    raw = bytes.fromhex(address)
+    if len(raw) == 4:
+        ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:  # four little-endian 32-bit words
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        ip = socket.inet_ntop(socket.AF_INET6, words)
+    return ip, int(port, 16)
+
+
+def listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state owned by ``pids``."""
+    owner = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in owner:  # 0A = TCP_LISTEN
+                ip, port = _decode_address(local)
+                found.append((owner[inode], ip, port))
+    return found
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The PID of the process listening on 127.0.0.1:``port`` (or ::1), if any."""
+    wanted = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and _decode_address(fields[1])[1] == port:
+                wanted.add(fields[9])
+    if not wanted:
+        return None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _socket_inodes(int(entry.name)) & wanted:
+            return int(entry.name)
+    return None
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Does ``pid`` hold an established TCP connection to a loopback ``port``?"""
+    inodes = _socket_inodes(pid)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes and _decode_address(fields[2])[1] == port:
+                return True  # 01 = TCP_ESTABLISHED
+    return False
