@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NPM_BIN, ROOT
+from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NPM_BIN, ROOT, OwnedProcess
 
 #: The host the tests run: the bundled one once it exists, else js-host 0.11 from npm
 #: (JS_HOST_TEST_IMPL=npm-0.11 or bundled chooses).
@@ -138,70 +137,26 @@ def reap(text: str, timeout: float = 10.0) -> set[int]:
     return left
 
 
-class Server:
-    """A command (gunicorn, run.sh) in its own process group, logging to a file."""
+class Server(OwnedProcess):
+    """A command (gunicorn, run.sh): started once ``ready_url`` answers 200."""
 
     def __init__(self, cmd: list[str], *, env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
-        self.cmd = cmd
-        self.env = env
-        self.log_path = log
-        self.cwd = cwd
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(cmd, log=log, env=env, cwd=cwd)
 
     def start(self, ready_url: str | None = None, timeout: float = 30.0) -> Server:
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
+        def answers() -> bool:
+            try:
+                return get(ready_url, timeout=2).status == 200
+            except OSError:
+                return False
+
+        self.spawn()
         if ready_url:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.cmd} exited during start-up:\n{self.log}")
-                try:
-                    if get(ready_url, timeout=2).status == 200:
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.1)
-            self.stop()
-            raise RuntimeError(f"{self.cmd} did not answer {ready_url}:\n{self.log}")
+            self.wait_until(answers, timeout, interval=0.1)
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def send_signal(self, signum: int) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signum)
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-        except ProcessLookupError:
-            pass
+        super().stop(signum, timeout)
 
 
 def gunicorn(

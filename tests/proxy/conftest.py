@@ -8,11 +8,8 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +22,7 @@ from werkzeug.test import Client
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.caches import CacheBackend
 from js_host_proxy.config import ProxyConfig
-from tests.support.processes import BUNDLED_BIN, ROOT, NodeProcess, free_port
+from tests.support.processes import BUNDLED_BIN, NodeProcess, OwnedProcess, free_port
 
 HERE = Path(__file__).parent
 #: Implementations the upstream can be: our host when it exists, and js-host 0.11.
@@ -122,54 +119,20 @@ def make_proxy(upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
 # -- real processes -----------------------------------------------------------------------
 
 
-class Server:
-    """A process in its own group with its output in a log file; stopped with
-    SIGTERM to the group, then SIGKILL."""
-
-    def __init__(self, cmd: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT):
-        self.cmd, self.log_path, self.env, self.cwd = cmd, log, env, cwd
-        self.process: subprocess.Popen[bytes] | None = None
+class Server(OwnedProcess):
+    """A server process: started once its port accepts connections (and ``ready()``)."""
 
     def start(self, port: int, timeout: float = 15.0, ready: Callable[[], bool] | None = None) -> Server:
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
+        def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                if ready is None or ready():
-                    return self
             except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.cmd} did not start:\n{self.log}")
+                return False
+            return ready is None or ready()
 
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-        except ProcessLookupError:
-            pass
+        self.spawn()
+        self.wait_until(listening, timeout)
+        return self
 
 
 @pytest.fixture

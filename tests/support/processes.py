@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The host bundled in the Python package.
@@ -34,60 +34,107 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class NodeProcess:
-    """``node <bin> <config> --json ...``: started, its status read, stopped."""
+class OwnedProcess:
+    """A command in its own process group, its output appended to a log file.
 
-    def __init__(self, bin_path: Path | str, config: Path | str, *args: str, logdir: Path) -> None:
-        self.cmd = ["node", str(bin_path), str(config), "--json", *args]
-        self.output = logdir / f"node-{os.getpid()}-{time.monotonic_ns()}.out"
+    ``spawn()`` starts it; ``wait_until(ready)`` polls until ready() is true,
+    failing at once (with the log) if the process exits first; ``stop()`` sends
+    a signal to the group, waits, then SIGKILLs the group.
+    """
+
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.cmd, self.log_path, self.env, self.cwd = cmd, log, env, cwd
         self.process: subprocess.Popen[bytes] | None = None
-        self.status: dict[str, Any] = {}
 
-    def start(self, timeout: float = 10.0) -> NodeProcess:
-        with self.output.open("wb") as out:
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 self.cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=NODE_ENV,
+                env=self.env,
+                cwd=self.cwd,
                 start_new_session=True,
             )
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            first = self.output.read_text(errors="replace").split("\n", 1)
-            if len(first) == 2:
-                try:
-                    self.status = json.loads(first[0])
-                    return self
-                except ValueError:
-                    break
             if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
+                self.stop()
+                raise RuntimeError(f"{self.cmd} exited during start-up:\n{self.log}")
+            if ready():
+                return
+            time.sleep(interval)
         self.stop()
-        raise RuntimeError(f"{self.cmd} did not start:\n{self.output.read_text(errors='replace')}")
+        raise RuntimeError(f"{self.cmd} did not start within {timeout} s:\n{self.log}")
 
     @property
-    def url(self) -> str:
-        config = self.status["config"]
-        return f"http://{config['address']}:{config['port']}"
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     @property
     def log(self) -> str:
-        return self.output.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def send_signal(self, signum: int) -> None:
+        os.killpg(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(5)
+            os.killpg(self.process.pid, signum)
+            self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
         except ProcessLookupError:
             pass
+
+
+class NodeProcess(OwnedProcess):
+    """``node <bin> <config> --json ...``: started, its status line read, stopped."""
+
+    def __init__(self, bin_path: Path | str, config: Path | str, *args: str, logdir: Path) -> None:
+        output = logdir / f"node-{os.getpid()}-{time.monotonic_ns()}.out"
+        super().__init__(["node", str(bin_path), str(config), "--json", *args], log=output, env=NODE_ENV)
+        self.status: dict[str, Any] = {}
+
+    def start(self, timeout: float = 10.0) -> NodeProcess:
+        self.spawn()
+        self.wait_until(self._read_status, timeout, interval=0.02)
+        return self
+
+    def _read_status(self) -> bool:
+        first, newline, _ = self.log.partition("\n")
+        if not newline:
+            return False
+        try:
+            self.status = json.loads(first)
+        except ValueError:
+            self.stop()
+            raise RuntimeError(f"{self.cmd} printed no status line:\n{self.log}") from None
+        return True
+
+    @property
+    def url(self) -> str:
+        config = self.status["config"]
+        return f"http://{config['address']}:{config['port']}"
 
 
 def _is_suite_process(argv: list[bytes]) -> bool:
