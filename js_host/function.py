@@ -153,7 +153,7 @@ class Function:
             for part in body:
                 sha1.update(part)
             digest = sha1.hexdigest()
-        timeout = self.timeout if self.timeout is not None else settings.FUNCTION_TIMEOUT
+        timeout = self.get_timeout()
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,

@@ -18,7 +18,7 @@ from js_host import verbosity
 from js_host.conf import settings
 from js_host.manager import JSHostManager
 from tests.client_helpers import RecordingServer, bin_setting, config_port, write_config
-from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess, free_port, node_processes
+from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess, free_port, suite_processes
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
@@ -71,7 +71,7 @@ def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> I
     """
     runtime = tmp_path / "runtime"
     monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
-    before = node_processes()
+    before = suite_processes()
     config = write_config(tmp_path, port=free_port(), disconnectTimeout=300)
     yield {
         "config": config,
@@ -88,7 +88,7 @@ def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> I
     except Exception:
         pass
     deadline = time.monotonic() + 10
-    while node_processes() - before and time.monotonic() < deadline:
+    while suite_processes() - before and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from tests.support.processes import IMPLEMENTATIONS, NodeProcess, node_processes
+from tests.support.processes import IMPLEMENTATIONS, NodeProcess, suite_processes
 
 # The client's fixtures (settings reset, managers on free ports) serve several suites.
 pytest_plugins = ["tests.client_fixtures"]
@@ -18,17 +18,17 @@ _before: set[int] = set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _before.update(node_processes())
+    _before.update(suite_processes())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import time
 
     deadline = time.monotonic() + 8  # managed hosts stop a few seconds after their last disconnect
-    left = node_processes() - _before
+    left = suite_processes() - _before
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = node_processes() - _before
+        left = suite_processes() - _before
     if left:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"FAILED: the suite left processes behind: {sorted(left)}", red=True

@@ -23,7 +23,7 @@ from js_host.host import JSHost
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret, runtime_dir
 from tests.client_helpers import config_port, pid_alive, wait_for, write_config
-from tests.support.processes import ROOT, node_processes
+from tests.support.processes import ROOT, suite_processes
 
 
 def test_configure_spawns_the_manager_and_the_host(manager_env) -> None:
@@ -326,7 +326,7 @@ def lock_key(config: str) -> str:
 def host_processes(config: str) -> set[int]:
     """PIDs of the hosts (not the manager) running ``config``."""
     pids = set()
-    for pid in node_processes():
+    for pid in suite_processes():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

@@ -148,7 +148,7 @@ def _is_suite_process(argv: list[bytes]) -> bool:
     return program == "redis-server"
 
 
-def node_processes() -> set[int]:
+def suite_processes() -> set[int]:
     """PIDs of the running Node hosts and managers, gunicorn and redis-server processes."""
     pids = set()
     for entry in Path("/proc").iterdir():
