@@ -7,5 +7,3 @@ opened and no setting is read until the API is used.
 from __future__ import annotations
 
 __version__ = "1.0.0"
-
-default_app_config = "js_host.apps.JSHostConfig"
