@@ -184,6 +184,7 @@ function runDetached(args, kind, configFile) {
   let fd;
   try {
     output = runtime.detachedOutputFile(runtime.ensureRuntimeDir(), kind, configFile);
+    runtime.capLogfile(output);
     fd = fs.openSync(output, 'a');
   } catch (err) {
     fail(err.message);

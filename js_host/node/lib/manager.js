@@ -2,7 +2,10 @@
 
 // The development manager: starts one host per config file on demand, counts
 // the connections of its clients, stops a host `disconnectTimeout` ms after its
-// last connection closed, and asks to exit once it has no host left. HTTP API
+// last connection closed (or after its start, if nobody connects), and asks to
+// exit once it has no host left: after the last host stopped (/host/stop or
+// timeout), after the last connection to a crashed host closed, or when it got
+// no host within its idle timeout (see idleExitTimeout). HTTP API
 // (all POST with a JSON body {"config": "<absolute path>"}, except GET /status):
 //   /status  /manager/stop
 //   /host/start  /host/stop  /host/restart  /host/status  /host/connect
@@ -15,8 +18,9 @@ const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const { finished } = require('node:stream');
 const { ConfigError } = require('./config');
-const { managedHostLogfile } = require('./runtime');
+const { capLogfile, managedHostLogfile } = require('./runtime');
 const { createBearerCheck, isLoopbackAddress } = require('./security');
 const { BaseServer, CallbackReader, rawHeader } = require('./server');
 
@@ -26,6 +30,11 @@ const HOST_START_TIMEOUT_MS = 60000;
 // SIGTERM lets a host finish its requests; after this it gets SIGKILL.
 const HOST_STOP_TIMEOUT_MS = 5000;
 const LOG_TAIL_BYTES = 4096;
+// A manager without hosts exits after IDLE_EXIT_FACTOR x disconnectTimeout
+// (60 s with the default 5 s), never sooner than IDLE_EXIT_MIN_MS: time for the
+// client that started it to ask for its first host.
+const IDLE_EXIT_FACTOR = 12;
+const IDLE_EXIT_MIN_MS = 2000;
 
 const HOST_ACTIONS = new Set(['start', 'stop', 'restart', 'status', 'connect', 'disconnect']);
 
@@ -56,6 +65,8 @@ class Manager extends BaseServer {
       throw new ConfigError(`disconnectTimeout must be a number of milliseconds, not ${JSON.stringify(this.config.disconnectTimeout)}`);
     }
     this.disconnectTimeout = timeout;
+    this.idleExitTimeout = Math.max(IDLE_EXIT_MIN_MS, IDLE_EXIT_FACTOR * timeout);
+    this.idleTimer = null;
     this.runtimeDir = options.runtimeDir || null;
     this.secretFile = options.secret ? options.secret.file : null;
     this.isAuthorized = options.secret ? createBearerCheck(options.secret.secret) : () => false;
@@ -63,9 +74,19 @@ class Manager extends BaseServer {
     this.hosts = new Map(); // config path -> record of the running host
     this.locks = new Map(); // config path -> promise of the start/stop/restart in progress
     this.starting = new Set(); // config paths of the hosts being started
-    this.crashed = new Map(); // config path -> record of a host that exited by itself
+    // config path -> record of a host that exited by itself, kept for
+    // /host/restart while it has connections (or for disconnectTimeout if none)
+    this.crashed = new Map();
     this.children = new Set(); // every host process alive, starting ones included
     this.stopping = false;
+  }
+
+  /** Listen, then exit if no host is asked for within idleExitTimeout. */
+  listen(callback) {
+    super.listen((err) => {
+      if (!err) this.scheduleIdleExit();
+      callback(err);
+    });
   }
 
   route(req, res) {
@@ -125,6 +146,8 @@ class Manager extends BaseServer {
     // A start that arrives while the same host is starting gets that host
     // (200), not 'Host already running': both clients asked for the same thing.
     const joined = this.starting.has(config);
+    this.cancelIdleExit();
+    let failed = false;
     this.withLock(config, async () => {
       const running = this.hosts.get(config);
       if (running !== undefined) {
@@ -133,21 +156,28 @@ class Manager extends BaseServer {
         return;
       }
       this.starting.add(config);
-      this.crashed.delete(config);
+      this.forgetCrashed(config);
       try {
         const record = await this.startHost(config);
         this.hosts.set(config, record);
+        // Stopped like after a last disconnect, unless a client connects.
+        this.scheduleStop(record);
         this.sendJson(req, res, 200, this.serializeHost(record));
       } catch (err) {
+        failed = true;
         this.logger.error(`Manager: error starting host: ${err.message}`);
         this.send(req, res, 500, err.message);
       } finally {
         this.starting.delete(config);
       }
+    }).then(() => {
+      // Back to a manager without hosts: wait for a start again (the user may fix the config).
+      if (failed && !this.hasHosts()) this.scheduleIdleExit();
     });
   }
 
   stopAction(req, res, config) {
+    let stopped = false;
     this.withLock(config, async () => {
       const record = this.hosts.get(config);
       if (record === undefined) {
@@ -158,11 +188,15 @@ class Manager extends BaseServer {
       this.forget(record);
       await this.stopProcess(record.process);
       this.logger.info(`Manager: stopped child host with config: ${config}`);
+      stopped = true;
       this.sendJson(req, res, 200, body);
+    }).then(() => {
+      if (stopped) this.exitAfterResponse(res);
     });
   }
 
   restartAction(req, res, config) {
+    let failed = false;
     this.withLock(config, async () => {
       const old = this.hosts.get(config) || this.crashed.get(config);
       if (old === undefined) {
@@ -171,7 +205,7 @@ class Manager extends BaseServer {
       }
       // The new host keeps the port, the logfile, the connections and a
       // pending stop of the old one (a crashed one is revived the same way).
-      this.crashed.delete(config);
+      this.forgetCrashed(config);
       await this.stopProcess(old.process);
       try {
         const record = await this.startHost(config, {
@@ -184,10 +218,13 @@ class Manager extends BaseServer {
         this.hosts.set(config, record);
         this.sendJson(req, res, 200, this.serializeHost(record));
       } catch (err) {
+        failed = true;
         this.forget(old);
         this.logger.error(`Manager: error restarting host: ${err.message}`);
         this.send(req, res, 500, err.message);
       }
+    }).then(() => {
+      if (failed) this.exitAfterResponse(res);
     });
   }
 
@@ -225,24 +262,38 @@ class Manager extends BaseServer {
     const body = { started: record !== undefined, config, stopTimeout: null };
     if (record === undefined) {
       body.status = 'Host has already stopped';
-    } else {
-      this.logger.info(`Manager: connection ${connection} closed to host with config ${config}`);
-      const index = record.connections.indexOf(connection);
-      if (index !== -1) {
-        record.connections.splice(index, 1);
-        if (record.connections.length === 0) {
-          this.scheduleStop(record);
-          this.logger.info(
-            `Manager: the host with config ${config} no longer has any connections. ` +
-              `Stopping host in ${this.disconnectTimeout}ms`,
-          );
-          body.stopTimeout = this.disconnectTimeout;
-          body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
-        }
-      }
-      if (!body.status) body.status = 'Disconnected';
+      const closed = this.closeCrashedConnection(config, connection);
+      this.sendJson(req, res, 200, body);
+      if (closed) this.exitAfterResponse(res);
+      return;
     }
+    this.logger.info(`Manager: connection ${connection} closed to host with config ${config}`);
+    const index = record.connections.indexOf(connection);
+    if (index !== -1) {
+      record.connections.splice(index, 1);
+      if (record.connections.length === 0) {
+        this.scheduleStop(record);
+        this.logger.info(
+          `Manager: the host with config ${config} no longer has any connections. ` +
+            `Stopping host in ${this.disconnectTimeout}ms`,
+        );
+        body.stopTimeout = this.disconnectTimeout;
+        body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
+      }
+    }
+    if (!body.status) body.status = 'Disconnected';
     this.sendJson(req, res, 200, body);
+  }
+
+  /** A crashed host's client went away: forget the host once it has no clients. */
+  closeCrashedConnection(config, connection) {
+    const crashed = this.crashed.get(config);
+    const index = crashed === undefined ? -1 : crashed.connections.indexOf(connection);
+    if (index === -1) return false;
+    this.logger.info(`Manager: connection ${connection} closed to crashed host with config ${config}`);
+    crashed.connections.splice(index, 1);
+    if (crashed.connections.length === 0) this.forgetCrashed(config);
+    return true;
   }
 
   scheduleStop(record) {
@@ -260,12 +311,38 @@ class Manager extends BaseServer {
     }).then(() => this.exitIfNoHosts());
   }
 
+  /** A host running, being started/stopped/restarted, or crashed and still remembered. */
+  hasHosts() {
+    return this.hosts.size > 0 || this.locks.size > 0 || this.crashed.size > 0;
+  }
+
   exitIfNoHosts() {
     if (!this.config.stopManagerIfNoConnections || this.stopping) return;
-    if (this.hosts.size === 0 && this.locks.size === 0) {
+    if (!this.hasHosts()) {
       this.logger.info('Manager: all hosts have stopped. Shutting down manager');
       this.stop(() => this.onExit('no hosts left'));
     }
+  }
+
+  /** exitIfNoHosts() once `res` has been sent, so that the client gets its answer first. */
+  exitAfterResponse(res) {
+    finished(res, () => this.exitIfNoHosts());
+  }
+
+  scheduleIdleExit() {
+    if (!this.config.stopManagerIfNoConnections || this.stopping) return;
+    this.cancelIdleExit();
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.hasHosts()) return;
+      this.logger.info(`Manager: no host was started within ${this.idleExitTimeout}ms`);
+      this.exitIfNoHosts();
+    }, this.idleExitTimeout);
+  }
+
+  cancelIdleExit() {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   /** Run `task` after any start/stop/restart of the same config has finished. */
@@ -288,11 +365,25 @@ class Manager extends BaseServer {
     this.logger.info(`Manager: removed record of host with config: ${record.config}`);
   }
 
+  forgetCrashed(config) {
+    const record = this.crashed.get(config);
+    if (record === undefined) return;
+    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
+    record.stopTimer = null;
+    this.crashed.delete(config);
+    this.logger.info(`Manager: removed record of crashed host with config: ${config}`);
+  }
+
   /** Spawn `js-host <config> --port N --json --logfile F`; resolves once it listens. */
   startHost(config, { port = 0, logfile = null, connections = [] } = {}) {
     if (this.stopping) return Promise.reject(new Error('The manager is stopping'));
     const file = logfile || managedHostLogfile(this.runtimeDir, config);
     this.logger.info(`Manager: starting child host with config: ${config}`);
+    try {
+      if (capLogfile(file)) this.logger.info(`Manager: cut the beginning of the logfile ${file}`);
+    } catch (err) {
+      this.logger.warn(`Manager: cannot cap the logfile ${file}: ${err.message}`);
+    }
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [BIN, config, '--port', String(port), '--json', '--logfile', file], {
         // The IPC channel only tells the host when the manager is gone.
@@ -371,6 +462,14 @@ class Manager extends BaseServer {
       `Manager: the host with config ${record.config} exited unexpectedly (${describeExit(code, signal)}). ` +
         `${logTail(record.logfile, '')}`,
     );
+    // No client to restart it: forgotten when it would have been stopped.
+    if (record.connections.length === 0) {
+      record.stopTimer = setTimeout(() => {
+        if (this.crashed.get(record.config) !== record) return;
+        this.forgetCrashed(record.config);
+        this.exitIfNoHosts();
+      }, this.disconnectTimeout);
+    }
   }
 
   /** SIGTERM, then SIGKILL after HOST_STOP_TIMEOUT_MS; resolves once it exited. */
@@ -391,6 +490,8 @@ class Manager extends BaseServer {
   stop(callback) {
     if (this.stopping) return;
     this.stopping = true;
+    this.cancelIdleExit();
+    for (const config of Array.from(this.crashed.keys())) this.forgetCrashed(config);
     for (const record of this.hosts.values()) {
       if (record.stopTimer !== null) clearTimeout(record.stopTimer);
     }

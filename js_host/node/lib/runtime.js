@@ -7,7 +7,10 @@
 //   ${TMPDIR:-/tmp}/js-host-<uid> (not os.tmpdir(): Python's differs); mode 0700.
 // - secret: <dir>/manager.secret, 64 lowercase hex chars, mode 0600, created
 //   atomically (write a temp file, link() it into place, EEXIST = another
-//   process won the race: use theirs).
+//   process won the race: use theirs). Read back trimmed, as Python's
+//   .strip() does, so that a trailing newline added by an editor is accepted.
+// - logfiles (managed hosts, --detached copies) are capped when their process
+//   starts: over LOGFILE_MAX_BYTES, only the last LOGFILE_KEEP_BYTES are kept.
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -15,6 +18,9 @@ const path = require('node:path');
 
 const SECRET_NAME = 'manager.secret';
 const SECRET_PATTERN = /^[0-9a-f]{64}$/;
+// The runtime dir is often a small tmpfs ($XDG_RUNTIME_DIR).
+const LOGFILE_MAX_BYTES = 1024 * 1024;
+const LOGFILE_KEEP_BYTES = 256 * 1024;
 
 class RuntimeDirError extends Error {}
 
@@ -54,7 +60,7 @@ function secretFile(dir = runtimeDir()) {
 }
 
 function readSecret(file) {
-  const secret = fs.readFileSync(file, 'utf8');
+  const secret = fs.readFileSync(file, 'utf8').trim();
   if (!SECRET_PATTERN.test(secret)) {
     throw new RuntimeDirError(`js-host secret file ${file} is not 64 hex characters: remove it`);
   }
@@ -101,7 +107,38 @@ function detachedOutputFile(dir, kind, configPath) {
   return path.join(dir, kind === 'manager' ? `manager-${slug}.log` : `host-${slug}.detached.log`);
 }
 
+/**
+ * A logfile over `maxBytes` keeps only its last `keepBytes` (from the first
+ * whole line in them); returns true if it was cut. Call it before the process
+ * that appends to the file starts.
+ */
+function capLogfile(file, maxBytes = LOGFILE_MAX_BYTES, keepBytes = LOGFILE_KEEP_BYTES) {
+  let fd;
+  try {
+    fd = fs.openSync(file, 'r+');
+  } catch (err) {
+    if (err.code === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size <= maxBytes) return false;
+    const tail = Buffer.alloc(Math.min(keepBytes, size));
+    const length = fs.readSync(fd, tail, 0, tail.length, size - tail.length);
+    const newline = tail.indexOf(10);
+    const kept = tail.subarray(newline === -1 || newline + 1 >= length ? 0 : newline + 1, length);
+    const note = `${new Date().toISOString()} - info: js-host: this logfile was over ${maxBytes} bytes, its beginning was cut\n`;
+    fs.ftruncateSync(fd, 0);
+    fs.writeSync(fd, Buffer.concat([Buffer.from(note), kept]), 0, undefined, 0);
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 module.exports = {
+  LOGFILE_MAX_BYTES,
+  LOGFILE_KEEP_BYTES,
   RuntimeDirError,
   runtimeDir,
   ensureRuntimeDir,
@@ -109,4 +146,5 @@ module.exports = {
   getOrCreateSecret,
   managedHostLogfile,
   detachedOutputFile,
+  capLogfile,
 };

@@ -17,6 +17,7 @@ const {
   waitClosed,
   sleep,
 } = require('./helpers');
+const runtime = require('../lib/runtime');
 
 const CONFIG = path.join(FIXTURES, 'host.config.js');
 
@@ -165,6 +166,26 @@ describe('--detached', () => {
     t.after(() => request(`${url}/manager/stop`, { method: 'POST', headers }).catch(() => {}));
     const res = await request(`${url}/status`, { headers });
     assert.deepEqual(JSON.parse(res.body), status);
+    await request(`${url}/manager/stop`, { method: 'POST', headers });
+    await waitClosed(status.config.port);
+  });
+
+  test('the output file of a detached manager is capped when it starts', async (t) => {
+    const dir = tempRuntimeDir(t);
+    const config = path.join(FIXTURES, 'manager.config.js');
+    const output = runtime.detachedOutputFile(dir, 'manager', config);
+    fs.writeFileSync(output, `first old line\n${'x'.repeat(2 * runtime.LOGFILE_MAX_BYTES)}\nlast old line\n`);
+    const result = runCli([config, '--manager', '--detached', '-p', '0'], { runtimeDir: dir });
+    assert.equal(result.status, 0, result.stderr);
+    const status = JSON.parse(result.stdout);
+    const url = `http://127.0.0.1:${status.config.port}`;
+    const headers = { authorization: `Bearer ${fs.readFileSync(path.join(dir, 'manager.secret'), 'utf8')}` };
+    t.after(() => request(`${url}/manager/stop`, { method: 'POST', headers }).catch(() => {}));
+    const text = fs.readFileSync(output, 'utf8');
+    assert.ok(Buffer.byteLength(text) < runtime.LOGFILE_MAX_BYTES, `${Buffer.byteLength(text)} bytes`);
+    assert.ok(!text.includes('first old line'));
+    assert.ok(text.includes('last old line\n'));
+    assert.ok(text.includes(result.stdout.trim()));
     await request(`${url}/manager/stop`, { method: 'POST', headers });
     await waitClosed(status.config.port);
   });

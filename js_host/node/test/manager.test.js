@@ -17,7 +17,9 @@ const {
   waitClosed,
   waitFor,
   isAlive,
+  sleep,
 } = require('./helpers');
+const runtime = require('../lib/runtime');
 
 const CONFIG = path.join(FIXTURES, 'manager.config.js');
 const HOST_CONFIG = path.join(FIXTURES, 'host.config.js');
@@ -50,6 +52,15 @@ async function hostPid(hostRecord) {
   return Number(res.body);
 }
 
+/** Make a managed host crash; resolves once the manager has noticed. */
+async function crashHost(manager, hostRecord) {
+  const pid = await hostPid(hostRecord);
+  await request(`${hostUrl(hostRecord)}/function/crash`, { method: 'POST', json: {} });
+  await waitFor(() => !isAlive(pid), 5000, 'the host to crash');
+  const config = hostRecord.config;
+  await waitFor(async () => !(await manager.post('host/status', { config })).json.started, 5000, 'the manager to notice');
+}
+
 describe('manager security', () => {
   test('creates the secret (0600, 64 hex) and requires it on every request', async (t) => {
     const manager = await startManager(t);
@@ -75,6 +86,17 @@ describe('manager security', () => {
     const headers = { authorization: `Bearer ${manager.secret}`, host: 'rebound.evil.test' };
     const res = await request(`${manager.url}/status`, { headers });
     assert.equal(res.status, 403);
+  });
+
+  test('accepts a secret file with a trailing newline, as the Python client does', async (t) => {
+    const dir = tempRuntimeDir(t);
+    const secret = 'cd'.repeat(32);
+    fs.writeFileSync(path.join(dir, 'manager.secret'), `${secret}\n`, { mode: 0o600 });
+    const manager = await startServer(t, CONFIG, ['--manager'], { runtimeDir: dir });
+    const ok = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}` } });
+    assert.equal(ok.status, 200);
+    const withNewline = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}x` } });
+    assert.equal(withNewline.status, 401);
   });
 
   test('reuses an existing secret', async (t) => {
@@ -105,12 +127,22 @@ describe('manager endpoints', () => {
   test('start, status, connect, restart, disconnect, stop: js-host 0.11 shapes', async (t) => {
     const manager = await startManager(t);
     assert.deepEqual((await manager.post('host/status', { config: CONFIG })).json, { started: false });
+    // Another host with a client keeps the manager running after CONFIG's host stops.
+    assert.equal((await manager.post('host/start', { config: HOST_CONFIG })).status, 200);
+    assert.equal((await manager.post('host/connect', { config: HOST_CONFIG })).status, 200);
 
     const started = await manager.post('host/start', { config: CONFIG });
     assert.equal(started.status, 200, started.body);
     assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections']);
     assert.equal(started.json.config, CONFIG);
     assert.deepEqual(started.json.connections, []);
+    // Connect at once: a host nobody connects to is stopped after disconnectTimeout.
+    const status = await manager.post('host/status', { config: CONFIG });
+    assert.deepEqual(status.json, { started: true, host: started.json });
+    const connected = await manager.post('host/connect', { config: CONFIG });
+    assert.match(connected.json.connection, /^\d+-[0-9a-f-]{36}$/);
+    assert.deepEqual(connected.json.connections, [connected.json.connection]);
+
     assert.ok(started.json.output.endsWith('\n'));
     const hostStatus = JSON.parse(started.json.output);
     assert.equal(hostStatus.type, 'Host');
@@ -122,13 +154,6 @@ describe('manager endpoints', () => {
     const again = await manager.post('host/start', { config: CONFIG });
     assert.equal(again.status, 500);
     assert.equal(again.body, 'Host already running');
-
-    const status = await manager.post('host/status', { config: CONFIG });
-    assert.deepEqual(status.json, { started: true, host: started.json });
-
-    const connected = await manager.post('host/connect', { config: CONFIG });
-    assert.match(connected.json.connection, /^\d+-[0-9a-f-]{36}$/);
-    assert.deepEqual(connected.json.connections, [connected.json.connection]);
 
     const pidBefore = await hostPid(started.json);
     const restarted = await manager.post('host/restart', { config: CONFIG });
@@ -258,7 +283,9 @@ describe('manager lifecycle', () => {
   test('/manager/stop stops the hosts and the manager', async (t) => {
     const manager = await startManager(t);
     const a = await manager.post('host/start', { config: CONFIG });
+    await manager.post('host/connect', { config: CONFIG });
     const b = await manager.post('host/start', { config: HOST_CONFIG });
+    await manager.post('host/connect', { config: HOST_CONFIG });
     const pid = await hostPid(a.json);
     const res = await manager.post('manager/stop', {});
     assert.equal(res.body, 'Stopping...');
@@ -283,5 +310,90 @@ describe('manager lifecycle', () => {
     process.kill(manager.child.pid, 'SIGKILL');
     await manager.exited;
     await waitFor(() => !isAlive(pid), 5000, 'the orphaned host to exit');
+  });
+});
+
+describe('the manager exits once no host is left', () => {
+  test('/host/stop of the last host: the answer, then the manager exits', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const pid = await hostPid(started.json);
+    await manager.post('host/connect', { config: CONFIG });
+    // The connection cancelled the stop that follows a start.
+    await sleep(600);
+    assert.ok(isAlive(pid));
+    const stopped = await manager.post('host/stop', { config: CONFIG });
+    assert.equal(stopped.status, 200);
+    assert.equal(stopped.json.config, CONFIG);
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('a host nobody connects to stops after disconnectTimeout, then the manager exits', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    assert.equal(started.status, 200, started.body);
+    const pid = await hostPid(started.json);
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('a crashed host: kept while it has connections, the last disconnect lets the manager exit', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const { connection } = (await manager.post('host/connect', { config: CONFIG })).json;
+    await crashHost(manager, started.json);
+    await sleep(600);
+    assert.equal((await manager.post('host/status', { config: CONFIG })).status, 200);
+    const res = await manager.post('host/disconnect', { config: CONFIG, connection });
+    assert.deepEqual(res.json, { started: false, config: CONFIG, stopTimeout: null, status: 'Host has already stopped' });
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+  });
+
+  test('a crashed host without connections is forgotten, then the manager exits', async (t) => {
+    const manager = await startManager(t);
+    const started = await manager.post('host/start', { config: CONFIG });
+    const pid = await hostPid(started.json);
+    await request(`${hostUrl(started.json)}/function/crash`, { method: 'POST', json: {} }).catch(() => {});
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('a failed restart of the last host: the answer, then the manager exits', async (t) => {
+    const manager = await startManager(t);
+    const config = path.join(manager.runtimeDir, 'changing.config.js');
+    fs.writeFileSync(config, `module.exports = require(${JSON.stringify(CONFIG)});`);
+    const started = await manager.post('host/start', { config });
+    await manager.post('host/connect', { config });
+    await crashHost(manager, started.json);
+    fs.writeFileSync(config, 'module.exports = {');
+    const res = await manager.post('host/restart', { config });
+    assert.equal(res.status, 500);
+    assert.match(res.body, /failed to start/);
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+  });
+
+  test('a manager that is never asked for a host exits after its idle timeout', async (t) => {
+    const manager = await startManager(t);
+    // disconnectTimeout 300 ms x 12
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.match(manager.stdout, /no host was started within 3600ms/);
+  });
+});
+
+describe('managed host logfiles', () => {
+  test('a logfile over 1 MiB keeps only its end when its host starts', async (t) => {
+    const manager = await startManager(t);
+    const logfile = runtime.managedHostLogfile(manager.runtimeDir, CONFIG);
+    const line = `${'x'.repeat(99)}\n`;
+    fs.writeFileSync(logfile, `first old line\n${line.repeat(20000)}last old line\n`);
+    const started = await manager.post('host/start', { config: CONFIG });
+    assert.equal(started.json.logfile, logfile);
+    await waitFor(() => fs.readFileSync(logfile, 'utf8').includes('Host listening at'), 5000, 'the host to log');
+    const text = fs.readFileSync(logfile, 'utf8');
+    assert.ok(Buffer.byteLength(text) < runtime.LOGFILE_MAX_BYTES, `${Buffer.byteLength(text)} bytes`);
+    assert.ok(!text.includes('first old line'));
+    assert.ok(text.includes('last old line\n'));
+    assert.match(text, /its beginning was cut/);
   });
 });

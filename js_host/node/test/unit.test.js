@@ -60,10 +60,32 @@ describe('runtime dir', () => {
     assert.deepEqual(fs.readdirSync(dir), ['manager.secret']);
   });
 
+  test('a secret file is read trimmed (a trailing newline is fine), as in Python', (t) => {
+    const dir = tempRuntimeDir(t);
+    fs.writeFileSync(path.join(dir, 'manager.secret'), ` ${'ef'.repeat(32)}\r\n`);
+    assert.equal(runtime.getOrCreateSecret(dir).secret, 'ef'.repeat(32));
+  });
+
   test('an invalid secret file is refused', (t) => {
     const dir = tempRuntimeDir(t);
     fs.writeFileSync(path.join(dir, 'manager.secret'), 'short\n');
     assert.throws(() => runtime.getOrCreateSecret(dir), /not 64 hex characters/);
+  });
+
+  test('a logfile over the limit keeps its last whole lines', (t) => {
+    const dir = tempRuntimeDir(t);
+    const file = path.join(dir, 'a.log');
+    assert.equal(runtime.capLogfile(file, 100, 40), false);
+    fs.writeFileSync(file, 'x'.repeat(100));
+    assert.equal(runtime.capLogfile(file, 100, 40), false);
+    assert.equal(fs.statSync(file).size, 100);
+    const lines = Array.from({ length: 20 }, (_, i) => `line ${String(i).padStart(2, '0')}\n`).join('');
+    fs.writeFileSync(file, lines);
+    assert.equal(runtime.capLogfile(file, 100, 40), true);
+    const text = fs.readFileSync(file, 'utf8').split('\n');
+    assert.match(text[0], /info: js-host: this logfile was over 100 bytes, its beginning was cut$/);
+    assert.deepEqual(text.slice(1), ['line 16', 'line 17', 'line 18', 'line 19', '']);
+    assert.equal(runtime.LOGFILE_MAX_BYTES, 1024 * 1024);
   });
 
   test('one logfile per config path', () => {
