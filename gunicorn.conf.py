@@ -47,9 +47,14 @@ backlog = int(_env("JS_HOST_PROXY_BACKLOG", "2048"))
 # Worker processes
 # ---------------------------------------------------------------------------------------
 # Hits cost CPU, misses mostly wait on the host: one process per core, threads for the waits.
-# gthread also keeps client connections alive (the sync worker closes each one).
+# gthread also keeps client connections alive (the sync worker closes each one, and one slow
+# call would hold a whole sync worker). Measured on 2 cores with wrk (16 kept-alive
+# connections, bench/proxy_gunicorn.py): 2 workers x 16 threads, 2 x 4, 3 x 4, 4 x 2 and
+# sync all serve hits within the machine's noise of each other, so the defaults favour
+# misses: 16 threads let 16 calls per worker wait on the host at once. More workers than
+# cores only add processes contending for the same CPU.
 workers = int(_env("JS_HOST_PROXY_WORKERS", str(os.cpu_count() or 1)))
-worker_class = "gthread"
+worker_class = _env("JS_HOST_PROXY_WORKER_CLASS", "gthread")
 threads = int(_env("JS_HOST_PROXY_THREADS", "16"))
 # A worker silent this long is restarted; must exceed JS_HOST_PROXY_UPSTREAM_TIMEOUT only with
 # the sync worker (gthread keeps its heartbeat while threads wait on the host).

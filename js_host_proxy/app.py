@@ -101,6 +101,91 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}"
 
 
+def stored_reply(entry: Entry) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers without hop-by-hop fields, body) of a stored entry.
+
+    Raises ValueError, KeyError or TypeError for an entry CacheControl did not write."""
+    stored = entry.response()
+    headers = [(k, v) for k, v in stored["headers"].items() if k.lower() not in HOP_BY_HOP]
+    return stored["status"], headers, stored["body"]
+
+
+class CachedHit:
+    """A fresh entry, parsed once, ready to be sent many times (see :class:`HitReplies`)."""
+
+    __slots__ = ("body", "data", "fresh_until", "headers", "length", "status_line", "stored_at")
+
+    def __init__(self, data: bytes, entry: Entry) -> None:
+        status, headers, body = stored_reply(entry)
+        self.data = data
+        self.stored_at = entry.stored_at
+        self.fresh_until = entry.fresh_until
+        self.status_line = _status_line(status)
+        self.headers = tuple(headers)
+        self.body = body
+        self.length = str(len(body))
+
+    def send(self, start_response: StartResponse) -> list[bytes]:
+        age = int(time.time() - self.stored_at)
+        start_response(
+            self.status_line,
+            [
+                *self.headers,
+                ("Age", str(age) if age > 0 else "0"),
+                ("X-Cache", "HIT"),
+                ("Content-Length", self.length),
+            ],
+        )
+        return [self.body]
+
+
+class HitReplies:
+    """The hit path: the entries of this process's recent hits, parsed once.
+
+    An entry is parsed (header line, CacheControl's msgpack, the headers to send)
+    the first time it is read; later reads of the same key that return the very
+    same bytes reuse that work. Any other bytes (a new entry, one written by another
+    process) are parsed afresh, so what is sent is always what the backend holds.
+    At most ``max_entries`` entries of ``max_bytes`` in all are kept (all are dropped
+    when full: the hot keys come back at once); entries above ``max_entry_bytes`` are
+    parsed on every hit (reading them costs more than parsing them).
+    """
+
+    def __init__(
+        self, max_entries: int = 1024, max_bytes: int = 16 << 20, max_entry_bytes: int = 64 << 10
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self._parsed: dict[str, CachedHit] = {}
+        self._bytes = 0
+
+    def get(self, data: bytes | None, key: str) -> CachedHit | None:
+        """The hit to send for ``key`` whose backend holds ``data``; None when not fresh."""
+        if not data:
+            return None
+        hit = self._parsed.get(key)
+        if hit is None or hit.data != data:
+            entry = Entry.loads(data)
+            if entry is None:
+                return None
+            try:
+                hit = CachedHit(data, entry)
+            except (ValueError, KeyError, TypeError) as err:  # written by something else: ignore it
+                logger.warning("ignoring an unreadable cache entry for %s: %s", key, err)
+                return None
+            if len(data) <= self.max_entry_bytes:
+                if len(self._parsed) >= self.max_entries or self._bytes >= self.max_bytes:
+                    self._parsed.clear()
+                    self._bytes = 0
+                self._parsed[key] = hit
+                self._bytes += 2 * len(data)  # the entry and its body
+        if hit.fresh_until <= time.time():
+            return None
+        logger.debug("HIT %s", key)
+        return hit
+
+
 def text_reply(status: int, message: str, extra: Iterable[tuple[str, str]] = ()) -> Reply:
     return Reply(status, [("Content-Type", "text/plain; charset=utf-8"), *extra], message.encode() + b"\n")
 
@@ -122,6 +207,7 @@ class ProxyApp:
         )
         self.coalescer: Coalescer[Reply] = Coalescer(self.backend, timeout=config.lock_timeout)
         self.direct_hits = config.hit_path == "direct"
+        self.hits = HitReplies()
         # requests sessions are made per process, on first use (gunicorn forks after import).
         self._sessions: tuple[int, requests.Session, requests.Session] | None = None
         self._sessions_lock = threading.Lock()
@@ -170,10 +256,9 @@ class ProxyApp:
             ).send(start_response)
         query = environ.get("QUERY_STRING", "")
         given = _hash_param(query)
-        path_qs = FUNCTION_PREFIX + quote(_wsgi_bytes(name), safe="") + ("?" + query if query else "")
         if given is None:
             logger.debug("no hash for %s: forwarded uncached", name)
-            return self.forward(environ, "POST", path_qs, body).send(start_response, "BYPASS")
+            return self.forward(environ, "POST", _path_qs(name, query), body).send(start_response, "BYPASS")
         digest = hashlib.sha1(body).hexdigest()
         if given.lower() != digest:
             logger.debug("hash mismatch for %s: %s != %s", name, given, digest)
@@ -184,17 +269,16 @@ class ProxyApp:
             ).send(start_response)
 
         if not self.direct_hits:
-            reply, _ = self.call_upstream(environ, path_qs, body, None)
+            reply, _ = self.call_upstream(environ, _path_qs(name, query), body, None)
             return reply.send(start_response)
 
         key = cache_key(self.config.namespace, name, digest)
-        hit = self.lookup(key)
+        hit = self.hits.get(self.backend.get(key), key)
         if hit is not None:
-            logger.debug("HIT %s", key)
             return hit.send(start_response)
 
         def call() -> Reply:
-            return self.call_upstream(environ, path_qs, body, key)[0]
+            return self.call_upstream(environ, _path_qs(name, query), body, key)[0]
 
         reply, shared = self.coalescer.run(key, lambda: self.lookup(key), call, lambda r: r.shareable)
         state = reply.state
@@ -216,11 +300,11 @@ class ProxyApp:
             logger.warning("ignoring an unreadable cache entry for %s: %s", key, err)
             return None
 
-    def entry_reply(self, entry: Entry, state: str = "HIT") -> Reply:
-        stored = entry.response()
-        headers = [(k, v) for k, v in stored["headers"].items() if k.lower() not in HOP_BY_HOP]
-        headers.append(("Age", str(max(0, int(time.time() - entry.stored_at)))))
-        return Reply(stored["status"], headers, stored["body"], state=state)
+    @staticmethod
+    def entry_reply(entry: Entry, state: str = "HIT") -> Reply:
+        status, headers, body = stored_reply(entry)
+        headers = [*headers, ("Age", str(max(0, int(time.time() - entry.stored_at))))]
+        return Reply(status, headers, body, state=state)
 
     def call_upstream(
         self, environ: dict[str, Any], path_qs: str, body: bytes, key: str | None
@@ -345,6 +429,11 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes | None:
         body = stream.read(limit + 1)
         return None if len(body) > limit else body
     return b""
+
+
+def _path_qs(name: str, query: str) -> str:
+    """The path and query sent to the host for function ``name`` (a WSGI string)."""
+    return FUNCTION_PREFIX + quote(_wsgi_bytes(name), safe="") + ("?" + query if query else "")
 
 
 def _hash_param(query: str) -> str | None:

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from js_host_proxy.caches import CacheBackend, Entry, FailureLog, split_key
 
+#: Bytes asked of os.read at a time: most entries fit in one read.
+READ_SIZE = 1 << 16
+
 
 class FileCache(CacheBackend):
     shared = True
@@ -35,27 +38,49 @@ class FileCache(CacheBackend):
         self._failed = FailureLog(f"file cache {str(self.root)!r}")
         self._ns_dirs: dict[str, str] = {}
         self._dirs_made: set[str] = set()
+        self._paths: dict[str, str] = {}  # key -> path, for the keys read or written lately
 
     def path(self, key: str) -> str:
-        namespace = split_key(key)[0]
-        ns_dir = self._ns_dirs.get(namespace)
-        if ns_dir is None:
-            ns_dir = self._ns_dirs[namespace] = self.namespace_dir(namespace)
-        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-        return os.path.join(ns_dir, digest[:2], digest)
+        path = self._paths.get(key)
+        if path is None:
+            namespace = split_key(key)[0]
+            ns_dir = self._ns_dirs.get(namespace)
+            if ns_dir is None:
+                ns_dir = self._ns_dirs[namespace] = self.namespace_dir(namespace)
+            digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+            path = os.path.join(ns_dir, digest[:2], digest)
+            if len(self._paths) >= 4096:  # the hot keys come back at once
+                self._paths.clear()
+            self._paths[key] = path
+        return path
 
     def namespace_dir(self, namespace: str) -> str:
         return str(self.root / f"ns-{hashlib.sha1(namespace.encode()).hexdigest()[:16]}")
 
     def get(self, key: str) -> bytes | None:
+        # os.open/os.read: no file object to build, for the hit path's sake.
         try:
-            with open(self.path(key), "rb") as fh:
-                return fh.read()
+            fd = os.open(self.path(key), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as err:
             self._failed("read", err)
             return None
+        try:
+            data = os.read(fd, READ_SIZE)
+            # A short read of a regular file is its end (entries are never written in place:
+            # os.replace swaps in a complete file); a full one may have more behind it.
+            if len(data) == READ_SIZE:
+                chunks = [data]
+                while chunk := os.read(fd, READ_SIZE):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            return data
+        except OSError as err:
+            self._failed("read", err)
+            return None
+        finally:
+            os.close(fd)
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         # ttl is not needed here: the entry carries its own times, and `purge --expired` sweeps.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,11 @@ import requests
 from js_host.exceptions import JSHostError
 
 logger = logging.getLogger(__name__)
+
+# A path and query that requests' URL preparation (parse, IDNA, requote) leaves as it is:
+# the app's quoted function path with the client's usual ``?hash=<hex>``. Others take
+# the full preparation.
+_PLAIN_PATH_QS = re.compile(r"/[A-Za-z0-9._~/-]*(?:%[0-9A-F]{2}[A-Za-z0-9._~/-]*)*(?:\?[A-Za-z0-9._~=&-]*)?")
 
 
 class UpstreamError(JSHostError):
@@ -53,6 +59,8 @@ class UpstreamPool:
         self._next = itertools.count()
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Each base URL as requests prepares it (None: has credentials, always prepare in full).
+        self._prepared_bases = {u: _prepared_base(u) for u in self.urls}
 
     def order(self) -> list[str]:
         """The upstreams to try for one call: round-robin, those up first."""
@@ -91,7 +99,7 @@ class UpstreamPool:
             try:
                 # Straight to the session's adapter: Session.send's cookies, hooks and redirect
                 # handling are of no use here and cost ~0.15 ms a call.
-                prepared = requests.Request(method, url, data=body, headers=headers).prepare()
+                prepared = self.prepare(method, base, path_qs, body, headers)
                 response = session.get_adapter(url).send(prepared, timeout=self.timeout)
             except (requests.ConnectionError, requests.ConnectTimeout) as err:
                 if isinstance(err, requests.ReadTimeout):
@@ -129,6 +137,34 @@ class UpstreamPool:
             + "; ".join(tried)
             + ". Is the host running? Check JS_HOST_PROXY_UPSTREAM."
         )
+
+    def prepare(
+        self, method: str, base: str, path_qs: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> requests.PreparedRequest:
+        """requests' PreparedRequest for the call, the same as ``Request(...).prepare()``.
+
+        For the usual path (``/function/<quoted name>?hash=<hex>``) the URL is the base URL
+        as requests prepared it once plus the path, as its preparation would leave it;
+        that saves about 40 µs of URL parsing a call. Headers and body are prepared as usual.
+        """
+        prepared_base = self._prepared_bases.get(base)
+        if prepared_base is None or not _PLAIN_PATH_QS.fullmatch(path_qs):
+            return requests.Request(method, base + path_qs, data=body, headers=headers).prepare()
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = prepared_base + path_qs
+        prepared.prepare_headers(headers)
+        prepared.prepare_body(body, None)
+        prepared.prepare_hooks({})
+        return prepared
+
+
+def _prepared_base(url: str) -> str | None:
+    """``url`` (a base URL without a path) as requests prepares it, without the final slash."""
+    if "@" in url:
+        return None  # credentials: requests turns them into an Authorization header
+    prepared = requests.Request("GET", url + "/").prepare().url
+    return prepared[:-1] if prepared and prepared.endswith("/") else None
 
 
 def _reason(err: BaseException) -> str:

@@ -1,0 +1,97 @@
+"""The hit and miss paths' shortcuts give exactly what the plain code gives: parsed
+entries are reused only while the backend holds the same bytes, the prepared
+upstream request equals requests' own, large file entries are read whole, and
+gunicorn's Date header keeps gunicorn's text."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import requests
+
+from js_host_proxy.caches import Entry, MemoryCache, cache_key
+from js_host_proxy.file_cache import READ_SIZE, FileCache
+from js_host_proxy.upstream import UpstreamPool
+from tests.proxy.conftest import Proxy, Upstream, sha1
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_changed_entry_is_sent_as_stored_not_as_parsed_before(
+    make_proxy: Callable[..., Proxy], upstream: Upstream
+):
+    backend = MemoryCache()
+    proxy = make_proxy(backend=backend)
+    assert proxy.call("echo", {"n": 1}).headers["X-Cache"] == "MISS"
+    assert proxy.call("echo", {"n": 1}).data == b'{"echo":{"n":1}}'
+    key = cache_key("", "echo", sha1(b'{"n": 1}'))
+    entry = Entry.loads(backend.get(key))
+    assert entry is not None
+    # Another process (or machine, with Redis) stores a new answer under the same key.
+    new_blob = entry.blob.replace(b'{"echo":{"n":1}}', b'{"echo":{"n":2}}')
+    now = time.time()
+    backend.set(key, Entry(now, now + 60, new_blob).dumps(), 120)
+    hit = proxy.call("echo", {"n": 1})
+    assert (hit.headers["X-Cache"], hit.data) == ("HIT", b'{"echo":{"n":2}}')
+    # Expired in the backend: not a hit, even though this process parsed it before.
+    backend.set(key, Entry(now - 120, now - 60, new_blob).dumps(), 120)
+    assert proxy.call("echo", {"n": 1}).headers["X-Cache"] == "MISS"
+    assert upstream.calls("echo") == 2
+
+
+def test_hits_carry_the_same_headers_as_the_miss_plus_age(
+    make_proxy: Callable[..., Proxy], upstream: Upstream
+):
+    proxy = make_proxy()
+    miss = proxy.call("long", {"h": 1})
+    hit = proxy.call("long", {"h": 1})
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert hit.headers["Cache-Control"] == miss.headers["Cache-Control"] == "max-age=3600"
+    assert hit.headers["Content-Type"] == miss.headers["Content-Type"]
+    assert hit.headers["Content-Length"] == str(len(hit.data)) and hit.headers["Age"] == "0"
+    assert "Connection" not in hit.headers and "Keep-Alive" not in hit.headers
+
+
+def test_a_large_file_entry_is_read_whole(tmp_path: Path):
+    cache = FileCache(tmp_path / "cache")
+    for size in (0, 1, READ_SIZE - 1, READ_SIZE, READ_SIZE + 1, 3 * READ_SIZE + 7):
+        value = bytes(i % 251 for i in range(size))
+        cache.set(f"0::f:{size}", value, 60)
+        assert cache.get(f"0::f:{size}") == (value if size else b"")
+    assert cache.get("0::f:missing") is None
+
+
+@pytest.mark.parametrize(
+    "base", ["http://127.0.0.1:9009", "http://LocalHost:9009", "http://u:p@127.0.0.1:1", "https://[::1]:443"]
+)
+def test_the_prepared_upstream_request_is_the_one_requests_prepares(base: str):
+    pool = UpstreamPool([base], connect_timeout=1, read_timeout=1, retry_down_after=1)
+    headers = {"Accept-Encoding": "identity", "Via": "1.1 js-host-proxy", "Content-Type": "application/json"}
+    paths = [
+        "/function/echo?hash=bc4919c6adf7168088eaea06e27a5b23f0f9f9da",
+        "/function/echo",
+        "/function/a%20b?hash=AB&x=1",
+        "/function/%C3%A9?hash=%41",
+        "/function/x?hash=a b",
+        "/function/x?hash=%zz",
+        "/function/x?hash=\u00e9",
+        "/status",
+    ]
+    for path_qs in paths:
+        for method, body in (("POST", b'{"a": 1}'), ("POST", b""), ("GET", None)):
+            ours = pool.prepare(method, base, path_qs, body, headers)
+            theirs = requests.Request(method, base + path_qs, data=body, headers=headers).prepare()
+            assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+            assert list(ours.headers.items()) == list(theirs.headers.items())
+
+
+def test_a_large_answer_is_served_whole_from_the_cache(make_proxy: Callable[..., Proxy], upstream: Upstream):
+    proxy = make_proxy()
+    data = {"text": "x" * 100_000}
+    miss, hit, again = (proxy.call("echo", data) for _ in range(3))
+    assert [r.headers["X-Cache"] for r in (miss, hit, again)] == ["MISS", "HIT", "HIT"]
+    assert miss.data == hit.data == again.data and len(hit.data) > 100_000
+    assert upstream.calls("echo") == 1
