@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 _HEADERS = b"Content-Type: application/json\r\n"
 
 
-#: Top-level strings longer than this take the fast path of encode_body().
+#: Top-level strings longer than this take the fast path of encode_parts().
 LARGE_STRING = 2048
 # Bytes that json.dumps (ensure_ascii) escapes in a string: controls, '"', '\\', DEL.
 _ESCAPED = bytes(range(32)) + b'"\\\x7f'
@@ -63,11 +63,6 @@ def serialize(data: dict[str, Any], function_name: str = "?") -> str:
         raise TypeError(
             f"Function {function_name!r}: the arguments cannot be encoded as JSON ({err})."
         ) from err
-
-
-def encode_body(data: dict[str, Any], function_name: str = "?") -> bytes:
-    """``serialize(data).encode()``, faster for large top-level strings (see encode_parts)."""
-    return b"".join(encode_parts(data, function_name))
 
 
 def encode_parts(data: dict[str, Any], function_name: str = "?") -> list[bytes]:
@@ -101,9 +96,19 @@ def encode_parts(data: dict[str, Any], function_name: str = "?") -> list[bytes]:
     return parts
 
 
-def generate_hash(body: str) -> str:
-    """The ``hash`` parameter: sha1 hex of the body."""
-    return hashlib.sha1(body.encode("utf-8")).hexdigest()
+def encode_request(data: dict[str, Any], function_name: str = "?") -> tuple[bytes | list[bytes], str]:
+    """The body of a call with ``data`` and its ``hash`` parameter (the sha1 hex of the body).
+
+    The body is ``serialize(data).encode()``: bytes, or a list of buffers whose
+    concatenation it is (see encode_parts).
+    """
+    parts = encode_parts(data, function_name)
+    if len(parts) == 1:
+        return parts[0], hashlib.sha1(parts[0]).hexdigest()
+    sha1 = hashlib.sha1()
+    for part in parts:
+        sha1.update(part)
+    return parts, sha1.hexdigest()
 
 
 class Function:
@@ -115,7 +120,9 @@ class Function:
     def __init__(self, name: str, host: JSHost | None = None, timeout: float | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Function names must be non-empty strings, not {name!r}.")
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
             raise ConfigError(
                 f"Function {name!r}: timeout must be a positive number of seconds, not {timeout!r}."
             )
@@ -144,23 +151,15 @@ class Function:
                 f"{', '.join(sorted(target.functions)) or 'none'}). Add it to {host.config_file} and "
                 "restart the host."
             )
-        body = encode_parts(kwargs, name)
-        if len(body) == 1:
-            body = body[0]
-            digest = hashlib.sha1(body).hexdigest()
-        else:
-            sha1 = hashlib.sha1()
-            for part in body:
-                sha1.update(part)
-            digest = sha1.hexdigest()
+        body, digest = encode_request(kwargs, name)
         timeout = self.get_timeout()
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
                 verbosity.FUNCTION_CALL,
-                "Calling function %r with data %.1000s",
+                "Calling function %r with data %s",
                 name,
-                (body if isinstance(body, bytes) else b"".join(body)).decode(),
+                _head(body, 1000).decode("utf-8", "replace"),
             )
         path = f"{target.prefix}{self._path}{digest}"
         try:
@@ -202,6 +201,18 @@ class Function:
                 f"the host so that it loads {host.config_file}."
             )
         raise UnexpectedResponse(f"Function {name!r}: the host answered {status}: {text.strip()}")
+
+
+def _head(body: bytes | list[bytes], size: int) -> bytes:
+    """The first ``size`` bytes of a body, without joining (or decoding) the rest."""
+    if isinstance(body, bytes):
+        return body[:size]
+    head = b""
+    for part in body:
+        head += part[: size - len(head)]
+        if len(head) >= size:
+            break
+    return head
 
 
 def js_error_message(stack: str) -> str:

@@ -6,7 +6,8 @@ the secret and the other reads it:
 - runtime dir: ``$JS_HOST_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/js-host``, else
   ``<$TMPDIR or /tmp>/js-host-<uid>`` (``tempfile.gettempdir()`` is not used on
   purpose: Node's ``os.tmpdir()`` differs from it);
-- secret: ``<runtime dir>/manager.secret``, mode 0600, 64 lowercase hex chars.
+- secret: ``<runtime dir>/manager.secret``, mode 0600, 64 lowercase hex chars
+  (read with surrounding whitespace stripped, e.g. a newline added by an editor).
 
 It also holds the lock files that serialise host starts between the processes
 of one machine (:func:`host_start_lock`).
@@ -32,15 +33,20 @@ _cached: dict[str, str] = {}
 
 
 def runtime_dir() -> str:
-    """The runtime directory's path (not created)."""
+    """The runtime directory's absolute path (not created).
+
+    A relative ``JS_HOST_RUNTIME_DIR`` (or ``TMPDIR``) is taken from the current
+    directory, so that node processes started elsewhere get the same directory
+    when given this path.
+    """
     explicit = os.environ.get("JS_HOST_RUNTIME_DIR")
     if explicit:
-        return explicit
+        return os.path.abspath(explicit)
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
-        return os.path.join(xdg, "js-host")
+        return os.path.abspath(os.path.join(xdg, "js-host"))
     tmpdir = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(tmpdir, f"js-host-{os.getuid()}")
+    return os.path.abspath(os.path.join(tmpdir, f"js-host-{os.getuid()}"))
 
 
 def ensure_runtime_dir() -> str:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import subprocess
 import tempfile
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 from . import verbosity
 from .exceptions import ConfigError
 from .log import emit
-from .runtime import ensure_runtime_dir, runtime_dir
+from .runtime import ensure_runtime_dir
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,41 @@ def read_config_status(
 
 
 def _disk_cache_path(key: tuple[Any, ...]) -> str:
+    """The cache file of ``key``, in the runtime dir once it is checked to be private.
+
+    A status read from disk decides where calls go: a runtime dir that another
+    local user could write to (e.g. a pre-created /tmp/js-host-<uid>) is refused
+    with a ConfigError.
+    """
     digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()
-    return os.path.join(runtime_dir(), "config-status", f"{digest}.json")
+    return os.path.join(ensure_runtime_dir(), "config-status", f"{digest}.json")
 
 
 def _read_disk_cache(key: tuple[Any, ...]) -> dict[str, Any] | None:
     try:
-        with open(_disk_cache_path(key), encoding="utf-8") as fh:
-            status = json.load(fh)
-    except (OSError, ValueError):
+        path = _disk_cache_path(key)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
         return None
+    except (OSError, ConfigError) as err:
+        logger.debug("Not reading the cached config status: %s", err)
+        return None
+    with open(fd, encoding="utf-8") as fh:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
+            logger.debug(
+                "Ignoring the cached config status %s: owned by uid %d, mode %o (expected uid %d, "
+                "not writable by group or others)",
+                path,
+                info.st_uid,
+                stat.S_IMODE(info.st_mode),
+                os.getuid(),
+            )
+            return None
+        try:
+            status = json.load(fh)
+        except (OSError, ValueError):
+            return None
     return status if isinstance(status, dict) and isinstance(status.get("config"), dict) else None
 
 
@@ -86,7 +112,6 @@ def _write_disk_cache(key: tuple[Any, ...], status: dict[str, Any]) -> None:
     # Best effort: the cache only saves a node start.
     try:
         path = _disk_cache_path(key)
-        ensure_runtime_dir()
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

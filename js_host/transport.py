@@ -6,10 +6,17 @@ by ``httptools`` (llhttp), which costs a fraction of ``http.client`` or
 ``socket.timeout`` becomes :class:`~js_host.exceptions.FunctionTimeout` and
 every other ``OSError`` becomes :class:`~js_host.exceptions.ConnectionError`.
 
-Node closes idle keep-alive sockets after ~5 s (``server.keepAliveTimeout``).
-A request on a reused socket that fails while sending, or whose first read hits
-EOF/ECONNRESET before any response byte, is retried once on a fresh socket:
-the server cannot have processed it (and function calls are idempotent by hash).
+Servers close idle keep-alive sockets (Node after ~5 s, ``server.keepAliveTimeout``).
+A pooled socket is checked for EOF before it is reused (:data:`STALE_CHECK_AFTER`),
+and a request on a reused socket is retried once on a fresh socket only when
+the server cannot have processed it: the send failed, or (``GET`` only) the
+connection ended before any response byte. A ``POST`` whose response never
+arrived is not retried: the server may have run it and died before answering
+(a worker killed mid-request), and a function need not be idempotent.
+
+A response ends where its Content-Length or chunked framing says; the end of the
+connection ends it only when it has neither (RFC 9112, section 6.3): a response
+cut off earlier is a :class:`~js_host.exceptions.ConnectionError`.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # 
 
 #: Idle sockets kept per (host, port).
 MAX_IDLE = 32
-#: Seconds of idleness after which a socket is checked for EOF before reuse (Node
-#: closes idle sockets after 5 s; a close racing with a request is retried).
-STALE_CHECK_AFTER = 1.0
+#: Seconds of idleness after which a socket is checked for EOF before reuse. 0: on
+#: every reuse. The check (a select(), ~0.5 us) is what keeps a POST from going out
+#: on a socket the server has closed (idle timeout, restart), since a POST that got
+#: no answer is not retried.
+STALE_CHECK_AFTER = 0.0
 
 _RECV_SIZE = 262144
 
@@ -65,7 +74,8 @@ class Response:
 
 
 class _Stale(Exception):
-    """A reused socket turned out to be closed by the server before any response byte."""
+    """A reused socket turned out to be closed by the server before it can have
+    processed the request: retried on a fresh socket."""
 
 
 class _Protocol:
@@ -91,8 +101,17 @@ class _Protocol:
     def on_headers_complete(self) -> None:
         self.headers_complete = True
 
-    def has_content_length(self) -> bool:
-        return any(name.lower() == b"content-length" for name, _ in self.headers)
+    def is_close_delimited(self) -> bool:
+        """Whether the body ends with the connection: neither Content-Length nor a
+        chunked Transfer-Encoding (RFC 9112, section 6.3, rule 8)."""
+        for name, value in self.headers:
+            name = name.lower()
+            if name == b"content-length":
+                return False
+            # Chunked is the final coding when present (RFC 9112, section 6.3, rule 4).
+            if name == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
+                return False
+        return True
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -201,12 +220,14 @@ class Pool:
         exchange.
         """
         data: bytes | list[bytes]
+        # An IPv6 address goes in brackets in the Host header (RFC 9110, section 7.2).
+        host_header = f"[{host}]" if ":" in host else host
         if isinstance(body, list):
             length = sum(map(len, body))
             head = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
                 method.encode(),
                 target.encode(),
-                host.encode(),
+                host_header.encode(),
                 port,
                 length,
                 headers,
@@ -216,7 +237,7 @@ class Pool:
             data = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n%s" % (
                 method.encode(),
                 target.encode(),
-                host.encode(),
+                host_header.encode(),
                 port,
                 len(body),
                 headers,
@@ -228,14 +249,13 @@ class Pool:
         conn = self._get(key)
         if conn is not None:
             try:
-                return self._exchange(key, conn, data, deadline, timeout, reused=True)
+                return self._exchange(
+                    key, conn, data, deadline, timeout, target, reused=True, get=method == "GET"
+                )
             except _Stale:
-                pass  # the server closed it while idle: once more on a fresh socket
+                pass  # the server closed it before processing the request: once more on a fresh socket
         conn = self._connect(host, port, deadline)
-        try:
-            return self._exchange(key, conn, data, deadline, timeout, reused=False)
-        except _Stale as err:  # not raised for a fresh socket; for completeness
-            raise ConnectionError(f"http://{host}:{port} closed the connection") from err
+        return self._exchange(key, conn, data, deadline, timeout, target, reused=False, get=False)
 
     def _connect(self, host: str, port: int, deadline: float | None) -> _Conn:
         try:
@@ -255,8 +275,13 @@ class Pool:
         data: bytes | list[bytes],
         deadline: float | None,
         timeout: float | None,
+        target: str,
+        *,
         reused: bool,
+        get: bool,
     ) -> Response:
+        """One request on ``conn``. On a ``reused`` socket, a failed send raises _Stale,
+        and so does (for a ``get``) the end of the connection before any response byte."""
         host, port = key
         sock = conn.sock
         try:
@@ -267,10 +292,11 @@ class Pool:
                 else:
                     _sendall_parts(sock, data)
             except (BrokenPipeError, ConnectionResetError) as err:
+                # The request did not get through whole: the server cannot have processed it.
                 if reused:
                     raise _Stale() from err
                 raise
-            response = self._read(conn, deadline, host, port, reused)
+            response = self._read(conn, deadline, host, port, target, retry_eof=reused and get)
         except _Stale:
             sock.close()
             raise
@@ -279,7 +305,7 @@ class Pool:
             raise FunctionTimeout(f"http://{host}:{port} did not answer within {timeout} s") from err
         except OSError as err:
             sock.close()
-            raise ConnectionError(f"Request to http://{host}:{port} failed: {err}") from err
+            raise ConnectionError(f"Request to {_url(host, port, target)} failed: {err}") from err
         except BaseException:
             sock.close()
             raise
@@ -289,7 +315,9 @@ class Pool:
             sock.close()
         return response
 
-    def _read(self, conn: _Conn, deadline: float | None, host: str, port: int, reused: bool) -> Response:
+    def _read(
+        self, conn: _Conn, deadline: float | None, host: str, port: int, target: str, *, retry_eof: bool
+    ) -> Response:
         sock = conn.sock
         proto = conn.proto
         proto.reset()
@@ -303,15 +331,22 @@ class Pool:
             try:
                 chunk = sock.recv(_RECV_SIZE)
             except ConnectionResetError:
-                if first and reused:
+                if first and retry_eof:
                     raise _Stale() from None
                 raise
             if not chunk:
-                if first and reused:
-                    raise _Stale()
-                if proto.headers_complete and not proto.has_content_length():
+                if first:
+                    if retry_eof:
+                        raise _Stale()
+                    raise ConnectionError(
+                        f"{_url(host, port, target)}: the server closed the connection without "
+                        "answering (the request may have been processed: not retried)"
+                    )
+                if proto.headers_complete and proto.is_close_delimited():
                     break  # a body delimited by the end of the connection
-                raise ConnectionError(f"http://{host}:{port} closed the connection mid-response")
+                raise ConnectionError(
+                    f"{_url(host, port, target)}: the server closed the connection mid-response"
+                )
             first = False
             try:
                 parser.feed_data(chunk)
@@ -333,6 +368,13 @@ def _sendall_parts(sock: socket.socket, parts: list[bytes]) -> None:
             views.pop(0)
         if sent:
             views[0] = views[0][sent:]
+
+
+def _url(host: str, port: int, target: str) -> str:
+    """The URL of a request, for error messages (IPv6 addresses in brackets)."""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{target}"
 
 
 def _remaining(deadline: float | None, host: str, port: int) -> float | None:

@@ -1,16 +1,25 @@
-"""The kept-alive connection pool: fork safety, thread safety and the retry on
-a socket the server has closed."""
+"""The kept-alive connection pool: fork safety, thread safety, sockets the
+server has closed (retried only when the server cannot have processed the
+request) and responses cut off before their end."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import select
+import socket
+import struct
 import threading
 import time
 
+import pytest
+
+from js_host import transport
+from js_host.exceptions import ConnectionError  # noqa: A004 - the spec's name
 from js_host.function import Function
-from js_host.transport import pool
-from tests.client_helpers import write_config
+from js_host.transport import Pool, pool
+from tests.client_helpers import wait_for, write_config
 from tests.support.processes import NPM_BIN
 
 
@@ -76,16 +85,179 @@ def test_eight_threads(configured) -> None:
     assert 1 <= len(idle_local_ports()) <= 8
 
 
-def test_a_socket_closed_by_the_server_is_retried_once(tmp_path, recording_server, client_settings) -> None:
+def test_a_call_the_server_dropped_unanswered_is_not_sent_again(
+    tmp_path, recording_server, client_settings
+) -> None:
     # The server closes the kept-alive connection when the 2nd request on it
-    # arrives, without answering: the request goes again on a fresh socket.
+    # arrives, without answering. It may have run the function (a worker killed
+    # mid-request): the call fails rather than run twice.
     server = recording_server(close_after=2)
     write_config(tmp_path, port=9)
     client_settings(SOURCE_ROOT=str(tmp_path), BIN_PATH=str(NPM_BIN), URL_OVERRIDE=server.url)
     # configure() sent GET /status on connection 1; its 2nd request is closed.
-    assert Function("echo").call(a=1) == 'ok:{"a": 1}'
+    with pytest.raises(ConnectionError) as info:
+        Function("echo").call(a=1)
+    assert f"{server.url}/function/echo?hash=" in str(info.value) and "not retried" in str(info.value)
+    assert server.connections == 1
+    # The next call goes on a fresh socket.
+    assert Function("echo").call(a=2) == 'ok:{"a": 2}'
     assert server.connections == 2
-    assert len(server.function_requests()) == 1
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class RawServer:
+    """Serves each accepted connection by a script, one step per step:
+
+    - bytes: read a request, send these bytes;
+    - DROP: read a request, close without answering;
+    - CLOSE: close (FIN); RESET: close with an RST (SO_LINGER 0).
+
+    A connection whose script ends is closed. ``requests`` holds (connection
+    number, request line) for every request read.
+    """
+
+    def __init__(self, *scripts: list[bytes | str]) -> None:
+        self.scripts = list(scripts)
+        self.requests: list[tuple[int, str]] = []
+        self.closed = [threading.Event() for _ in scripts]
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            number = self.connections
+            self.connections += 1
+            script = self.scripts[number] if number < len(self.scripts) else []
+            threading.Thread(target=self._handle, args=(conn, number, script), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, number: int, script: list[bytes | str]) -> None:
+        buf = b""
+        for step in script:
+            if step == RESET:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                break
+            if step == CLOSE:
+                break
+            while b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    conn.close()
+                    return
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(buf) < length:
+                buf += conn.recv(65536)
+            buf = buf[length:]
+            self.requests.append((number, head.split(b"\r\n", 1)[0].decode()))
+            if step == DROP:
+                break
+            conn.sendall(step)
+        conn.close()
+        if number < len(self.closed):
+            self.closed[number].set()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+DROP, CLOSE, RESET = "drop", "close", "reset"
+
+
+@pytest.fixture
+def raw_server():
+    servers: list[RawServer] = []
+
+    def make(*scripts: list[bytes | str]) -> RawServer:
+        servers.append(RawServer(*scripts))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n",
+    ],
+)
+def test_a_cut_off_response_is_a_connection_error(raw_server, response) -> None:
+    server = raw_server([response])
+    with pytest.raises(ConnectionError) as info:
+        Pool().request("127.0.0.1", server.port, "POST", "/function/f?hash=1", b"{}", timeout=10)
+    assert f"{server.url}/function/f?hash=1" in str(info.value)
+
+
+def test_a_body_without_length_or_chunking_ends_with_the_connection(raw_server) -> None:
+    # RFC 9112, section 6.3, rule 8.
+    server = raw_server([b"HTTP/1.1 200 OK\r\n\r\nhello"])
+    response = Pool().request("127.0.0.1", server.port, "POST", "/function/f?hash=1", b"{}", timeout=10)
+    assert (response.status, response.body, response.keep_alive) == (200, b"hello", False)
+
+
+def test_a_get_the_server_dropped_on_a_reused_socket_is_retried(raw_server) -> None:
+    server = raw_server([OK, DROP], [OK])
+    pool_ = Pool()
+    for _ in range(2):
+        assert pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10).body == b"ok"
+    assert server.requests == [
+        (0, "GET /status HTTP/1.1"),
+        (0, "GET /status HTTP/1.1"),
+        (1, "GET /status HTTP/1.1"),
+    ]
+
+
+def test_a_post_the_server_dropped_on_a_reused_socket_is_not_retried(raw_server) -> None:
+    server = raw_server([OK, DROP], [OK])
+    pool_ = Pool()
+    pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)
+    with pytest.raises(ConnectionError) as info:
+        pool_.request("127.0.0.1", server.port, "POST", "/function/f?hash=1", b"{}", timeout=10)
+    assert f"{server.url}/function/f?hash=1" in str(info.value) and "not retried" in str(info.value)
+    assert server.requests == [(0, "GET /status HTTP/1.1"), (0, "POST /function/f?hash=1 HTTP/1.1")]
+
+
+@pytest.mark.parametrize("close", [CLOSE, RESET])
+def test_a_socket_the_server_closed_while_idle_is_not_used(raw_server, close) -> None:
+    # Closed with a FIN: seen before sending (STALE_CHECK_AFTER). Closed with an
+    # RST: the send fails, and is retried (the server cannot have processed it).
+    server = raw_server([OK, close], [OK])
+    pool_ = Pool()
+    pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)
+    assert server.closed[0].wait(10)
+    (conn,) = pool_._idle[("127.0.0.1", server.port)]
+    assert wait_for(lambda: select.select((conn.sock,), (), (), 0)[0])  # the FIN or RST has arrived
+    response = pool_.request("127.0.0.1", server.port, "POST", "/function/f?hash=1", b"{}", timeout=10)
+    assert response.body == b"ok"
+    assert server.requests == [(0, "GET /status HTTP/1.1"), (1, "POST /function/f?hash=1 HTTP/1.1")]
+
+
+def test_a_failed_send_on_a_reused_socket_is_retried(raw_server, monkeypatch) -> None:
+    # Without the check before reuse, the send on a socket reset by the server fails.
+    monkeypatch.setattr(transport, "STALE_CHECK_AFTER", 3600.0)
+    server = raw_server([OK, RESET], [OK])
+    pool_ = Pool()
+    pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)
+    assert server.closed[0].wait(10)
+    (conn,) = pool_._idle[("127.0.0.1", server.port)]
+    assert wait_for(lambda: select.select((conn.sock,), (), (), 0)[0])
+    response = pool_.request("127.0.0.1", server.port, "POST", "/function/f?hash=1", b"{}", timeout=10)
+    assert response.body == b"ok"
+    assert server.requests == [(0, "GET /status HTTP/1.1"), (1, "POST /function/f?hash=1 HTTP/1.1")]
 
 
 def test_calls_after_nodes_keep_alive_timeout(configured) -> None:
@@ -96,8 +268,6 @@ def test_calls_after_nodes_keep_alive_timeout(configured) -> None:
 
 
 def test_a_timed_out_socket_is_not_reused(configured) -> None:
-    import pytest
-
     from js_host.exceptions import FunctionTimeout
 
     with pytest.raises(FunctionTimeout):

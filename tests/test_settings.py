@@ -3,6 +3,7 @@ console output, and imports without side effects."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from js_host import verbosity
 from js_host.conf import BUNDLED_BIN_PATH, Settings, settings
 from js_host.exceptions import ConfigError
-from tests.client_helpers import bin_setting, write_config
+from tests.client_helpers import bin_setting, without_logging_config, write_config
 from tests.support.processes import NPM_BIN, ROOT
 
 
@@ -116,10 +117,67 @@ def test_verbosity_decides_what_the_console_shows(
     configured, host_config, impl, client_settings, capsys
 ) -> None:
     capsys.readouterr()
-    client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.CONNECT, **bin_setting(impl))
-    assert "Connected to Host" in capsys.readouterr().err
-    client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.SILENT, **bin_setting(impl))
-    assert capsys.readouterr().err == ""
+    with without_logging_config():
+        client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.CONNECT, **bin_setting(impl))
+        assert "Connected to Host" in capsys.readouterr().err
+        client_settings(SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.SILENT, **bin_setting(impl))
+        assert capsys.readouterr().err == ""
+
+
+def test_the_console_handler_leaves_an_application_level_alone(
+    tmp_path: Path, recording_server, client_settings, capsys
+) -> None:
+    server = recording_server()
+    write_config(tmp_path, port=9)
+    kw = {"SOURCE_ROOT": str(tmp_path), "BIN_PATH": str(NPM_BIN), "URL_OVERRIDE": server.url}
+    js_logger = logging.getLogger("js_host")
+    with without_logging_config():
+        client_settings(VERBOSITY=verbosity.CONNECT, **kw)
+        assert capsys.readouterr().err.count("js_host: Connected to") == 1
+        assert js_logger.level == logging.INFO
+        js_logger.setLevel(logging.WARNING)  # the application's choice
+        try:
+            client_settings(VERBOSITY=verbosity.FUNCTION_CALL, **kw)
+            assert js_logger.level == logging.WARNING
+            assert capsys.readouterr().err == ""
+        finally:
+            js_logger.setLevel(logging.NOTSET)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("where", ["root", "js_host"])
+def test_no_console_handler_when_the_application_configured_logging(
+    tmp_path: Path, recording_server, client_settings, capsys, where: str
+) -> None:
+    server = recording_server()
+    write_config(tmp_path, port=9)
+    kw = {"SOURCE_ROOT": str(tmp_path), "BIN_PATH": str(NPM_BIN), "URL_OVERRIDE": server.url}
+    js_logger = logging.getLogger("js_host")
+    with without_logging_config() as root:
+        client_settings(VERBOSITY=verbosity.SILENT, **kw)  # not configured yet: js_host's handler
+        assert js_logger.handlers
+        # The application configures logging (e.g. logging.basicConfig(level=logging.INFO)).
+        app_handler = _Collect()
+        logger = root if where == "root" else js_logger
+        logger.addHandler(app_handler)
+        root.setLevel(logging.INFO)
+        try:
+            client_settings(VERBOSITY=verbosity.CONNECT, **kw)
+            assert js_logger.handlers == ([] if where == "root" else [app_handler])
+            assert js_logger.level == logging.NOTSET  # the application's levels decide
+            assert capsys.readouterr().err == ""  # shown once, by the application's handler
+            connected = [m for m in app_handler.messages if m.startswith("Connected to")]
+            assert len(connected) == 1 and server.url in connected[0], app_handler.messages
+        finally:
+            logger.removeHandler(app_handler)
 
 
 def test_importing_has_no_side_effects() -> None:
