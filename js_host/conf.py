@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
 class Settings:
     """The library's settings; see the module docstring."""
 
-    SOURCE_ROOT: str
+    SOURCE_ROOT: str | None  # None until configure() (see source_root)
     CONFIG_FILE: str
     USE_MANAGER: bool
     PATH_TO_NODE: str
@@ -180,6 +180,13 @@ def validate_url_override(url: Any) -> None:
         raise ConfigError(f"URL_OVERRIDE {url!r} must not end with a slash: use {url.rstrip('/')!r}.")
     if parts.query or parts.fragment:
         raise ConfigError(f"URL_OVERRIDE {url!r} must not have a query or fragment.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or an unbracketed IPv6 address
+    except ValueError as err:
+        raise ConfigError(
+            f"URL_OVERRIDE {url!r} has no valid port ({err}). Write IPv6 addresses in brackets: "
+            "'http://[::1]:9009'."
+        ) from err
 
 
 def resolve_node(path_to_node: Any) -> str:

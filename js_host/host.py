@@ -25,10 +25,10 @@ import json
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from . import verbosity
 from .conf import (
@@ -40,10 +40,12 @@ from .conf import (
     settings,
     validate_url_override,
 )
+from .endpoint import config_url, parse_status, request, split_url
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
     FunctionTimeout,
+    JSHostError,
     ProcessError,
     UnexpectedResponse,
 )
@@ -51,7 +53,6 @@ from .log import emit
 from .manager import JSHostManager
 from .runtime import host_start_lock
 from .status import read_config_status
-from .transport import Response, pool
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Target(NamedTuple):
     address: str
     port: int
     prefix: str
-    functions: frozenset
+    functions: frozenset[str]
 
 
 class JSHost:
@@ -137,16 +138,20 @@ class JSHost:
         self._target: Target | None = None
         self._lock = threading.RLock()
         self._connected_pid: int | None = None
+        # After a failed connect(retry_after=...): until then get_target() raises this error.
+        self._retry_at = 0.0
+        self._retry_error: ConnectionError | None = None
         _hosts.add(self)
 
     def __repr__(self) -> str:
         return f"<JSHost {self.config_file}>"
 
     def get_name(self) -> str:
+        """A description for messages (starts nothing: a managed host not running is "not started")."""
         try:
             url = self.get_url()
-        except Exception:
-            url = "?"
+        except JSHostError:
+            url = "not started" if self.manager is not None else "?"
         return f"Host [{url}] ({self.config_file})"
 
     # Introspection (the spec's API)
@@ -162,13 +167,19 @@ class JSHost:
         return read_config_status(self.path_to_node, self.bin_path, self.config_file)
 
     def get_status(self) -> dict[str, Any]:
-        """The host's status: what a managed host reported when it started (it is started if
-        needed), the live ``GET /status`` through URL_OVERRIDE, else what the config file describes."""
+        """The host's status: what a managed host reported when it started, the live ``GET /status``
+        through URL_OVERRIDE, else what the config file describes.
+
+        Starts nothing: a managed host that the manager does not run raises ConnectionError.
+        """
         if self.manager is not None:
-            if self._managed_status is None:
-                self.start()
-            assert self._managed_status is not None
-            return self._managed_status
+            status = self._managed_status or self._managed_host_status()
+            if status is None:
+                raise ConnectionError(
+                    f"The managed host for {self.config_file} is not started: host.connect() or "
+                    "host.start() starts it."
+                )
+            return status
         if self.url_override:
             status, reason = self._request_status()
             if status is None:
@@ -180,35 +191,47 @@ class JSHost:
         return self.get_status()["config"]
 
     def get_url(self) -> str:
+        """The host's root URL; a managed host that is not started raises ConnectionError."""
         if self.url_override:
             return self.url_override
-        config = self.get_config()
-        return f"http://{config.get('address', '127.0.0.1')}:{int(config.get('port', 9009))}"
+        return config_url(self.get_config())
 
     def request_status(self) -> dict[str, Any] | None:
-        """GET /status from the running host, or None if nothing answers."""
+        """GET /status from the running host, or None if nothing answers (or a managed host is not
+        started)."""
         return self._request_status()[0]
 
-    def _request_status(self) -> tuple[dict[str, Any] | None, str]:
+    def _request_status(self, timeout: float | None = None) -> tuple[dict[str, Any] | None, str]:
         """GET /status: (the status, "") or (None, why there is none)."""
-        url = f"{self.get_url()}/status"
         try:
-            response = self._send("GET", "/status", timeout=STATUS_TIMEOUT)
+            url = self.get_url()
+            response = request(url, "GET", "/status", timeout=STATUS_TIMEOUT if timeout is None else timeout)
         except (ConnectionError, FunctionTimeout, UnexpectedResponse) as err:
             return None, str(err)
-        if response.status != 200:
-            return None, f"GET {url} answered {response.status}: {response.text.strip()[:500]}"
-        try:
-            status = json.loads(response.body)
-        except ValueError:
-            status = None
-        if not isinstance(status, dict):
-            return None, f"GET {url} answered something else than a status: {response.text[:200]!r}"
-        return status, ""
+        return parse_status(response, f"{url}/status")
 
     def is_running(self) -> bool:
+        """True if the host answers its GET /status; a managed host must also be one that the
+        manager runs (nothing is started to find out)."""
+        if self.manager is not None and self._managed_host_status() is None:
+            return False
         status = self.request_status()
-        return bool(status) and status.get("type") == self.expected_type_name
+        return status is not None and status.get("type") == self.expected_type_name
+
+    def _managed_host_status(self) -> dict[str, Any] | None:
+        """The managed host's status if the manager runs and has started it, else None (starts nothing)."""
+        assert self.manager is not None
+        with self._lock:
+            if not self.manager.is_running():
+                return None
+            try:
+                data = self.manager.request_host_status(self.config_file)
+            except (ConnectionError, FunctionTimeout):  # the manager has just exited
+                return None
+            if not data.get("started"):
+                return None
+            self._remember_managed(data["host"])
+            return self._managed_status
 
     # Connection
 
@@ -216,47 +239,62 @@ class JSHost:
     def has_connected(self) -> bool:
         return self._target is not None and self._connected_pid == os.getpid()
 
-    def connect(self) -> JSHost:
-        """Connect to the running host (starting it through the manager if used); returns self."""
+    def connect(self, *, status_timeout: float | None = None, retry_after: float = 0.0) -> JSHost:
+        """Connect to the running host (starting it through the manager if used); returns self.
+
+        ``status_timeout``: seconds to wait for GET /status (default STATUS_TIMEOUT).
+        ``retry_after``: if the host cannot be reached, get_target() (every Function call) raises
+        the same ConnectionError for that many seconds instead of trying again (a server that
+        cannot wait for a host that hangs: see js_host.middleware).
+        """
         with self._lock:
-            if self.manager is not None:
-                self._connect_managed()
-            remote, reason = self._request_status()
-            if remote is None and self.manager is None and not self.url_override:
-                # The cached status may be stale (see js_host.status): read it again.
-                before = self.get_url()
-                read_config_status(self.path_to_node, self.bin_path, self.config_file, fresh=True)
-                if self.get_url() != before:
-                    remote, reason = self._request_status()
-            if remote is None:
-                raise ConnectionError(self._cannot_connect_message(reason))
-            if remote.get("type") != self.expected_type_name:
-                raise UnexpectedResponse(
-                    f"{self.get_url()}/status answered type {remote.get('type')!r}, not 'Host': "
-                    f"another kind of server listens there. Check the address and port of {self.config_file}."
-                )
-            functions = (remote.get("config") or {}).get("functions") or []
-            if self.manager is None and not self.url_override:
-                local = self.get_config_status()["config"].get("functions") or []
-                if sorted(local) != sorted(functions):
-                    logger.warning(
-                        "%s runs functions %s but %s defines %s: restart the host to load its config.",
-                        self.get_url(),
-                        sorted(functions),
-                        self.config_file,
-                        sorted(local),
-                    )
-            parts = urlsplit(self.get_url())
-            self._target = Target(
-                parts.hostname or "127.0.0.1", parts.port or 80, parts.path.rstrip("/"), frozenset(functions)
-            )
-            self._connected_pid = os.getpid()
-            emit(logger, verbosity.CONNECT, "Connected to %s", self.get_name())
+            try:
+                self._connect(status_timeout)
+            except ConnectionError as err:
+                if retry_after > 0:
+                    self._target = None
+                    self._retry_at = time.monotonic() + retry_after
+                    self._retry_error = err
+                raise
+            self._retry_at, self._retry_error = 0.0, None
         return self
+
+    def _connect(self, status_timeout: float | None) -> None:
+        if self.manager is not None:
+            self._connect_managed()
+        remote, reason = self._request_status(status_timeout)
+        if remote is None and self.manager is None and not self.url_override:
+            # The cached status may be stale (see js_host.status): read it again.
+            before = self.get_url()
+            read_config_status(self.path_to_node, self.bin_path, self.config_file, fresh=True)
+            if self.get_url() != before:
+                remote, reason = self._request_status(status_timeout)
+        if remote is None:
+            raise ConnectionError(self._cannot_connect_message(reason))
+        url = self.get_url()
+        if remote.get("type") != self.expected_type_name:
+            raise UnexpectedResponse(
+                f"{url}/status answered type {remote.get('type')!r}, not 'Host': "
+                f"another kind of server listens there. Check the address and port of {self.config_file}."
+            )
+        functions = (remote.get("config") or {}).get("functions") or []
+        if self.manager is None and not self.url_override:
+            local = self.get_config_status()["config"].get("functions") or []
+            if sorted(local) != sorted(functions):
+                logger.warning(
+                    "%s runs functions %s but %s defines %s: restart the host to load its config.",
+                    url,
+                    sorted(functions),
+                    self.config_file,
+                    sorted(local),
+                )
+        self._target = Target(*split_url(url), frozenset(functions))
+        self._connected_pid = os.getpid()
+        emit(logger, verbosity.CONNECT, "Connected to %s", self.get_name())
 
     def _cannot_connect_message(self, reason: str = "") -> str:
         if self.manager is not None:
-            return f"Cannot connect to the managed host at {self.get_url()}; see its logfile {self.logfile}"
+            return f"Cannot connect to the managed {self.get_name()}; see its logfile {self.logfile}"
         if self.url_override:
             return (
                 f"Cannot connect to the host through URL_OVERRIDE {self.url_override}; check that the host "
@@ -323,6 +361,7 @@ class JSHost:
         self._target = None
         self.connection = None
         self._connection_pid = None
+        self._retry_at, self._retry_error = 0.0, None
 
     def disconnect(self) -> None:
         """Close this process's connection (a managed host stops a few seconds after its last one)."""
@@ -397,8 +436,7 @@ class JSHost:
         manager = self._require_manager("Stopping a host")
         with self._lock:
             manager.stop_host(self.config_file)
-            # The last status stays known, so that get_url() and is_running() do
-            # not start the host again; connect() or start() do.
+            self._managed_status = None  # get_url() and get_name() now say "not started"
             self._forget_connection()
             emit(logger, verbosity.PROCESS_STOP, "Stopped the host for %s", self.config_file)
 
@@ -434,21 +472,6 @@ class JSHost:
 
     # Requests
 
-    def _send(
-        self, method: str, path: str, body: bytes = b"", *, headers: bytes = b"", timeout: float | None
-    ) -> Response:
-        parts = urlsplit(self.get_url())
-        prefix = parts.path.rstrip("/")
-        return pool.request(
-            parts.hostname or "127.0.0.1",
-            parts.port or 80,
-            method,
-            prefix + path,
-            body,
-            headers=headers,
-            timeout=timeout,
-        )
-
     def get_target(self) -> Target:
         """Where function calls go (connects first if needed)."""
         target = self._target
@@ -456,6 +479,9 @@ class JSHost:
             with self._lock:  # one thread connects, the others wait for it
                 target = self._target
                 if target is None or self._connected_pid != os.getpid():
+                    left = self._retry_at - time.monotonic()
+                    if self._retry_error is not None and left > 0:
+                        raise ConnectionError(f"{self._retry_error} (tried again in {left:.1f} s)")
                     self.connect()
                     target = self._target
                     assert target is not None
@@ -504,6 +530,11 @@ def get_default_host() -> JSHost:
                 _default = JSHost()
             host = _default
     return host
+
+
+def get_default_host_if_built() -> JSHost | None:
+    """The default host if it has been built (never builds it)."""
+    return _default
 
 
 def reset_default_host() -> None:

@@ -16,24 +16,40 @@ import logging
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import verbosity
 from .conf import resolve_bin, resolve_config_file, resolve_node, settings
-from .exceptions import ConnectionError, ProcessError, UnexpectedResponse  # noqa: A004 - the spec's name
+from .endpoint import DEFAULT_ADDRESS, config_url, is_loopback, parse_status, request
+from .exceptions import (
+    ConfigError,
+    ConnectionError,  # noqa: A004 - the spec's name
+    FunctionTimeout,
+    ProcessError,
+    UnexpectedResponse,
+)
 from .log import emit
-from .runtime import manager_secret
+from .runtime import manager_secret, runtime_dir, secret_path
 from .status import node_env, read_config_status
-from .transport import Response, pool
+from .transport import Response
 
 logger = logging.getLogger(__name__)
 
 #: Seconds to wait for the manager's answers (starting a host can take a while).
 REQUEST_TIMEOUT = 30.0
+#: Seconds to wait for the answer to GET /status: a manager answers at once; whatever
+#: holds the port without answering is not one.
+STATUS_TIMEOUT = 5.0
 #: Seconds to wait for a detached manager to report that it listens.
 START_TIMEOUT = 30.0
+
+
+# The manager URLs whose refusal of the secret was logged (see JSHostManager._refused_error).
+_refused_logged: set[str] = set()
+_refused_lock = threading.Lock()
 
 
 class JSHostManager:
@@ -56,7 +72,8 @@ class JSHostManager:
         self.bin_path = resolve_bin(bin_path, root, explicit=True) if bin_path else settings.get_path_to_bin()
 
     def __repr__(self) -> str:
-        return f"<JSHostManager {self.get_name()}>"
+        # Nothing is read or run for a repr (get_name() reads the config file with node).
+        return f"<JSHostManager {self.config_file}>"
 
     def get_name(self) -> str:
         return f"Manager [{self.get_url()}] for {self.config_file}"
@@ -77,26 +94,50 @@ class JSHostManager:
     def get_url(self) -> str:
         # The manager listens on the config's address and port: read them from the
         # host's status (already cached by the host) rather than run node once more.
-        config = read_config_status(self.path_to_node, self.bin_path, self.config_file)["config"]
-        return f"http://{config.get('address', '127.0.0.1')}:{int(config.get('port', 9009))}"
+        return config_url(self._listen_config())
+
+    def _listen_config(self) -> dict[str, Any]:
+        return read_config_status(self.path_to_node, self.bin_path, self.config_file)["config"]
 
     # HTTP
 
-    def _send(self, method: str, path: str, data: dict[str, Any] | None = None) -> Response:
-        parts = urlsplit(self.get_url())
+    def _send(
+        self, method: str, path: str, data: dict[str, Any] | None = None, *, timeout: float = REQUEST_TIMEOUT
+    ) -> Response:
+        config = self._listen_config()
+        address = str(config.get("address", DEFAULT_ADDRESS))
+        if not is_loopback(address):
+            # Every request carries the manager secret: it goes to this machine only.
+            raise ConfigError(
+                f"The manager for {self.config_file} would listen on {address!r}, which is not a loopback "
+                "address (127.0.0.1, ::1, localhost); js_host sends the manager secret only to this "
+                f"machine. Set `address` in {self.config_file} to '127.0.0.1', or run the host yourself "
+                "without USE_MANAGER (managers are for development)."
+            )
         body = b"" if data is None else json.dumps(data).encode()
         headers = f"Authorization: Bearer {manager_secret()}\r\n".encode()
         if data is not None:
             headers += b"Content-Type: application/json\r\n"
-        return pool.request(
-            parts.hostname or "127.0.0.1",
-            parts.port or 80,
-            method,
-            path,
-            body,
-            headers=headers,
-            timeout=REQUEST_TIMEOUT,
+        url = config_url(config)
+        response = request(url, method, path, body, headers=headers, timeout=timeout)
+        if response.status == 401:
+            raise self._refused_error(url, response)
+        return response
+
+    def _refused_error(self, url: str, response: Response) -> ProcessError:
+        message = (
+            f"The manager at {url} refused the secret of {os.path.abspath(secret_path())} "
+            f"(401: {response.text.strip()[:300]}). "
+            "It was started with another runtime dir (JS_HOST_RUNTIME_DIR, XDG_RUNTIME_DIR or TMPDIR) or by "
+            f"another user: stop that process (it listens on {urlsplit(url).netloc}), or run this process "
+            "with the same JS_HOST_RUNTIME_DIR as the manager."
         )
+        with _refused_lock:
+            first = url not in _refused_logged
+            _refused_logged.add(url)
+        if first:  # logged once per process: callers may ask again and again
+            logger.error("%s", message)
+        return ProcessError(message)
 
     def _post_json(self, path: str, data: dict[str, Any], action: str) -> dict[str, Any]:
         response = self._send("POST", path, data)
@@ -113,24 +154,23 @@ class JSHostManager:
             ) from err
 
     def request_status(self) -> dict[str, Any] | None:
-        """GET /status from the running manager, or None if nothing answers there."""
+        """GET /status from the running manager, or None if nothing answers there.
+
+        Raises ProcessError if a manager answers but refuses the secret.
+        """
+        return self._probe()[0]
+
+    def _probe(self) -> tuple[dict[str, Any] | None, Exception | None]:
+        """GET /status: (the status, None) or (None, the error if the request failed)."""
         try:
-            response = self._send("GET", "/status")
-        except (ConnectionError, UnexpectedResponse):
-            return None
-        if response.status != 200:
-            if response.status == 401:
-                logger.warning("%s refused the secret: %s", self.get_name(), response.text.strip())
-            return None
-        try:
-            status = json.loads(response.body)
-        except ValueError:
-            return None
-        return status if isinstance(status, dict) else None
+            response = self._send("GET", "/status", timeout=STATUS_TIMEOUT)
+        except (ConnectionError, FunctionTimeout, UnexpectedResponse) as err:
+            return None, err
+        return parse_status(response, f"{self.get_url()}/status")[0], None
 
     def is_running(self) -> bool:
         status = self.request_status()
-        return bool(status) and status.get("type") == self.expected_type_name
+        return status is not None and status.get("type") == self.expected_type_name
 
     # Process
 
@@ -140,9 +180,13 @@ class JSHostManager:
             return self
         # Make sure the port is not a stale cached one (see js_host.status).
         read_config_status(self.path_to_node, self.bin_path, self.config_file, fresh=True)
-        if self.is_running():
+        status, error = self._probe()
+        if status is not None and status.get("type") == self.expected_type_name:
             return self
         cmd = [self.path_to_node, self.bin_path, self.config_file, "--manager", "--detached"]
+        # Node and Python must agree on the runtime dir (the secret lives there): a relative
+        # JS_HOST_RUNTIME_DIR would resolve against the manager's own working directory.
+        env = {**node_env(), "JS_HOST_RUNTIME_DIR": os.path.abspath(runtime_dir())}
         # The intermediate process exits once the detached manager listens; its
         # output goes to files (never to a pipe nobody reads once it has exited).
         with tempfile.TemporaryFile() as out:
@@ -152,7 +196,7 @@ class JSHostManager:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env=node_env(),
+                    env=env,
                     cwd=os.path.dirname(self.config_file),
                     start_new_session=True,
                     timeout=START_TIMEOUT,
@@ -169,6 +213,13 @@ class JSHostManager:
         # Another process may have started it at the same moment (EADDRINUSE for us).
         if self._wait_running(1.0):
             return self
+        if isinstance(error, FunctionTimeout):
+            raise ProcessError(
+                f"Cannot start {self.get_name()}: a process listens on {urlsplit(self.get_url()).netloc} "
+                f"(the `address` and `port` of {self.config_file}) but does not answer GET /status within "
+                f"{STATUS_TIMEOUT:g} s, so it is no js-host manager. Stop that process, or set `port` in "
+                f"{self.config_file} to a free port."
+            )
         if "EADDRINUSE" in output:
             raise ProcessError(
                 f"Cannot start {self.get_name()}: another process listens on {self.get_url()}. "

@@ -22,7 +22,11 @@ starts it again.
 
 Production (``URL_OVERRIDE`` or no manager): when the host, or the proxy in
 front of it, cannot be reached the answer is a 503 with ``Retry-After``, and the
-worker reconnects by itself once it is back.
+worker reconnects by itself once it is back. A failed connect is not tried
+again for ``retry_after`` seconds: meanwhile pages that call no function are
+served as usual and function calls fail at once (503), rather than every
+request waiting for a host that hangs. One thread reconnects; the others do
+not wait for it.
 
 Only js_host's "host unavailable" errors become these pages: ``ConnectionError``
 (which is also what a proxy's 502/503 in front of a host that is down raises)
@@ -46,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .conf import config_file_path, settings
 from .exceptions import ConnectionError, JSHostError, ProcessError  # noqa: A004
 
 if TYPE_CHECKING:
@@ -118,8 +123,11 @@ class JSHostMiddleware:
         watch: Sequence[str | os.PathLike[str]] = (),
         # Development: seconds between two checks of the watched files' mtimes.
         watch_interval: float = 0.5,
-        # Production: the Retry-After header (seconds) of the 503 page.
+        # Production: the Retry-After header (seconds) of the 503 page, and how long a failed
+        # connect is not tried again (function calls fail at once meanwhile).
         retry_after: int = 5,
+        # Seconds to wait for the host's GET /status when (re)connecting.
+        status_timeout: float = 2.0,
         # Development: how many lines of the host's logfile the error page shows.
         log_lines: int = 40,
         # Connect (and, with a manager, start the host) now rather than on the first request.
@@ -130,6 +138,7 @@ class JSHostMiddleware:
         self.watch = [os.path.abspath(os.fspath(path)) for path in watch]
         self.watch_interval = watch_interval
         self.retry_after = retry_after
+        self.status_timeout = status_timeout
         self.log_lines = log_lines
         self._lock = threading.RLock()
         self._pid: int | None = None  # the process that connected
@@ -138,6 +147,7 @@ class JSHostMiddleware:
         self._host_output: str | None = None  # the managed host's status when we connected
         self._connected_host: JSHost | None = None
         self._next_check = 0.0
+        self._retry_at = 0.0  # production: no connect before this time (time.monotonic())
         if connect_on_init:
             try:
                 self.prepare()
@@ -153,10 +163,20 @@ class JSHostMiddleware:
         # Looked up each time: settings.configure() replaces the default host.
         return get_default_host()
 
+    def _built_host(self) -> JSHost | None:
+        """The host if it exists already: never built here (building it may raise, e.g. a
+        ConfigError for a missing config file, and this is used to report errors)."""
+        if self._host is not None:
+            return self._host
+        from .host import get_default_host_if_built
+
+        return get_default_host_if_built()
+
     @property
     def development(self) -> bool:
         """True when a manager runs the host (``USE_MANAGER``)."""
-        return self.host.manager is not None
+        host = self._built_host()
+        return host.manager is not None if host is not None else settings.USE_MANAGER
 
     # WSGI
 
@@ -201,27 +221,56 @@ class JSHostMiddleware:
             and (host.manager is None or time.monotonic() < self._next_check)
         ):
             return
+        if host.manager is None:
+            self._prepare_production(host, pid)
+            return
         with self._lock:
-            if host is not self._connected_host:
-                self._ready = False
-                self._mtimes = None
-            if self._pid != pid:
-                self._ready = False
-                self._pid = pid
-            if self.development and time.monotonic() >= self._next_check:
+            self._forget_if_changed(host, pid)
+            if time.monotonic() >= self._next_check:
                 self._check_watched_files()
                 if self._ready:
                     self._check_managed_host()
                 self._next_check = time.monotonic() + self.watch_interval
             if not self._ready:
-                self._connect()
+                self._connect(host)
 
-    def _connect(self) -> None:
-        host = self.host
+    def _prepare_production(self, host: JSHost, pid: int) -> None:
+        if self._pid == pid and host is self._connected_host and time.monotonic() < self._retry_at:
+            return  # the last connect failed: not again yet (function calls fail at once)
+        # Another thread is connecting: this request goes on (its calls wait for that connect).
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._forget_if_changed(host, pid)
+            if not self._ready:
+                try:
+                    self._connect(host)
+                except JSHostError:
+                    self._retry_at = time.monotonic() + self.retry_after
+                    raise
+        finally:
+            self._lock.release()
+
+    def _forget_if_changed(self, host: JSHost, pid: int) -> None:
+        if host is not self._connected_host:
+            self._ready = False
+            self._mtimes = None
+            self._retry_at = 0.0
+        if self._pid != pid:  # a forked child connects on its own
+            self._ready = False
+            self._pid = pid
+            self._retry_at = 0.0
+
+    def _connect(self, host: JSHost) -> None:
         self._connected_host = host
         # With a manager, connect() also starts the manager and the host when needed
         # (one process at a time) and opens a new connection to a new host process.
-        host.connect()
+        # In production, a host that cannot be reached makes the function calls fail at
+        # once until the next try (retry_after).
+        host.connect(
+            status_timeout=self.status_timeout,
+            retry_after=0 if host.manager is not None else self.retry_after,
+        )
         if host.manager is not None:
             described = host.manager.request_host_status(host.config_file).get("host") or {}
             self._host_output = described.get("output")
@@ -326,8 +375,11 @@ class JSHostMiddleware:
     def _page(self, err: BaseException) -> bytes:
         from .host import tail
 
-        host = self.host
-        logfile = host.logfile
+        host = self._built_host()
+        if host is not None:
+            config_file, logfile = host.config_file, host.logfile
+        else:  # building the host failed (e.g. the config file is missing)
+            config_file, logfile = config_file_path(settings.CONFIG_FILE, settings.source_root), None
         if logfile:
             log = (
                 f"<p>Logfile: <code>{html.escape(logfile)}</code></p>\n"
@@ -340,7 +392,7 @@ class JSHostMiddleware:
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             "<title>JavaScript host error</title></head><body>\n"
             "<h1>JavaScript host error</h1>\n"
-            f"<p>Config file: <code>{html.escape(host.config_file)}</code></p>\n"
+            f"<p>Config file: <code>{html.escape(config_file)}</code></p>\n"
             f'<pre id="error">{html.escape(type(err).__name__)}: {html.escape(str(err))}</pre>\n'
             f"{log}"
             "<p>Fix the cause and reload this page: the host is started again on the next request.</p>\n"

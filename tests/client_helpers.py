@@ -3,14 +3,18 @@ tests/client_fixtures.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+from js_host.endpoint import format_url
 from tests.support.processes import IMPLEMENTATIONS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "client"
@@ -43,20 +47,30 @@ class RecordingServer:
 
     ``close_after`` makes it close a kept-alive connection when its Nth request
     arrives (without answering it), as a server whose keep-alive timer fired.
-    ``status_code`` is the code of function responses.
+    ``status_code`` is the code of function responses. While ``hang`` is true,
+    requests are recorded but never answered (a host that hangs).
     """
 
-    def __init__(self, functions: list[str], *, close_after: int = 0, status_code: int = 200) -> None:
+    def __init__(
+        self,
+        functions: list[str],
+        *,
+        close_after: int = 0,
+        status_code: int = 200,
+        hang: bool = False,
+        address: str = "127.0.0.1",
+    ) -> None:
         self.functions = functions
         self.close_after = close_after
         self.status_code = status_code
+        self.hang = hang
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        self.sock.bind((address, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = format_url(address, self.port)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -91,6 +105,10 @@ class RecordingServer:
                     return  # closed without an answer
                 method, target, _ = lines[0].split(" ")
                 self.requests.append({"method": method, "target": target, "headers": headers, "body": body})
+                if self.hang:
+                    while conn.recv(65536):  # until the client gives up
+                        pass
+                    return
                 if target == "/status":
                     code = 200
                     out = json.dumps(
@@ -125,3 +143,19 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def without_logging_config() -> Iterator[logging.Logger]:
+    """Logging as in a program that has not configured it: the root logger without
+    handlers (pytest adds its own to it) at its default level. Yields the root logger;
+    its handlers and level are restored afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers.clear()
+    root.setLevel(logging.WARNING)
+    try:
+        yield root
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)

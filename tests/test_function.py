@@ -4,6 +4,7 @@ unencodable data."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -17,18 +18,17 @@ from js_host.exceptions import (
     FunctionTimeout,
     JSHostError,
 )
-from js_host.function import Function, generate_hash, serialize
+from js_host.function import Function, encode_request, serialize
 from js_host.host import JSHost
-from tests.client_helpers import bin_setting, write_config
+from tests.client_helpers import bin_setting, without_logging_config, write_config
 from tests.support.processes import NPM_BIN
 
 VECTOR = "bc4919c6adf7168088eaea06e27a5b23f0f9f9da"
 
 
 def test_hash_vector() -> None:
-    body = serialize({"foo": "bar"})
-    assert body == json.dumps({"foo": "bar"}, sort_keys=True)
-    assert generate_hash(body) == VECTOR
+    assert serialize({"foo": "bar"}) == json.dumps({"foo": "bar"}, sort_keys=True)
+    assert encode_request({"foo": "bar"}) == (b'{"foo": "bar"}', VECTOR)
 
 
 def test_the_request_on_the_wire(tmp_path, recording_server, client_settings) -> None:
@@ -165,15 +165,28 @@ def test_host_introspection(configured, host_config, impl) -> None:
 
 
 def test_function_call_verbosity(configured, host_config, impl, client_settings, capsys) -> None:
-    client_settings(
-        SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.FUNCTION_CALL, **bin_setting(impl)
-    )
-    Function("hello_world").call(name="V")
-    assert "Calling function 'hello_world'" in capsys.readouterr().err
-    assert settings.VERBOSITY == verbosity.FUNCTION_CALL
+    with without_logging_config():
+        client_settings(
+            SOURCE_ROOT=str(host_config.parent), VERBOSITY=verbosity.FUNCTION_CALL, **bin_setting(impl)
+        )
+        Function("hello_world").call(name="V")
+        assert "Calling function 'hello_world'" in capsys.readouterr().err
+        assert settings.VERBOSITY == verbosity.FUNCTION_CALL
+        # The data is shown up to 1000 characters, also for a body sent in parts.
+        big = "y" * 5000
+        assert Function("echo").call(text=big) == big
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if "Calling function 'echo'" in x]
+        assert line.endswith(' with data {"text": "' + "y" * (1000 - len('{"text": "')))
 
 
-def test_encode_body_matches_json_dumps(monkeypatch) -> None:
+@pytest.mark.parametrize("timeout", ["5", 0, -1, True, float("nan"), [5]])
+def test_function_timeout_must_be_a_positive_number(timeout) -> None:
+    with pytest.raises(ConfigError) as info:
+        Function("f", timeout=timeout)
+    assert repr(timeout) in str(info.value) and "'f'" in str(info.value)
+
+
+def test_encode_request_matches_json_dumps(monkeypatch) -> None:
     from hypothesis import given
     from hypothesis import settings as hsettings
     from hypothesis import strategies as st
@@ -195,12 +208,20 @@ def test_encode_body_matches_json_dumps(monkeypatch) -> None:
     @hsettings(max_examples=300, deadline=None)
     @given(st.dictionaries(st.text(min_size=1), values | st.text(alphabet=st.characters(max_codepoint=127))))
     def check(data):
-        assert function.encode_body(data) == json.dumps(data, sort_keys=True).encode()
+        expected = json.dumps(data, sort_keys=True).encode()
+        assert encoded(data) == (expected, hashlib.sha1(expected).hexdigest())
+
+    def encoded(data):
+        body, digest = function.encode_request(data)
+        return (body if isinstance(body, bytes) else b"".join(body)), digest
 
     check()
     big = {"text": "x" * 200_000, "a": 1}
     monkeypatch.undo()
-    assert function.encode_body(big) == json.dumps(big, sort_keys=True).encode()
+    body, _ = function.encode_request(big)
+    assert isinstance(body, list)  # the large string is a buffer of its own
+    expected = json.dumps(big, sort_keys=True).encode()
+    assert encoded(big) == (expected, hashlib.sha1(expected).hexdigest())
 
 
 # Production through the caching proxy (URL_OVERRIDE)
@@ -308,3 +329,38 @@ def test_gateway_errors_without_url_override_stay_unexpected(code, tmp_path, rec
     host = JSHost(str(write_config(tmp_path, port=server.port)), bin_path=str(NPM_BIN))
     with pytest.raises(UnexpectedResponse):
         Function("echo", host=host).call(text="x")
+
+
+# IPv6
+
+
+def test_format_url_brackets_ipv6_addresses() -> None:
+    from js_host.endpoint import format_url, split_url
+
+    assert format_url("127.0.0.1", 9009) == "http://127.0.0.1:9009"
+    assert format_url("::1", 9009) == "http://[::1]:9009"
+    assert format_url("[::1]", 9009) == "http://[::1]:9009"
+    assert split_url("http://[::1]:9009/prefix/") == ("::1", 9009, "/prefix")
+    with pytest.raises(ConfigError):
+        settings.configure(URL_OVERRIDE="http://::1:9009", CONNECT_ONCE_CONFIGURED=False)
+
+
+@pytest.fixture
+def ipv6_host(tmp_path, recording_server):
+    server = recording_server(address="::1")
+    host = JSHost(str(write_config(tmp_path, port=server.port, address="::1")), bin_path=str(NPM_BIN))
+    return host, server
+
+
+def test_a_host_on_ipv6_loopback(ipv6_host) -> None:
+    host, server = ipv6_host
+    assert host.get_url() == f"http://[::1]:{server.port}"
+    assert Function("hello_world", host=host).call(a=1) == 'ok:{"a": 1}'
+    assert host.get_target().address == "::1"
+    assert len(server.function_requests()) == 1
+
+
+def test_the_host_header_brackets_ipv6_addresses(ipv6_host) -> None:
+    host, server = ipv6_host
+    Function("hello_world", host=host).call()
+    assert server.function_requests()[0]["headers"]["host"] == f"[::1]:{server.port}"

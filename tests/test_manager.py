@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from js_host.conf import settings
-from js_host.exceptions import ConfigError, ProcessError
+from js_host.endpoint import is_loopback
+from js_host.exceptions import ConfigError, ConnectionError, ProcessError  # noqa: A004
 from js_host.function import Function
 from js_host.host import JSHost
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret, runtime_dir
 from tests.client_helpers import config_port, pid_alive, wait_for, write_config
-from tests.support.processes import ROOT, suite_processes
+from tests.support.processes import NPM_BIN, ROOT, free_port, suite_processes
 
 
 def test_configure_spawns_the_manager_and_the_host(manager_env) -> None:
@@ -172,6 +174,75 @@ def test_runtime_dir_defaults(monkeypatch) -> None:
     assert runtime_dir() == f"/var/tmp/js-host-{os.getuid()}"
     monkeypatch.setenv("TMPDIR", "")
     assert runtime_dir() == f"/tmp/js-host-{os.getuid()}"
+
+
+def test_a_relative_runtime_dir_is_made_absolute(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", "rt")
+    assert runtime_dir() == str(tmp_path / "rt")
+    assert manager_secret() == (tmp_path / "rt" / "manager.secret").read_text()
+    monkeypatch.delenv("JS_HOST_RUNTIME_DIR")
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", "tmp")
+    assert runtime_dir() == str(tmp_path / "tmp" / f"js-host-{os.getuid()}")
+
+
+def test_the_secret_is_read_without_surrounding_whitespace(tmp_path, monkeypatch) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    (runtime / "manager.secret").write_text("ab" * 32 + "\n")
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
+    assert manager_secret() == "ab" * 32
+
+
+def test_the_config_status_cache_is_read_only_from_private_files(tmp_path, monkeypatch, caplog) -> None:
+    # A cached status decides where calls go: another user must not be able to plant one.
+    import logging
+
+    from js_host import status
+
+    runtime = tmp_path / "rt"
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
+    config = write_config(tmp_path, port=9)
+    runs: list[str] = []
+
+    def run_config(path_to_node, bin_path, config_file, manager):
+        runs.append(config_file)
+        return {"config": {"port": 9}}
+
+    monkeypatch.setattr(status, "_run_config", run_config)
+
+    def port_read() -> int:  # as a new process reads it: from disk
+        status.clear_cache()
+        return status.read_config_status("node", str(NPM_BIN), str(config))["config"]["port"]
+
+    try:
+        assert port_read() == 9 and len(runs) == 1
+        (cache,) = (runtime / "config-status").iterdir()
+
+        def plant(mode: int = 0o600, uid: int = -1) -> None:
+            cache.write_text(json.dumps({"config": {"port": 6666}}))
+            os.chmod(cache, mode)
+            os.chown(cache, uid, -1)
+
+        plant()
+        assert port_read() == 6666 and len(runs) == 1  # ours: used
+        for mode in (0o620, 0o602):
+            plant(mode)
+            assert port_read() == 9, oct(mode)
+        assert len(runs) == 3
+        if os.getuid() == 0:
+            plant(uid=os.getuid() + 4242)
+            assert port_read() == 9 and len(runs) == 4
+        # A runtime dir that others can enter is not read (nor written) at all.
+        plant()
+        os.chmod(runtime, 0o755)
+        caplog.set_level(logging.DEBUG, logger="js_host.status")
+        count = len(runs)
+        assert port_read() == 9 and len(runs) == count + 1
+        assert any(str(runtime) in r.getMessage() and "chmod 700" in r.getMessage() for r in caplog.records)
+    finally:
+        status.clear_cache()
 
 
 def test_secret_get_or_create_agrees_between_processes(tmp_path, monkeypatch) -> None:
@@ -332,5 +403,122 @@ def host_processes(config: str) -> set[int]:
         except OSError:
             continue
         if config.encode() in argv and b"--manager" not in argv:
+            pids.add(pid)
+    return pids
+
+
+def test_looking_at_a_managed_host_starts_nothing(manager_env) -> None:
+    settings.configure(VERBOSITY=0, CONNECT_ONCE_CONFIGURED=False, **manager_env["settings"])
+    from js_host.host import host
+
+    assert not host.is_running()
+    assert host.request_status() is None
+    assert "not started" in host.get_name()
+    assert str(manager_env["config"]) in repr(host.manager)
+    with pytest.raises(ConnectionError) as info:
+        host.get_url()
+    assert "not started" in str(info.value)
+    assert not host.manager.is_running()
+    assert config_processes(str(manager_env["config"])) == set()
+    # Once started, the same calls describe it; once stopped, "not started" again.
+    host.connect()
+    assert host.is_running() and host.get_url() in host.get_name()
+    host.stop()
+    assert wait_for(lambda: not host.is_running())
+    assert "not started" in host.get_name()
+
+
+def hanging_listener() -> socket.socket:
+    """A port held by a process that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+def test_a_port_that_never_answers_is_a_process_error(manager_env, monkeypatch) -> None:
+    from js_host import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "STATUS_TIMEOUT", 0.2)
+    with hanging_listener() as sock:
+        port = sock.getsockname()[1]
+        write_config(manager_env["config"].parent, port=port, disconnectTimeout=300)
+        manager = JSHostManager(str(manager_env["config"]), bin_path=manager_env["settings"].get("BIN_PATH"))
+        assert manager.request_status() is None and not manager.is_running()
+        with pytest.raises(ProcessError) as info:
+            settings.configure(VERBOSITY=0, **manager_env["settings"])
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "Stop that process" in message
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "0.0.0.0", "example.com"])
+def test_the_secret_is_never_sent_to_a_non_loopback_manager(manager_env, monkeypatch, address) -> None:
+    from js_host import transport
+
+    sent = []
+    real_request = transport.pool.request
+
+    def spy(*args, **kwargs):
+        sent.append(args)
+        return real_request(*args, **kwargs)
+
+    write_config(manager_env["config"].parent, port=free_port(), address=address)
+    manager = JSHostManager(str(manager_env["config"]), bin_path=manager_env["settings"].get("BIN_PATH"))
+    monkeypatch.setattr(transport.pool, "request", spy)
+    for look in (manager.is_running, manager.start):
+        with pytest.raises(ConfigError) as info:
+            look()
+        assert repr(address) in str(info.value) and "loopback" in str(info.value)
+    assert sent == []
+
+
+def test_is_loopback() -> None:
+    for address in ("127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost", "LOCALHOST", "::ffff:127.0.0.1"):
+        assert is_loopback(address), address
+    for address in ("0.0.0.0", "10.0.0.1", "::", "192.168.1.1", "localhost.example.com", "128.0.0.1", ""):
+        assert not is_loopback(address), address
+
+
+def test_a_manager_refusing_the_secret_is_a_process_error(manager_env, monkeypatch, impl, caplog) -> None:
+    if impl != "bundled":
+        pytest.skip("js-host 0.11 ignores the secret")
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    other = manager_env["runtime"].parent / "other-runtime"
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(other))  # another secret
+    try:
+        manager = JSHostManager(str(manager_env["config"]), bin_path=manager_env["settings"].get("BIN_PATH"))
+        for _ in range(2):
+            with pytest.raises(ProcessError) as info:
+                manager.start()
+            message = str(info.value)
+            assert str(other / "manager.secret") in message and "stop that process" in message
+        logged = [record for record in caplog.records if "refused the secret" in record.getMessage()]
+        assert len(logged) == 1
+    finally:
+        monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(manager_env["runtime"]))
+
+
+def test_a_relative_runtime_dir_is_the_same_for_node(manager_env, monkeypatch, tmp_path, impl) -> None:
+    if impl != "bundled":
+        pytest.skip("js-host 0.11 has no runtime dir")
+    cwd = tmp_path / "cwd"  # not the config's directory, where the manager runs
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", "rt")
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    assert Function("hello_world").call() == "Hello, World!"
+    assert (cwd / "rt" / "manager.secret").exists()
+    assert not (tmp_path / "rt").exists()
+
+
+def config_processes(config: str) -> set[int]:
+    """PIDs of the managers and hosts running ``config``."""
+    pids = set()
+    for pid in suite_processes():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if config.encode() in argv:
             pids.add(pid)
     return pids

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from js_host.exceptions import FunctionError
 from js_host.function import Function
 from js_host.host import JSHost
 from js_host.middleware import ENVIRON_MIDDLEWARE, JSHostMiddleware, report_error
+from tests.client_helpers import RecordingServer, wait_for
 from tests.middleware_fixtures import HOST_BIN, write_test_config
 from tests.support.processes import ROOT, NodeProcess, free_port
 
@@ -206,3 +208,98 @@ def test_django_report_errors_middleware(up: bool, request: pytest.FixtureReques
         assert result.stdout.startswith("200 None answer-v1"), result.stdout
     else:
         assert result.stdout.startswith("503 5 503 Service Unavailable"), (result.stdout, result.stderr)
+
+
+def static_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"no JavaScript here"]
+
+
+def routed_app(host: JSHost) -> Callable[..., Any]:
+    """/static calls no function; any other path calls one."""
+    calling = answer_app(host)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["PATH_INFO"] == "/static":
+            return static_app(environ, start_response)
+        return calling(environ, start_response)
+
+    return app
+
+
+def status_requests(server: RecordingServer) -> int:
+    return sum(1 for request in server.requests if request["target"] == "/status")
+
+
+def test_a_hanging_host_is_tried_once_per_retry_after(tmp_path: Path, recording_server) -> None:
+    server = recording_server(["answer"], hang=True)
+    config = write_test_config(tmp_path / "host.config.js", port=server.port)
+    host = JSHost(str(config), url_override=server.url, bin_path=str(HOST_BIN))
+    middleware = JSHostMiddleware(routed_app(host), host=host, retry_after=3600, status_timeout=0.2)
+    assert wait_for(lambda: status_requests(server) == 1, 5)  # connect_on_init
+    client = Client(middleware)
+    for _ in range(3):
+        assert client.get("/static").status_code == 200
+    # Function calls fail at once with the 503 page, without asking the host again.
+    response = client.get("/")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3600"
+    assert client.get("/static").status_code == 200
+    assert status_requests(server) == 1
+    assert server.function_requests() == []
+
+
+def test_after_retry_after_the_host_is_tried_again(tmp_path: Path, recording_server) -> None:
+    server = recording_server(["answer"], hang=True)
+    config = write_test_config(tmp_path / "host.config.js", port=server.port)
+    host = JSHost(str(config), url_override=server.url, bin_path=str(HOST_BIN))
+    client = Client(JSHostMiddleware(routed_app(host), host=host, retry_after=1, status_timeout=0.2))
+    assert client.get("/").status_code == 503
+    server.hang = False
+    assert wait_for(lambda: client.get("/").status_code == 201, 10)
+    assert status_requests(server) >= 2
+
+
+def test_other_threads_skip_a_reconnect_in_progress(tmp_path: Path, recording_server) -> None:
+    server = recording_server(["answer"], hang=True)
+    config = write_test_config(tmp_path / "host.config.js", port=server.port)
+    host = JSHost(str(config), url_override=server.url, bin_path=str(HOST_BIN))
+    middleware = JSHostMiddleware(static_app, host=host, status_timeout=0.2, connect_on_init=False)
+    holding, release = threading.Event(), threading.Event()
+
+    def reconnecting() -> None:  # stands for a thread busy connecting
+        with middleware._lock:
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=reconnecting)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        assert Client(middleware).get("/static").status_code == 200
+        assert status_requests(server) == 0
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def test_a_config_error_while_building_the_host_gives_the_page(tmp_path: Path, client_settings) -> None:
+    config = write_test_config(tmp_path / "host.config.js", port=free_port())
+    client_settings(
+        SOURCE_ROOT=str(tmp_path), USE_MANAGER=True, CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(HOST_BIN)
+    )
+    config.unlink()  # the default host cannot be built now
+    middleware = JSHostMiddleware(static_app)
+    response = Client(middleware).get("/")
+    assert response.status_code == 500 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "ConfigError" in page and str(config) in page
+    from js_host.host import get_default_host_if_built
+
+    assert get_default_host_if_built() is None  # nothing was built, nothing started
+
+
+def test_production_config_error_still_serves_pages_without_calls(tmp_path: Path, client_settings) -> None:
+    config = write_test_config(tmp_path / "host.config.js", port=free_port())
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(HOST_BIN))
+    config.unlink()
+    assert Client(JSHostMiddleware(static_app)).get("/").status_code == 200
