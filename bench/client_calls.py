@@ -300,31 +300,63 @@ def cold_start(impl: str, tmp: Path) -> float:
 
 LEGACY_VENV = BENCH / ".venv-legacy"
 LEGACY_NODE = BENCH / "legacy"
+LEGACY_BIN = LEGACY_NODE / "node_modules" / "js-host" / "bin" / "js-host.js"
+
+
+def ensure_legacy(allow: bool) -> str | None:
+    """The 2015 stack in bench/.venv-legacy and bench/legacy; None or the reason it is missing."""
+    python = LEGACY_VENV / "bin" / "python"
+    try:
+        # (import js_host.conf only: the 2015 js_host.host connects to a host on import)
+        if (
+            not python.exists()
+            or subprocess.run(
+                [str(python), "-c", "import js_host.conf"], capture_output=True, timeout=60
+            ).returncode
+        ):
+            if not allow:
+                return "bench/.venv-legacy is missing (--no-install)"
+            print("installing js-host==0.2.0 into bench/.venv-legacy ...", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True, timeout=120)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "js-host==0.2.0"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        if not LEGACY_BIN.exists():
+            if not allow:
+                return "bench/legacy/node_modules is missing (--no-install)"
+            print("installing npm js-host@0.12.0 into bench/legacy ...", flush=True)
+            LEGACY_NODE.mkdir(exist_ok=True)
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--prefix",
+                    str(LEGACY_NODE),
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "js-host@0.12.0",
+                ],
+                check=True,
+                capture_output=True,
+                env=ENV,
+                timeout=300,
+            )
+    except (subprocess.SubprocessError, OSError) as err:
+        return f"cannot install the 2015 stack: {err}"
+    return None
 
 
 def legacy_per_call(n: int, rounds: int, tmp: Path, logdir: Path) -> float | None:
     """Per-call seconds of js-host==0.2.0 + npm js-host@0.12.0 (installed on first use)."""
     python = LEGACY_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "js-host==0.2.0"], check=True)
-    if not (LEGACY_NODE / "node_modules" / "js-host").exists():
-        LEGACY_NODE.mkdir(exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--prefix",
-                str(LEGACY_NODE),
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "js-host@0.12.0",
-            ],
-            check=True,
-            env=ENV,
-        )
-    bin_path = LEGACY_NODE / "node_modules" / "js-host" / "bin" / "js-host.js"
+    missing = ensure_legacy(allow=True)
+    if missing:
+        raise RuntimeError(missing)
+    bin_path = LEGACY_BIN
     workdir = tmp / "legacy"
     workdir.mkdir()
     port = free_port()

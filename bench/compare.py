@@ -64,9 +64,6 @@ from js_host.host import JSHost  # noqa: E402
 
 RESULTS = BENCH / "results"
 DOCS = ROOT / "docs"
-LEGACY_VENV = BENCH / ".venv-legacy"
-LEGACY_NODE = BENCH / "legacy"
-LEGACY_BIN = LEGACY_NODE / "node_modules" / "js-host" / "bin" / "js-host.js"
 ENV = {**os.environ, "NODE_NO_WARNINGS": "1"}
 
 PAYLOADS = {"50 B": cc.SMALL, "100 KB": cc.LARGE}
@@ -113,53 +110,6 @@ def pip_install(module: str, package: str, allow: bool) -> str | None:
         __import__(module)
     except ImportError as err:
         return f"{package} installed but not importable: {err}"
-    return None
-
-
-def ensure_legacy(allow: bool) -> str | None:
-    """The 2015 stack in bench/.venv-legacy and bench/legacy; None or the reason it is missing."""
-    python = LEGACY_VENV / "bin" / "python"
-    try:
-        # (import js_host.conf only: the 2015 js_host.host connects to a host on import)
-        if (
-            not python.exists()
-            or subprocess.run(
-                [str(python), "-c", "import js_host.conf"], capture_output=True, timeout=60
-            ).returncode
-        ):
-            if not allow:
-                return "bench/.venv-legacy is missing (--no-install)"
-            print("installing js-host==0.2.0 into bench/.venv-legacy ...", flush=True)
-            subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True, timeout=120)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "js-host==0.2.0"],
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-        if not LEGACY_BIN.exists():
-            if not allow:
-                return "bench/legacy/node_modules is missing (--no-install)"
-            print("installing npm js-host@0.12.0 into bench/legacy ...", flush=True)
-            LEGACY_NODE.mkdir(exist_ok=True)
-            subprocess.run(
-                [
-                    "npm",
-                    "install",
-                    "--prefix",
-                    str(LEGACY_NODE),
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    "js-host@0.12.0",
-                ],
-                check=True,
-                capture_output=True,
-                env=ENV,
-                timeout=300,
-            )
-    except (subprocess.SubprocessError, OSError) as err:
-        return f"cannot install the 2015 stack: {err}"
     return None
 
 
@@ -362,13 +312,13 @@ class Legacy:
         options = {
             "workdir": str(self.workdir),
             "config": str(self.config),
-            "bin": str(LEGACY_BIN),
+            "bin": str(cc.LEGACY_BIN),
             "small": cc.SMALL,
             "large": cc.LARGE,
             **opts,
         }
         proc = subprocess.Popen(
-            [str(LEGACY_VENV / "bin" / "python"), str(BENCH / "compare_legacy.py"), json.dumps(options)],
+            [str(cc.LEGACY_VENV / "bin" / "python"), str(BENCH / "compare_legacy.py"), json.dumps(options)],
             cwd=self.workdir,
             env=ENV,
             stdout=subprocess.PIPE,
@@ -580,7 +530,7 @@ def main() -> int:
     missing = {
         EXECJS: pip_install("execjs", "PyExecJS", allow),
         RACER: pip_install("py_mini_racer", "mini-racer", allow),
-        LEGACY: ensure_legacy(allow),
+        LEGACY: cc.ensure_legacy(allow),
         NGINX_HIT: ensure_nginx(allow),
     }
     missing[NGINX_MISS] = missing[NGINX_HIT]
