@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
+from tests.support.processes import process_stats
+
 
 class Answer(NamedTuple):
     status: int
@@ -71,19 +73,7 @@ def alive(base: str) -> bool:
 
 def children(pid: int) -> set[int]:
     """Direct children of ``pid``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            found.add(int(entry.name))
-    return found
+    return {child for child, fields in process_stats().items() if int(fields[1]) == pid}
 
 
 def descendants(pid: int) -> set[int]:

@@ -23,7 +23,7 @@ from tests.middleware_fixtures import (
     reap,
     wait_for,
 )
-from tests.support.processes import NPM_BIN, ROOT, free_port
+from tests.support.processes import NPM_BIN, ROOT, free_port, process_stats
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,18 +35,7 @@ needs_npm_packages = pytest.mark.skipif(
 
 def session_processes(sid: int) -> set[int]:
     """PIDs of the processes in session ``sid`` (everything run.sh started stays in its session)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid:  # fields after "(comm)": state, ppid, pgrp, session
-            pids.add(int(entry.name))
-    return pids
+    return {pid for pid, fields in process_stats().items() if int(fields[3]) == sid}
 
 
 def run_script(tmp_path: Path, **ports: int) -> Server:

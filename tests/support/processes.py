@@ -137,6 +137,21 @@ class NodeProcess(OwnedProcess):
         return f"http://{config['address']}:{config['port']}"
 
 
+def process_stats() -> dict[int, list[str]]:
+    """Every running process: pid -> the fields of /proc/<pid>/stat after ``(comm)``
+    (state, ppid, pgrp, session, ...); comm may contain spaces and parentheses."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        stats[int(entry.name)] = stat.rsplit(")", 1)[1].split()
+    return stats
+
+
 def _is_suite_process(argv: list[bytes]) -> bool:
     """A process the suite may start: a Node host or manager, gunicorn, redis-server."""
     program = Path(argv[0].decode(errors="replace")).name
