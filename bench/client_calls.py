@@ -190,32 +190,43 @@ def compare(
     return statistics.median(base_times), statistics.median(times), statistics.median(ratios)
 
 
+def run_threads(make: Callable[[], Callable[[], object]], threads: int, seconds: float) -> tuple[int, float]:
+    """Calls answered by ``threads`` threads in ``seconds`` (each with its own ``make()``,
+    called once first to connect and warm up), and the wall time they took."""
+    calls = [make() for _ in range(threads)]
+    for call in calls:
+        call()
+    counts = [0] * threads
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            while not stop.is_set():
+                calls[i]()
+                counts[i] += 1
+        except BaseException as err:  # raised below: a failing subject is not a figure
+            errors.append(err)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    time.sleep(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return sum(counts), time.perf_counter() - start
+
+
 def throughput(make: Callable[[], Callable[[], object]], threads: int, seconds: float, rounds: int) -> float:
     """Median over rounds of the calls per second of ``threads`` threads."""
     results = []
     for _ in range(rounds):
-        calls = [make() for _ in range(threads)]
-        for call in calls:
-            call()
-        counts = [0] * threads
-        stop = threading.Event()
-
-        def work(
-            i: int, call: Callable[[], object], stop: threading.Event = stop, counts: list = counts
-        ) -> None:
-            while not stop.is_set():
-                call()
-                counts[i] += 1
-
-        workers = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(calls)]
-        start = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        time.sleep(seconds)
-        stop.set()
-        for worker in workers:
-            worker.join()
-        results.append(sum(counts) / (time.perf_counter() - start))
+        answered, elapsed = run_threads(make, threads, seconds)
+        results.append(answered / elapsed)
     return statistics.median(results)
 
 

@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -130,32 +129,8 @@ def ensure_nginx(allow: bool) -> str | None:
 
 def per_call(make: Callable[[], Callable[[], object]], threads: int, seconds: float) -> float:
     """Seconds per call: wall time / calls answered by ``threads`` threads in ``seconds``."""
-    calls = [make() for _ in range(threads)]
-    for call in calls:
-        call()  # connect, warm up
-    counts = [0] * threads
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            while not stop.is_set():
-                calls[i]()
-                counts[i] += 1
-        except BaseException as err:  # reported below: a failing subject is not a figure
-            errors.append(err)
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    time.sleep(seconds)
-    stop.set()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
-    return (time.perf_counter() - start) / max(1, sum(counts))
+    answered, elapsed = cc.run_threads(make, threads, seconds)
+    return elapsed / max(1, answered)
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> list[float]:
