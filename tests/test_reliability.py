@@ -88,6 +88,16 @@ def test_host_killed_mid_call_raises_and_the_next_call_after_a_restart_works(
     assert function_on(host, "echo").call(text="after restart") == "after restart"
 
 
+def kill_managed_host() -> tuple[int, pytest.ExceptionInfo[ProcessError]]:
+    """SIGKILL the configured managed host; the next call raises ProcessError."""
+    pid = int(Function("pid").call())
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not pid_alive(pid))
+    with pytest.raises(ProcessError) as info:
+        Function("echo").call(text="x")
+    return pid, info
+
+
 @pytest.mark.timeout(60)
 def test_managed_host_killed_raises_process_error_and_a_new_process_gets_a_new_host(
     manager_env: dict, client_settings: Callable[..., None]
@@ -95,11 +105,7 @@ def test_managed_host_killed_raises_process_error_and_a_new_process_gets_a_new_h
     client_settings(**manager_env["settings"])
     from js_host.host import host
 
-    pid = int(Function("pid").call())
-    os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: not pid_alive(pid))
-    with pytest.raises(ProcessError) as info:
-        Function("echo").call(text="x")
+    pid, info = kill_managed_host()
     assert host.logfile and host.logfile in str(info.value)
     # What a restarted Python process does: configure() and connect again.
     client_settings(**manager_env["settings"])
@@ -114,11 +120,7 @@ def test_managed_host_killed_then_host_restart_works(
     client_settings(**manager_env["settings"])
     from js_host.host import host
 
-    pid = int(Function("pid").call())
-    os.kill(pid, signal.SIGKILL)
-    assert wait_for(lambda: not pid_alive(pid))
-    with pytest.raises(ProcessError):
-        Function("echo").call(text="x")
+    kill_managed_host()
     host.restart()
     assert Function("echo").call(text="back") == "back"
 
