@@ -3,32 +3,33 @@ suite leaves no Node, gunicorn or redis-server process behind."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.support.processes import IMPLEMENTATIONS, NodeProcess, suite_processes
+from tests.support.processes import IMPLEMENTATIONS, SESSION_MARKER, NodeProcess, suite_processes
 
 # The client's fixtures (settings reset, managers on free ports) serve several suites.
 pytest_plugins = ["tests.client_fixtures"]
 
-_before: set[int] = set()
-
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _before.update(suite_processes())
+    # Every process the suite starts inherits this marker (pytest-xdist workers
+    # inherit the controller's); processes of other projects on the machine lack it.
+    os.environ.setdefault(SESSION_MARKER, f"{os.getpid()}-{secrets.token_hex(8)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    import time
-
     deadline = time.monotonic() + 8  # managed hosts stop a few seconds after their last disconnect
-    left = suite_processes() - _before
+    left = suite_processes()
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = suite_processes() - _before
+        left = suite_processes()
     if left:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"FAILED: the suite left processes behind: {sorted(left)}", red=True

@@ -152,6 +152,12 @@ def process_stats() -> dict[int, list[str]]:
     return stats
 
 
+#: Set in the environment of the test session (see tests/conftest.py) and so inherited
+#: by every process it starts: the leftover check counts only those, not the node or
+#: gunicorn processes of other projects running on the same machine.
+SESSION_MARKER = "JS_HOST_TEST_SESSION"
+
+
 def _is_suite_process(argv: list[bytes]) -> bool:
     """A process the suite may start: a Node host or manager, gunicorn, redis-server."""
     program = Path(argv[0].decode(errors="replace")).name
@@ -163,8 +169,18 @@ def _is_suite_process(argv: list[bytes]) -> bool:
     return program == "redis-server"
 
 
+def _has_session_marker(entry: Path, marker: bytes) -> bool:
+    try:
+        return marker in (entry / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def suite_processes() -> set[int]:
-    """PIDs of the running Node hosts and managers, gunicorn and redis-server processes."""
+    """PIDs of the Node hosts and managers, gunicorn and redis-server processes that
+    this test session started (all of them when no session marker is set)."""
+    value = os.environ.get(SESSION_MARKER)
+    marker = f"{SESSION_MARKER}={value}".encode() if value else None
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -173,6 +189,8 @@ def suite_processes() -> set[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0] and _is_suite_process(argv):
+        if not (argv and argv[0] and _is_suite_process(argv)):
+            continue
+        if marker is None or _has_session_marker(entry, marker):
             pids.add(int(entry.name))
     return pids
