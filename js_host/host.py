@@ -24,6 +24,7 @@ import atexit
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import weakref
@@ -508,8 +509,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def tail(path: str, lines: int) -> str:
+    # Never through a link, and only a regular file: what is shown may reach a web page.
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open(fd, encoding="utf-8", errors="replace") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "(cannot read it: not a regular file)"
             return "".join(deque(fh, maxlen=lines)).rstrip("\n") or "(empty)"
     except OSError as err:
         return f"(cannot read it: {err})"

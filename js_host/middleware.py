@@ -343,10 +343,8 @@ class JSHostMiddleware:
         host.restart()  # starts it if it is not running
 
     def _machine_lock(self) -> _RecordLock:
-        from .runtime import ensure_runtime_dir
-
         key = hashlib.sha1(self.host.config_file.encode()).hexdigest()[:16]
-        return _RecordLock(os.path.join(ensure_runtime_dir(), f"middleware-{key}.json"))
+        return _RecordLock(f"middleware-{key}.json")
 
     # Errors
 
@@ -435,15 +433,26 @@ class _DeferredStartResponse:
 
 
 class _RecordLock:
-    """An exclusive lock (flock) on a small JSON record shared by the processes of one machine."""
+    """An exclusive lock (flock) on a small JSON record shared by the processes of one machine.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    The record is the file ``name`` in the runtime dir: opened relative to the
+    checked private directory, never through a link, and only if it is a
+    private regular file of this user's. It is rewritten in place (not replaced)
+    because the file itself is the lock.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path: str | None = None
         self._fd: int | None = None
         self._record: dict[str, Any] = {}
 
     def __enter__(self) -> dict[str, Any]:
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        from .runtime import open_runtime_dir
+
+        with open_runtime_dir() as directory:
+            self.path = directory.join(self.name)
+            self._fd = directory.open_private_file(self.name, os.O_RDWR | os.O_CREAT)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             data = os.read(self._fd, 1 << 20)

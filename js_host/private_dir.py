@@ -21,6 +21,7 @@ no directory-relative opens.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -113,6 +114,24 @@ class PrivateDir:
             raise
         return fd
 
+    def open_private_file(self, name: str, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+        """Like :meth:`open_file`, and the file must have no group or other permission
+        bits; any refusal is a :class:`ConfigError` naming the file and what is wrong
+        (the same wording as the Node side's ``openPrivateFile``)."""
+        path = self.join(name)
+        try:
+            fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise ConfigError(_file_link_message(path)) from err
+            raise
+        try:
+            check_file(fd, path, private=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def create_temp(self, prefix: str, mode: int = 0o600) -> tuple[int, str]:
         """A new file with a random name (``O_EXCL``): ``(fd open for writing, name)``."""
         while True:
@@ -192,6 +211,11 @@ def _open_dir(parent_fd: int, name: str, path: str, create: bool, *, what: str, 
     except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
+        if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise ConfigError(
+                f"The {what} {path!r} cannot be opened ({err.strerror}). "
+                f"Fix its permissions, or set {setting} to a directory of your own."
+            ) from err
         try:
             kind = stat.filemode(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
         except OSError:
@@ -234,3 +258,37 @@ def _check_private(fd: int, path: str, *, what: str, setting: str) -> None:
             f"The {what} {path!r} is accessible by other users (mode {mode:o}). "
             f"Run `chmod 700 {path}`, remove it, or set {setting} to a directory of your own."
         )
+
+
+def check_file(fd: int, path: str, *, private: bool = False, single_link: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``fd`` is a regular file of this user's (with
+    ``private``, also without group or other permission bits; with ``single_link``,
+    also not hard-linked elsewhere, where someone else may have linked it)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            f"The file {path!r} cannot be used: it is not a regular file "
+            f"({stat.filemode(info.st_mode)}). Remove it."
+        )
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"The file {path!r} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}). Remove it."
+        )
+    if single_link and info.st_nlink != 1:
+        raise ConfigError(
+            f"The file {path!r} cannot be used: it has {info.st_nlink} hard links, "
+            "so it may be a file of yours linked by another user. Remove it."
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if private and mode & 0o077:
+        raise ConfigError(
+            f"The file {path!r} is accessible by other users (mode {mode:o}). "
+            f"Run `chmod 600 {path}`, or remove it."
+        )
+
+
+def _file_link_message(path: str) -> str:
+    return (
+        f"The file {path!r} cannot be used: it is a symbolic link, which js-host never follows "
+        "(another user may have made it). Remove it."
+    )

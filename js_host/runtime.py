@@ -5,9 +5,15 @@ the secret and the other reads it:
 
 - runtime dir: ``$JS_HOST_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/js-host``, else
   ``<$TMPDIR or /tmp>/js-host-<uid>`` (``tempfile.gettempdir()`` is not used on
-  purpose: Node's ``os.tmpdir()`` differs from it);
+  purpose: Node's ``os.tmpdir()`` differs from it). It is opened as a
+  :class:`~js_host.private_dir.PrivateDir`: never through a link, ours, mode
+  0700, under folders that no other user can change. When the default place is
+  unusable (another user made it, or made it a link) the error names the path
+  and the settings to use: there is no fallback, as every process of the user
+  (Python and Node) must find the same directory;
 - secret: ``<runtime dir>/manager.secret``, mode 0600, 64 lowercase hex chars
-  (read with surrounding whitespace stripped, e.g. a newline added by an editor).
+  (read with surrounding whitespace stripped, e.g. a newline added by an editor),
+  created under a random temporary name (``O_EXCL``) and ``link()``-ed into place.
 
 It also holds the lock files that serialise host starts between the processes
 of one machine (:func:`host_start_lock`).
@@ -20,13 +26,15 @@ import fcntl
 import hashlib
 import os
 import secrets
-import stat
 import threading
 from collections.abc import Iterator
 
 from .exceptions import ConfigError
+from .private_dir import PrivateDir
 
 SECRET_FILENAME = "manager.secret"
+#: How the runtime directory is named in error messages (the Node side says the same).
+RUNTIME_DIR_WHAT = "js-host runtime directory"
 
 _lock = threading.Lock()
 _cached: dict[str, str] = {}
@@ -49,22 +57,26 @@ def runtime_dir() -> str:
     return os.path.abspath(os.path.join(tmpdir, f"js-host-{os.getuid()}"))
 
 
+def runtime_dir_setting() -> str:
+    """What the user can set to move the runtime directory (named in error messages)."""
+    if os.environ.get("JS_HOST_RUNTIME_DIR") or os.environ.get("XDG_RUNTIME_DIR"):
+        return "JS_HOST_RUNTIME_DIR"
+    return "JS_HOST_RUNTIME_DIR (or XDG_RUNTIME_DIR)"
+
+
+def open_runtime_dir() -> PrivateDir:
+    """The runtime directory, created if needed and checked private; the caller closes it.
+
+    Raises :class:`ConfigError` naming the path, what is wrong and the setting
+    to use when it is unsafe (see :class:`~js_host.private_dir.PrivateDir`).
+    """
+    return PrivateDir.open(runtime_dir(), what=RUNTIME_DIR_WHAT, setting=runtime_dir_setting())
+
+
 def ensure_runtime_dir() -> str:
-    """Create the runtime directory (mode 0700) and check that it is private."""
-    path = runtime_dir()
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    info = os.stat(path)
-    if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"The js-host runtime directory {path!r} belongs to uid {info.st_uid}, not to you "
-            f"(uid {os.getuid()}). Remove it, or set JS_HOST_RUNTIME_DIR to a directory of your own."
-        )
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        raise ConfigError(
-            f"The js-host runtime directory {path!r} is accessible by other users "
-            f"(mode {stat.S_IMODE(info.st_mode):o}). Run `chmod 700 {path}` or remove it."
-        )
-    return path
+    """Create the runtime directory (mode 0700) and check that it is private; returns its path."""
+    with open_runtime_dir() as directory:
+        return directory.path
 
 
 @contextlib.contextmanager
@@ -77,8 +89,12 @@ def host_start_lock(config_file: str) -> Iterator[str]:
     the block ends, or when the process dies. Yields the lock file's path.
     """
     key = hashlib.sha1(config_file.encode()).hexdigest()[:16]
-    path = os.path.join(ensure_runtime_dir(), f"host-start-{key}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    name = f"host-start-{key}.lock"
+    with open_runtime_dir() as directory:
+        # One name shared by every process, so no random name: the directory is
+        # private, and the file is opened without following a link.
+        fd = directory.open_private_file(name, os.O_RDWR | os.O_CREAT)
+        path = directory.join(name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield path
@@ -97,36 +113,40 @@ def manager_secret() -> str:
         cached = _cached.get(directory)
         if cached is not None:
             return cached
-        ensure_runtime_dir()
-        path = os.path.join(directory, SECRET_FILENAME)
-        try:
-            value = _read_secret(path)
-        except FileNotFoundError:
-            value = _create_secret(directory, path)
+        with open_runtime_dir() as private:
+            try:
+                value = _read_secret(private)
+            except FileNotFoundError:
+                value = _create_secret(private)
         _cached[directory] = value
         return value
 
 
-def _read_secret(path: str) -> str:
-    with open(path, encoding="ascii") as fh:
-        value = fh.read().strip()
-    if len(value) != 64:
-        raise ConfigError(f"The manager secret file {path!r} is malformed: remove it and try again.")
+def _read_secret(directory: PrivateDir) -> str:
+    # Only a regular file of ours that nobody else can read: never through a link.
+    fd = directory.open_private_file(SECRET_FILENAME)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(4096)
+    value = data.decode("ascii", "replace").strip()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ConfigError(
+            f"The manager secret file {directory.join(SECRET_FILENAME)!r} is malformed "
+            "(not 64 hex characters): remove it and try again."
+        )
     return value
 
 
-def _create_secret(directory: str, path: str) -> str:
+def _create_secret(directory: PrivateDir) -> str:
     value = secrets.token_hex(32)
-    temp = os.path.join(directory, f".{SECRET_FILENAME}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd, temp = directory.create_temp(f".{SECRET_FILENAME}.")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(value)
         try:
-            os.link(temp, path)
+            directory.link(temp, SECRET_FILENAME)
         except FileExistsError:
             # Someone else created it first: theirs is the secret.
-            return _read_secret(path)
+            return _read_secret(directory)
     finally:
-        os.unlink(temp)
+        directory.unlink(temp, missing_ok=True)
     return value

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import subprocess
 import tempfile
 import threading
@@ -25,9 +24,12 @@ from typing import Any
 from . import verbosity
 from .exceptions import ConfigError
 from .log import emit
-from .runtime import ensure_runtime_dir
+from .private_dir import PrivateDir
+from .runtime import open_runtime_dir
 
 logger = logging.getLogger(__name__)
+
+CACHE_DIRNAME = "config-status"
 
 _lock = threading.Lock()
 _cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -69,38 +71,33 @@ def read_config_status(
     return json.loads(json.dumps(cached))  # callers may modify their copy
 
 
-def _disk_cache_path(key: tuple[Any, ...]) -> str:
-    """The cache file of ``key``, in the runtime dir once it is checked to be private.
+def _disk_cache_name(key: tuple[Any, ...]) -> str:
+    return f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()}.json"
+
+
+def _open_cache_dir() -> PrivateDir:
+    """``<runtime dir>/config-status``, once it is checked to be private.
 
     A status read from disk decides where calls go: a runtime dir that another
-    local user could write to (e.g. a pre-created /tmp/js-host-<uid>) is refused
-    with a ConfigError.
+    local user could write to (e.g. a pre-created /tmp/js-host-<uid>, or a link)
+    is refused with a ConfigError, and files are opened relative to the checked
+    directory without following links.
     """
-    digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()
-    return os.path.join(ensure_runtime_dir(), "config-status", f"{digest}.json")
+    with open_runtime_dir() as runtime:
+        return runtime.subdir(CACHE_DIRNAME)
 
 
 def _read_disk_cache(key: tuple[Any, ...]) -> dict[str, Any] | None:
+    name = _disk_cache_name(key)
     try:
-        path = _disk_cache_path(key)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with _open_cache_dir() as cache:
+            fd = cache.open_private_file(name)
     except FileNotFoundError:
         return None
     except (OSError, ConfigError) as err:
-        logger.debug("Not reading the cached config status: %s", err)
+        logger.debug("Not reading the cached config status %s: %s", name, err)
         return None
     with open(fd, encoding="utf-8") as fh:
-        info = os.fstat(fd)
-        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
-            logger.debug(
-                "Ignoring the cached config status %s: owned by uid %d, mode %o (expected uid %d, "
-                "not writable by group or others)",
-                path,
-                info.st_uid,
-                stat.S_IMODE(info.st_mode),
-                os.getuid(),
-            )
-            return None
         try:
             status = json.load(fh)
         except (OSError, ValueError):
@@ -111,12 +108,8 @@ def _read_disk_cache(key: tuple[Any, ...]) -> dict[str, Any] | None:
 def _write_disk_cache(key: tuple[Any, ...], status: dict[str, Any]) -> None:
     # Best effort: the cache only saves a node start.
     try:
-        path = _disk_cache_path(key)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(status, fh)
-        os.replace(temp, path)
+        with _open_cache_dir() as cache:
+            cache.write_atomic(_disk_cache_name(key), json.dumps(status).encode(), prefix=".tmp-")
     except (OSError, ConfigError) as err:
         logger.debug("Cannot cache the config status: %s", err)
 

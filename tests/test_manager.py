@@ -191,6 +191,7 @@ def test_the_secret_is_read_without_surrounding_whitespace(tmp_path, monkeypatch
     runtime = tmp_path / "rt"
     runtime.mkdir(mode=0o700)
     (runtime / "manager.secret").write_text("ab" * 32 + "\n")
+    os.chmod(runtime / "manager.secret", 0o600)  # a secret others can read is refused
     monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
     assert manager_secret() == "ab" * 32
 
