@@ -33,9 +33,15 @@ function fail(message) {
   process.stderr.write(`js-host: ${message}\n`);
   if (logfile !== null) {
     try {
-      fs.appendFileSync(logfile, `${new Date().toISOString()} - error: ${message}\n`);
+      // Opened as the logger opens it: never through a link, only a file of ours.
+      const fd = runtime.openLogfile(logfile);
+      try {
+        fs.writeSync(fd, `${new Date().toISOString()} - error: ${message}\n`);
+      } finally {
+        fs.closeSync(fd);
+      }
     } catch {
-      // The logfile is only a copy of stderr here.
+      // The logfile is only a copy of stderr here (and stderr says why it was refused).
     }
   }
   process.exit(1);
@@ -69,7 +75,7 @@ function main() {
     const userConfig = loaded.config;
     const serving = !args.config && !args.detached;
     const logger = createLogger(userConfig, { holdConsole: args.json });
-    if (logfile !== null && serving) logger.addFile(logfile);
+    if (logfile !== null && serving) logger.addFile(logfile, openLogfileOrFail(logfile));
     if (args.manager) {
       const options = { logger, port: args.port };
       if (serving) {
@@ -104,6 +110,19 @@ function main() {
     return;
   }
   serve(server, args);
+}
+
+// A logfile that cannot be used safely is a one-line error, before anything is
+// written to it (and fail() does not write to it either: it would be refused again).
+function openLogfileOrFail(file) {
+  try {
+    return runtime.openLogfile(file);
+  } catch (err) {
+    const reason = err instanceof runtime.RuntimeDirError ? err.message : `cannot open the logfile ${file}: ${err.message}`;
+    process.stderr.write(`js-host: ${reason}\n`);
+    process.exit(1);
+  }
+  return null;
 }
 
 function serve(server, args) {
@@ -185,7 +204,7 @@ function runDetached(args, kind, configFile) {
   try {
     output = runtime.detachedOutputFile(runtime.ensureRuntimeDir(), kind, configFile);
     runtime.capLogfile(output);
-    fd = fs.openSync(output, 'a');
+    fd = runtime.openLogfile(output);
   } catch (err) {
     fail(err.message);
   }
@@ -202,11 +221,17 @@ function runDetached(args, kind, configFile) {
   fs.closeSync(fd);
 
   const readOutput = () => {
+    let readFd;
     try {
-      const buffer = fs.readFileSync(output);
-      return buffer.subarray(offset).toString('utf8').trim();
+      readFd = runtime.openChecked(output, fs.constants.O_RDONLY, { singleLink: true });
+      const size = fs.fstatSync(readFd).size;
+      const buffer = Buffer.alloc(Math.max(0, size - offset));
+      const length = fs.readSync(readFd, buffer, 0, buffer.length, offset);
+      return buffer.subarray(0, length).toString('utf8').trim();
     } catch {
       return '';
+    } finally {
+      if (readFd !== undefined) fs.closeSync(readFd);
     }
   };
   const timer = setTimeout(() => {

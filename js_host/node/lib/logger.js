@@ -42,6 +42,7 @@ class Logger {
     this.holdConsole = holdConsole;
     this.file = null;
     this.filePath = null;
+    this.fileFd = null;
     this.out = '';
     this.err = '';
     this.fileBuffer = '';
@@ -49,12 +50,20 @@ class Logger {
     this.flushBound = () => this.flush();
   }
 
-  /** Also write every line to `path` (appended). */
-  addFile(path) {
+  /**
+   * Also write every line to the logfile `path`, already open for appending as
+   * `fd` (see runtime.openLogfile: never through a link). The logger owns `fd`.
+   */
+  addFile(path, fd) {
     this.filePath = path;
-    this.file = fs.createWriteStream(path, { flags: 'a' });
+    this.fileFd = fd;
+    this.file = fs.createWriteStream(path, { fd, flags: 'a' });
+    this.file.on('close', () => {
+      this.fileFd = null;
+    });
     this.file.on('error', (err) => {
       this.file = null;
+      this.fileFd = null;
       process.stderr.write(`js-host: cannot write to logfile ${path}: ${err.message}\n`);
     });
   }
@@ -138,9 +147,9 @@ class Logger {
     }
     this.out = '';
     this.err = '';
-    if (this.fileBuffer !== '' && this.filePath !== null) {
+    if (this.fileBuffer !== '' && this.fileFd !== null) {
       try {
-        fs.appendFileSync(this.filePath, this.fileBuffer);
+        fs.writeSync(this.fileFd, this.fileBuffer);
       } catch {
         // Nothing left to report it to.
       }

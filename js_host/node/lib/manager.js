@@ -20,7 +20,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { finished } = require('node:stream');
 const { ConfigError } = require('./config');
-const { capLogfile, managedHostLogfile } = require('./runtime');
+const { capLogfile, ensurePrivateDir, managedHostLogfile, openChecked, RUNTIME_DIR_WHAT, runtimeDirSetting } = require('./runtime');
 const { createBearerCheck, isLoopbackAddress } = require('./security');
 const { BaseServer, CallbackReader, rawHeader } = require('./server');
 
@@ -380,6 +380,15 @@ class Manager extends BaseServer {
     const file = logfile || managedHostLogfile(this.runtimeDir, config);
     this.logger.info(`Manager: starting child host with config: ${config}`);
     try {
+      // Checked again at every start: a cleaner of /tmp may have removed it since,
+      // and another user made something else of the name.
+      if (this.runtimeDir !== null) {
+        ensurePrivateDir(this.runtimeDir, { what: RUNTIME_DIR_WHAT, setting: runtimeDirSetting() });
+      }
+    } catch (err) {
+      return Promise.reject(new Error(`Host with config ${config} failed to start: ${err.message}`));
+    }
+    try {
       if (capLogfile(file)) this.logger.info(`Manager: cut the beginning of the logfile ${file}`);
     } catch (err) {
       this.logger.warn(`Manager: cannot cap the logfile ${file}: ${err.message}`);
@@ -513,7 +522,8 @@ function describeExit(code, signal) {
 function logTail(file, stderr) {
   let text = '';
   try {
-    const fd = fs.openSync(file, 'r');
+    // Never through a link: what is read here goes into an HTTP answer.
+    const fd = openChecked(file, fs.constants.O_RDONLY, { singleLink: true });
     try {
       const size = fs.fstatSync(fd).size;
       const length = Math.min(size, LOG_TAIL_BYTES);

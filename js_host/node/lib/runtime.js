@@ -1,14 +1,19 @@
 'use strict';
 
 // The per-user runtime directory and the manager's secret. The Python client
-// implements the same rules (js_host/runtime.py), so whichever side starts
-// first creates them:
+// implements the same rules (js_host/runtime.py, js_host/private_dir.py), with
+// the same error messages, so whichever side starts first creates them:
 // - dir: $JS_HOST_RUNTIME_DIR, else $XDG_RUNTIME_DIR/js-host, else
-//   ${TMPDIR:-/tmp}/js-host-<uid> (not os.tmpdir(): Python's differs); mode 0700.
+//   ${TMPDIR:-/tmp}/js-host-<uid> (not os.tmpdir(): Python's differs). There is
+//   no fallback when it is unusable: every process of the user must find the
+//   same one, so the error names the path and the setting to change.
+// - it is a private dir, and files in it are opened without following links
+//   (see private_dir.js).
 // - secret: <dir>/manager.secret, 64 lowercase hex chars, mode 0600, created
 //   atomically (write a temp file, link() it into place, EEXIST = another
-//   process won the race: use theirs). Read back trimmed, as Python's
-//   .strip() does, so that a trailing newline added by an editor is accepted.
+//   process won the race: use theirs). Read only if it is a regular file of ours
+//   with no group/other bits, trimmed as Python's .strip() does, so that a
+//   trailing newline added by an editor is accepted.
 // - logfiles (managed hosts, --detached copies) are capped when their process
 //   starts: over LOGFILE_MAX_BYTES, only the last LOGFILE_KEEP_BYTES are kept.
 
@@ -16,43 +21,60 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
+const {
+  RuntimeDirError,
+  checkFile,
+  createTemp,
+  ensurePrivateDir,
+  openChecked,
+  openPrivateFile,
+  quote,
+} = require('./private_dir');
+
+const { O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = fs.constants;
+
 const SECRET_NAME = 'manager.secret';
 const SECRET_PATTERN = /^[0-9a-f]{64}$/;
+const RUNTIME_DIR_WHAT = 'js-host runtime directory';
 // The runtime dir is often a small tmpfs ($XDG_RUNTIME_DIR).
 const LOGFILE_MAX_BYTES = 1024 * 1024;
 const LOGFILE_KEEP_BYTES = 256 * 1024;
-
-class RuntimeDirError extends Error {}
+// Appending to a logfile: created 0600, never through a link.
+const LOGFILE_FLAGS = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW;
 
 function runtimeDir(env = process.env) {
   if (env.JS_HOST_RUNTIME_DIR) return path.resolve(env.JS_HOST_RUNTIME_DIR);
-  if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, 'js-host');
+  if (env.XDG_RUNTIME_DIR) return path.resolve(env.XDG_RUNTIME_DIR, 'js-host');
   const tmp = env.TMPDIR ? env.TMPDIR : '/tmp';
-  return path.join(tmp, `js-host-${process.getuid()}`);
+  return path.resolve(tmp, `js-host-${process.getuid()}`);
+}
+
+/** What the user can set to move the runtime dir (named in error messages). */
+function runtimeDirSetting(env = process.env) {
+  if (env.JS_HOST_RUNTIME_DIR || env.XDG_RUNTIME_DIR) return 'JS_HOST_RUNTIME_DIR';
+  return 'JS_HOST_RUNTIME_DIR (or XDG_RUNTIME_DIR)';
 }
 
 /** Create the runtime dir if needed and check that only this user can use it. */
 function ensureRuntimeDir(env = process.env) {
-  const dir = runtimeDir(env);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = fs.statSync(dir);
-  if (!stat.isDirectory()) {
-    throw new RuntimeDirError(`js-host runtime dir ${dir} is not a directory: remove it`);
-  }
-  const uid = process.getuid();
-  if (stat.uid !== uid) {
-    throw new RuntimeDirError(
-      `js-host runtime dir ${dir} belongs to uid ${stat.uid}, not to the current user (uid ${uid}): ` +
-        'remove it, or set JS_HOST_RUNTIME_DIR to a directory of your own',
-    );
-  }
-  if ((stat.mode & 0o077) !== 0) {
-    const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
-    throw new RuntimeDirError(
-      `js-host runtime dir ${dir} is accessible by other users (mode ${mode}): run \`chmod 700 ${dir}\``,
-    );
-  }
-  return dir;
+  return ensurePrivateDir(runtimeDir(env), { what: RUNTIME_DIR_WHAT, setting: runtimeDirSetting(env) });
+}
+
+/** Whether `file` is named directly inside the runtime dir of `env`. */
+function inRuntimeDir(file, env = process.env) {
+  return path.dirname(path.resolve(file)) === runtimeDir(env);
+}
+
+/**
+ * Open a logfile for appending (O_APPEND|O_CREAT|O_NOFOLLOW, mode 0600 when
+ * new): a logfile named in the runtime dir (a managed host's) is used only
+ * once the dir is checked private; any other (a `--logfile` the user gave) is
+ * where the user wants it, but never through a link at its last component.
+ * Either way only a regular file of ours with one link. Returns the fd.
+ */
+function openLogfile(file, env = process.env) {
+  if (inRuntimeDir(file, env)) ensureRuntimeDir(env);
+  return openChecked(file, LOGFILE_FLAGS, { singleLink: true });
 }
 
 function secretFile(dir = runtimeDir()) {
@@ -60,9 +82,19 @@ function secretFile(dir = runtimeDir()) {
 }
 
 function readSecret(file) {
-  const secret = fs.readFileSync(file, 'utf8').trim();
+  const fd = openPrivateFile(file);
+  let secret;
+  try {
+    const buffer = Buffer.alloc(4096);
+    const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
+    secret = buffer.subarray(0, length).toString('latin1').trim();
+  } finally {
+    fs.closeSync(fd);
+  }
   if (!SECRET_PATTERN.test(secret)) {
-    throw new RuntimeDirError(`js-host secret file ${file} is not 64 hex characters: remove it`);
+    throw new RuntimeDirError(
+      `The manager secret file ${quote(file)} is malformed (not 64 hex characters): remove it and try again.`,
+    );
   }
   return secret;
 }
@@ -76,16 +108,20 @@ function getOrCreateSecret(dir = ensureRuntimeDir()) {
     if (err.code !== 'ENOENT') throw err;
   }
   const secret = crypto.randomBytes(32).toString('hex');
-  const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`;
-  fs.writeFileSync(tmp, secret, { mode: 0o600, flag: 'wx' });
+  const { fd, file: tmp } = createTemp(dir, `.${SECRET_NAME}.`);
   try {
+    try {
+      fs.writeSync(fd, secret);
+    } finally {
+      fs.closeSync(fd);
+    }
     fs.linkSync(tmp, file);
     return { secret, file };
   } catch (err) {
     if (err.code !== 'EEXIST') throw err;
     return { secret: readSecret(file), file };
   } finally {
-    fs.unlinkSync(tmp);
+    fs.rmSync(tmp, { force: true });
   }
 }
 
@@ -115,7 +151,7 @@ function detachedOutputFile(dir, kind, configPath) {
 function capLogfile(file, maxBytes = LOGFILE_MAX_BYTES, keepBytes = LOGFILE_KEEP_BYTES) {
   let fd;
   try {
-    fd = fs.openSync(file, 'r+');
+    fd = openChecked(file, O_RDWR, { singleLink: true });
   } catch (err) {
     if (err.code === 'ENOENT') return false;
     throw err;
@@ -139,9 +175,17 @@ function capLogfile(file, maxBytes = LOGFILE_MAX_BYTES, keepBytes = LOGFILE_KEEP
 module.exports = {
   LOGFILE_MAX_BYTES,
   LOGFILE_KEEP_BYTES,
+  RUNTIME_DIR_WHAT,
   RuntimeDirError,
   runtimeDir,
+  runtimeDirSetting,
+  ensurePrivateDir,
   ensureRuntimeDir,
+  inRuntimeDir,
+  checkFile,
+  openChecked,
+  openPrivateFile,
+  openLogfile,
   secretFile,
   getOrCreateSecret,
   managedHostLogfile,

@@ -62,13 +62,14 @@ describe('runtime dir', () => {
 
   test('a secret file is read trimmed (a trailing newline is fine), as in Python', (t) => {
     const dir = tempRuntimeDir(t);
-    fs.writeFileSync(path.join(dir, 'manager.secret'), ` ${'ef'.repeat(32)}\r\n`);
+    // Mode 0600: a secret that others could read is refused.
+    fs.writeFileSync(path.join(dir, 'manager.secret'), ` ${'ef'.repeat(32)}\r\n`, { mode: 0o600 });
     assert.equal(runtime.getOrCreateSecret(dir).secret, 'ef'.repeat(32));
   });
 
   test('an invalid secret file is refused', (t) => {
     const dir = tempRuntimeDir(t);
-    fs.writeFileSync(path.join(dir, 'manager.secret'), 'short\n');
+    fs.writeFileSync(path.join(dir, 'manager.secret'), 'short\n', { mode: 0o600 });
     assert.throws(() => runtime.getOrCreateSecret(dir), /not 64 hex characters/);
   });
 
