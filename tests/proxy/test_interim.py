@@ -203,3 +203,11 @@ def test_the_scripted_upstream_answers_ok_by_default(scripted: ScriptedUpstream)
     with socket.create_connection(("127.0.0.1", scripted.port), timeout=5) as sock:
         sock.sendall(b"POST /function/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
         assert sock.recv(1000).endswith(b"\r\n\r\nok")
+
+
+def test_uncached_calls_skip_interim_answers_too(interim_proxy: Proxy, interim_upstream: Upstream):
+    for i in range(20):
+        answer = interim_proxy.client.post("/function/several", json={"i": i})
+        assert (answer.status_code, answer.headers["X-Cache"]) == (200, "BYPASS")
+        assert json.loads(answer.text) == {"echo": {"i": i}}
+    assert interim_upstream.calls("several") == 20

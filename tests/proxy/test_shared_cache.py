@@ -18,6 +18,7 @@ import pytest
 import requests
 from werkzeug.test import Client
 
+from js_host.exceptions import ConfigError
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
 from tests.proxy.conftest import Proxy, Upstream, call_path
@@ -150,9 +151,9 @@ def test_answers_carry_only_the_hosts_headers(
     proxy = shared_proxy(hit_path=hit_path)  # the default TTL (300 s) applies: it is stored
     miss, hit = (proxy.call("plain", {"n": 1}) for _ in range(2))
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
-    fields = {k.lower() for k in miss.headers.keys()}
+    fields = {k.lower() for k, _ in miss.headers.items()}
     assert fields - {"content-length"} == host_fields | {"x-cache"}
-    assert {k.lower() for k in hit.headers.keys()} == fields | {"age"}
+    assert {k.lower() for k, _ in hit.headers.items()} == fields | {"age"}
     assert hit.headers["Age"] == "0"
     assert miss.headers["Content-Type"] == hit.headers["Content-Type"] == direct.headers["Content-Type"]
     assert hit.headers["Date"] == miss.headers["Date"]  # the host's, as stored
@@ -320,3 +321,10 @@ def test_an_endless_answer_is_cut_at_max_response(
     assert answer.status_code == 502
     assert f"{1 << 20} bytes" in answer.text and "JS_HOST_PROXY_MAX_RESPONSE" in answer.text
     assert proxy.call("ok", {}).data == b"ok"  # the next call has a connection of its own
+
+
+def test_max_response_is_a_setting():
+    assert ProxyConfig.from_env({}).max_response == 10 * 1024 * 1024
+    assert ProxyConfig.from_env({"JS_HOST_PROXY_MAX_RESPONSE": "2048"}).max_response == 2048
+    with pytest.raises(ConfigError, match="JS_HOST_PROXY_MAX_RESPONSE"):
+        ProxyConfig.from_env({"JS_HOST_PROXY_MAX_RESPONSE": "0"})
