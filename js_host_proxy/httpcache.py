@@ -19,7 +19,7 @@ scope, so everything it must do here is set explicitly and checked by the tests
 - Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
   both hit paths compare it with the clock. No header is added to any answer: the
   default TTL lives in the decision, not in a made-up ``Cache-Control``.
-- Connections read answers with :class:`js_host_proxy.upstream.AlignedResponse`
+- Connections read answers with :class:`js_host_proxy.connections.AlignedResponse`
   (1xx skipped, a 101 refused, a connection with bytes after an answer not reused).
 """
 
@@ -38,8 +38,8 @@ from cachecontrol.controller import CacheController
 from requests.adapters import HTTPAdapter
 
 from js_host_proxy.caches import CacheBackend, Entry, cache_key
+from js_host_proxy.connections import AlignedAdapter
 from js_host_proxy.policy import Storage, decide
-from js_host_proxy.upstream import AlignedAdapter
 
 if TYPE_CHECKING:
     from collections.abc import Collection

@@ -6,21 +6,17 @@ connection (or does not accept it within the connect timeout) is skipped for
 so retrying is safe. A host that accepted the call but did not answer in time is
 not retried elsewhere (the function may be running); that is a timeout (504).
 
-Every answer read is the one of the call that asked for it: interim 1xx answers
-are skipped (see :class:`AlignedResponse`), a 101 is refused, a connection with
-bytes left after an answer is not reused, and a body above ``max_response`` bytes
-is refused after reading at most that much.
+Every answer read is the one of the call that asked for it: the sessions' adapters
+skip interim 1xx answers, refuse a 101 and never reuse a connection with bytes left
+after an answer (``connections.py``); a body above ``max_response`` bytes is refused
+after reading at most that much.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import itertools
 import logging
 import re
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,9 +24,9 @@ from typing import TypeVar
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from js_host.exceptions import JSHostError
+from js_host_proxy.connections import InterimError
 
 logger = logging.getLogger(__name__)
 
@@ -56,98 +52,8 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
-#: Interim answers read before giving up on a final one (a host could send 1xx forever).
-MAX_INTERIM = 32
 #: Bytes read from the host at a time.
 CHUNK = 64 * 1024
-
-
-class InterimError(http.client.HTTPException):
-    """A 101, or too many 1xx: urllib3 closes the connection, the proxy answers 502."""
-
-
-class AlignedResponse(http.client.HTTPResponse):
-    """http.client's response, made to read the final answer after any 1xx.
-
-    ``HTTPResponse.begin()`` skips only 100 Continue; a 102 or 103 (which any config
-    function can send with ``this.res.writeEarlyHints()``) would be taken for the
-    answer, and the socket, still holding the real answer, put back in the pool:
-    the next call would read it as its own. RFC 9110 §15.2: a client must be able
-    to parse 1xx answers and ignore them. A 101 (§15.2.2) is refused: the proxy asked
-    for no protocol switch, and what follows it is not an answer to the call.
-
-    When the body has been read, any byte already there (buffered or in the socket)
-    is not part of it: the connection is shut down, so that urllib3's check of a
-    pooled connection (``is_connection_dropped``: readable means dropped) closes it
-    instead of reading those bytes as the next answer.
-    """
-
-    def __init__(self, sock: socket.socket, *args: object, **kwargs: object) -> None:
-        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
-        self._aligned_sock: socket.socket | None = sock
-
-    def _read_status(self) -> tuple[str, int, str]:  # http.client's hook, called by begin()
-        for _ in range(MAX_INTERIM):
-            version, status, reason = super()._read_status()  # type: ignore[misc]
-            if status == 101:
-                raise InterimError(
-                    f"the host answered 101 {reason.strip()} (a protocol switch nobody asked for)"
-                )
-            if not 100 <= status < 200:
-                return version, status, reason
-            http.client.parse_headers(self.fp)  # the interim answer's fields, dropped
-        raise InterimError(f"the host sent more than {MAX_INTERIM} interim (1xx) answers and no final one")
-
-    def _close_conn(self) -> None:  # http.client calls it once the body has been read
-        fp, sock = self.fp, self._aligned_sock
-        self._aligned_sock = None
-        if fp is not None and sock is not None and _has_more(fp, sock):
-            logger.warning("the host sent bytes after its answer: closing that connection")
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        super()._close_conn()  # type: ignore[misc]
-
-
-def _has_more(fp: object, sock: socket.socket) -> bool:
-    """Whether bytes follow the answer, without waiting for any."""
-    try:
-        timeout = sock.gettimeout()
-        sock.settimeout(0)
-        try:
-            return bool(fp.peek(1))  # type: ignore[attr-defined]  # the buffer first, else one read
-        finally:
-            sock.settimeout(timeout)
-    except (BlockingIOError, ssl.SSLWantReadError):
-        return False
-    except OSError:
-        return True  # cannot tell: do not reuse it
-
-
-class AlignedHTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = AlignedResponse
-
-
-class AlignedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = AlignedResponse
-
-
-class AlignedHTTPConnectionPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = AlignedHTTPConnection
-
-
-class AlignedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = AlignedHTTPSConnection
-
-
-class AlignedAdapter(HTTPAdapter):
-    """requests' adapter whose connections read answers with :class:`AlignedResponse`."""
-
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": AlignedHTTPConnectionPool,
-            "https": AlignedHTTPSConnectionPool,
-        }
 
 
 class UpstreamPool:

@@ -25,7 +25,7 @@ import requests
 
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
-from js_host_proxy.upstream import AlignedHTTPConnection
+from js_host_proxy.connections import AlignedHTTPConnection
 from tests.proxy.conftest import Proxy, Upstream, call_path
 from tests.proxy.scripted_upstream import ScriptedUpstream, scripted, scripted_proxy  # noqa: F401 - fixtures
 from tests.support.processes import BUNDLED_BIN, NodeProcess
