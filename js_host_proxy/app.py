@@ -13,11 +13,15 @@ What it answers:
 
 - ``POST /function/<name>?hash=H`` with ``H == sha1(body)``: from the cache when a
   fresh entry exists (``X-Cache: HIT``), else from the host (``MISS``), stored when
-  the host answered 200 and its Cache-Control allows it (else the default TTL).
+  a shared cache may store the answer (``policy.py``). The key is the body, so such
+  calls reach the host without the client's ``Cookie`` and ``Authorization``.
   A wrong hash is refused (400); no hash is forwarded uncached (``BYPASS``).
   Host down or timing out: a stale entry when there is one (``STALE``), else 502/504.
 - ``GET /status``: forwarded, so that clients connect through the proxy.
 - The manager's endpoints (``/manager/*``, ``/host/*``): refused (403).
+
+A MISS carries exactly the host's end-to-end header fields plus ``X-Cache``; a HIT the
+stored ones plus ``Age`` (RFC 9111 §5.1) and ``X-Cache``. The proxy adds nothing else.
 
 The hit path reads the backend directly and compares two floats; CacheControl
 decides on the miss path what is stored and for how long (see ``httpcache.py``,
@@ -52,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FUNCTION_PREFIX = "/function/"
-VIA = "1.1 js-host-proxy"
+VIA = "1.1 js-host-proxy"  # sent to the host (RFC 9110 §7.6.3), not added to answers
 
 # RFC 9110 §7.6.1: connection-specific fields are never forwarded (nor those named
 # in Connection). Content-Length is recomputed for the body actually sent.
@@ -73,6 +77,10 @@ HOP_BY_HOP = frozenset(
 # Request fields the proxy decides itself: the cache policy is the proxy's, the
 # body encoding is negotiated per hop.
 NOT_FORWARDED = HOP_BY_HOP | {"host", "cache-control", "pragma", "accept-encoding", "expect"}
+# Nor, on cached calls, the client's credentials: the key is the body alone, so the
+# answer stored must not depend on who asked (RFC 9111 §3.5; a function that reads
+# them could otherwise personalize an answer that every client then gets).
+NOT_FORWARDED_CACHED = NOT_FORWARDED | {"cookie", "authorization"}
 # requests decodes bodies, so a live response's Content-Encoding would lie.
 NOT_RETURNED_LIVE = HOP_BY_HOP | {"content-encoding"}
 
@@ -82,14 +90,17 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-    # May requests waiting for the same call take this answer? (Not a 200 that must not be stored.)
-    shareable: bool = True
+    # May requests waiting for the same call take this answer? Only a stored (or storable)
+    # one: an error, or what a shared cache must not store, is for its own request.
+    shareable: bool = False
     # X-Cache: HIT | MISS | BYPASS | STALE (None: not a cacheable request).
     state: str | None = None
 
     def send(self, start_response: StartResponse, state: str | None = None) -> list[bytes]:
         headers = list(self.headers)
         state = state or self.state
+        if state == "HIT" and self.state == "MISS" and not any(k.lower() == "age" for k, _ in headers):
+            headers.append(("Age", "0"))  # another request's answer, just stored (RFC 9111 §5.1)
         if state is not None:
             headers.append(("X-Cache", state))
         headers.append(("Content-Length", str(len(self.body))))
@@ -101,22 +112,38 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}"
 
 
-def stored_reply(entry: Entry) -> tuple[int, list[tuple[str, str]], bytes]:
-    """(status, headers without hop-by-hop fields, body) of a stored entry.
+def stored_reply(entry: Entry) -> tuple[int, list[tuple[str, str]], bytes, int]:
+    """(status, end-to-end headers but Age, body, the host's Age) of a stored entry.
 
     Raises ValueError, KeyError or TypeError for an entry CacheControl did not write."""
     stored = entry.response()
-    headers = [(k, v) for k, v in stored["headers"].items() if k.lower() not in HOP_BY_HOP]
-    return stored["status"], headers, stored["body"]
+    fields = stored["headers"]
+    connection = {
+        f.strip().lower() for k, v in fields.items() if k.lower() == "connection" for f in v.split(",")
+    }
+    age = 0
+    headers = []
+    for k, v in fields.items():
+        name = k.lower()
+        if name == "age":
+            age = int(v) if v.strip().isdigit() else 0
+        elif name not in HOP_BY_HOP and name not in connection:
+            headers.append((k, v))
+    return stored["status"], headers, stored["body"], age
+
+
+def age_field(stored_at: float, initial: int = 0) -> tuple[str, str]:
+    """``Age``: the host's, plus the seconds the entry has been stored (RFC 9111 §4.2.3)."""
+    return ("Age", str(initial + max(0, int(time.time() - stored_at))))
 
 
 class CachedHit:
     """A fresh entry, parsed once, ready to be sent many times (see :class:`HitReplies`)."""
 
-    __slots__ = ("body", "data", "fresh_until", "headers", "length", "status_line", "stored_at")
+    __slots__ = ("age", "body", "data", "fresh_until", "headers", "length", "status_line", "stored_at")
 
     def __init__(self, data: bytes, entry: Entry) -> None:
-        status, headers, body = stored_reply(entry)
+        status, headers, body, self.age = stored_reply(entry)
         self.data = data
         self.stored_at = entry.stored_at
         self.fresh_until = entry.fresh_until
@@ -131,7 +158,7 @@ class CachedHit:
             self.status_line,
             [
                 *self.headers,
-                ("Age", str(age) if age > 0 else "0"),
+                ("Age", str(self.age + age) if age > 0 else str(self.age)),
                 ("X-Cache", "HIT"),
                 ("Content-Length", self.length),
             ],
@@ -204,6 +231,7 @@ class ProxyApp:
             connect_timeout=config.connect_timeout,
             read_timeout=config.upstream_timeout,
             retry_down_after=config.retry_down_after,
+            max_response=config.max_response,
         )
         self.coalescer: Coalescer[Reply] = Coalescer(self.backend, timeout=config.lock_timeout)
         self.direct_hits = config.hit_path == "direct"
@@ -283,7 +311,7 @@ class ProxyApp:
         reply, shared = self.coalescer.run(key, lambda: self.lookup(key), call, lambda r: r.shareable)
         state = reply.state
         if shared and state == "MISS":
-            state = "HIT"  # answered by another request's call, not by this one's
+            state = "HIT"  # another request's stored answer, not this one's call
         logger.debug("%s %s (status %s)", state, key, reply.status)
         return reply.send(start_response, state)
 
@@ -292,7 +320,7 @@ class ProxyApp:
     def lookup(self, key: str, *, stale_for: float = 0.0, state: str = "HIT") -> Reply | None:
         """The stored answer for ``key`` if fresh (or expired less than ``stale_for`` s ago)."""
         entry = Entry.loads(self.backend.get(key))
-        if entry is None or entry.fresh_until + stale_for <= time.time():
+        if entry is None or entry.fresh_until + (stale_for if entry.serve_stale else 0.0) <= time.time():
             return None
         try:
             return self.entry_reply(entry, state)
@@ -302,9 +330,8 @@ class ProxyApp:
 
     @staticmethod
     def entry_reply(entry: Entry, state: str = "HIT") -> Reply:
-        status, headers, body = stored_reply(entry)
-        headers = [*headers, ("Age", str(max(0, int(time.time() - entry.stored_at))))]
-        return Reply(status, headers, body, state=state)
+        status, headers, body, age = stored_reply(entry)
+        return Reply(status, [*headers, age_field(entry.stored_at, age)], body, shareable=True, state=state)
 
     def call_upstream(
         self, environ: dict[str, Any], path_qs: str, body: bytes, key: str | None
@@ -315,10 +342,9 @@ class ProxyApp:
         """
         session = self.sessions()[1]
         try:
-            _base, response = self.pool.send(
-                session, "POST", path_qs, body=body, headers=self.forwarded_headers(environ)
-            )
-            content = response.content  # read to the end (in pool.send): CacheControl has stored it
+            _base, response, content = self.pool.send(
+                session, "POST", path_qs, body=body, headers=self.forwarded_headers(environ, cached=True)
+            )  # read to the end: CacheControl has stored it, if it may be stored
         except UpstreamError as err:
             logger.warning("%s", err)
             stale = self.stale_reply(key, str(err))
@@ -333,8 +359,16 @@ class ProxyApp:
             if stale is not None:
                 return stale, False
         reply = self.live_reply(response, content, "HIT" if from_cache else "MISS")
-        if response.status_code == 200 and not from_cache:
-            reply.shareable = _storable(response.headers.get("Cache-Control", ""))
+        if from_cache:  # the cachecontrol hit path
+            reply.headers = [(k, v) for k, v in reply.headers if k.lower() != "age"]
+            initial = response.headers.get("Age", "")
+            stored_at = getattr(response.raw, "js_host_proxy_stored_at", time.time())
+            reply.headers.append(age_field(stored_at, int(initial) if initial.isdigit() else 0))
+            reply.shareable = True
+        else:
+            # The one storage decision (policy.decide), made when the answer's head arrived.
+            storage = getattr(response, "storage", None)
+            reply.shareable = storage is not None and storage.storable
         return reply, from_cache
 
     def stale_reply(self, key: str | None, reason: str) -> Reply | None:
@@ -351,10 +385,9 @@ class ProxyApp:
         """Forward uncached (GET /status, calls without a hash)."""
         session = self.sessions()[0]
         try:
-            _base, response = self.pool.send(
+            _base, response, content = self.pool.send(
                 session, method, path_qs, body=body, headers=self.forwarded_headers(environ)
             )
-            content = response.content
         except UpstreamError as err:
             logger.warning("%s", err)
             return text_reply(err.status, str(err))
@@ -368,11 +401,12 @@ class ProxyApp:
             for k, v in response.headers.items()
             if k.lower() not in NOT_RETURNED_LIVE and k.lower() not in connection_fields
         ]
-        headers.append(("Via", VIA))
         return Reply(response.status_code, headers, content, state=state)
 
     @staticmethod
-    def forwarded_headers(environ: dict[str, Any]) -> dict[str, str]:
+    def forwarded_headers(environ: dict[str, Any], *, cached: bool = False) -> dict[str, str]:
+        """The request fields sent to the host (``cached``: for a call whose answer may be stored)."""
+        not_forwarded = NOT_FORWARDED_CACHED if cached else NOT_FORWARDED
         connection_fields = {f.strip().lower() for f in environ.get("HTTP_CONNECTION", "").split(",")}
         headers = {"Accept-Encoding": "identity", "Via": VIA}
         if environ.get("CONTENT_TYPE"):
@@ -380,7 +414,7 @@ class ProxyApp:
         for key, value in environ.items():
             if key.startswith("HTTP_"):
                 name = key[5:].replace("_", "-").lower()
-                if name not in NOT_FORWARDED and name not in connection_fields and name != "via":
+                if name not in not_forwarded and name not in connection_fields and name != "via":
                     headers[name.title()] = value
         client = environ.get("REMOTE_ADDR")
         if client:
@@ -451,11 +485,3 @@ def _wsgi_bytes(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape")
-
-
-def _storable(cache_control: str) -> bool:
-    directives = {d.split("=", 1)[0].strip().lower(): d for d in cache_control.split(",")}
-    if "no-store" in directives or "private" in directives:
-        return False
-    max_age = directives.get("max-age")
-    return not (max_age is not None and max_age.split("=", 1)[-1].strip() in ("0", ""))

@@ -20,6 +20,8 @@ DEFAULT_BIND = "127.0.0.1:9010"
 DEFAULT_UPSTREAM = "http://127.0.0.1:9009"
 #: Same limit as the host's default requestDataLimit ("10mb").
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+#: Largest answer the proxy reads from a host (it holds an answer whole to store it).
+DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 
 
 def default_cache_url() -> str:
@@ -35,7 +37,8 @@ class ProxyConfig:
     upstreams: tuple[str, ...] = (DEFAULT_UPSTREAM,)
     # file:///path (default, shared by the workers of a machine), redis://host:port/db, memory://
     cache_url: str = field(default_factory=default_cache_url)
-    # Freshness in seconds when the host sends no Cache-Control (0: store nothing by default).
+    # Freshness in seconds when the host says nothing about it (no s-maxage, max-age or
+    # Expires; 0: store nothing by default). Used inside the proxy, never written into an answer.
     ttl: float = 300.0
     # How long an expired entry is kept to be served when the host is down (stale-if-error).
     stale_ttl: float = 86400.0
@@ -51,6 +54,9 @@ class ProxyConfig:
     lock_timeout: float = 40.0
     # Largest request body accepted (413 above).
     max_body: int = DEFAULT_MAX_BODY
+    # Largest answer read from a host, in bytes: past it the call is a 502 naming this
+    # setting, nothing is stored, and no more of the answer is read.
+    max_response: int = DEFAULT_MAX_RESPONSE
     # "direct": hits read the cache backend directly; "cachecontrol": every lookup
     # goes through requests + CacheControl (slower, kept for comparison).
     hit_path: str = "direct"
@@ -98,6 +104,7 @@ class ProxyConfig:
             retry_down_after=number("RETRY_DOWN_AFTER", cls.retry_down_after),
             lock_timeout=number("LOCK_TIMEOUT", upstream_timeout + 5),
             max_body=int(number("MAX_BODY", cls.max_body, minimum=1)),
+            max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),
             hit_path=hit_path,
         )
         config.check_cache_url()

@@ -6,21 +6,28 @@ scope, so everything it must do here is set explicitly and checked by the tests
 
 - ``cacheable_methods=("POST",)`` on the adapter; no invalidating methods (a later
   release may make POST invalidate entries; a call must never drop its own entry).
-- Only 200s are stored (CacheControl would also store 203, 300, 301, 308).
-- No ETag revalidation (the host sends none for calls; an ETag would keep entries 14 days).
+- What is stored, and for how long, is :func:`js_host_proxy.policy.decide`'s: the
+  rules of a shared cache (RFC 9111), which CacheControl, a private cache, does not
+  apply (``private``, ``s-maxage``, ``Set-Cookie``, ``Vary``, ...). The adapter makes
+  the decision once per answer, before its body is read, and sets it on the response
+  (``response.storage``); the controller stores by it and by nothing else.
+- No revalidation: no conditional headers are sent and a 304 updates nothing.
 - The key is not the URL: :class:`KeyedCache` turns ``/function/<name>?hash=H`` into
   namespace + name + hash, whichever upstream the call went to. CacheControl 0.14
   looks entries up by ``request.url`` but stores them by ``cache_url(request.url)``,
   so overriding ``cache_url`` alone would not do; the mapping is in the cache.
-- Freshness: the host's Cache-Control (``no-store``, ``max-age``) or Expires wins
-  (RFC 9111 §4.2.1); without either, :class:`DefaultTTL` adds ``max-age=<TTL>``.
+- Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
+  both hit paths compare it with the clock. No header is added to any answer: the
+  default TTL lives in the decision, not in a made-up ``Cache-Control``.
+- Connections read answers with :class:`js_host_proxy.connections.AlignedResponse`
+  (1xx skipped, a 101 refused, a connection with bytes after an answer not reused).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from email.utils import formatdate
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
@@ -28,12 +35,14 @@ import requests
 from cachecontrol.adapter import CacheControlAdapter
 from cachecontrol.cache import BaseCache
 from cachecontrol.controller import CacheController
-from cachecontrol.heuristics import BaseHeuristic
 from requests.adapters import HTTPAdapter
 
 from js_host_proxy.caches import CacheBackend, Entry, cache_key
+from js_host_proxy.connections import AlignedAdapter
+from js_host_proxy.policy import Storage, decide
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from datetime import datetime
 
     from requests import PreparedRequest
@@ -68,16 +77,28 @@ class KeyedCache(BaseCache):
         name = unquote_to_bytes(parts.path[len(FUNCTION_PREFIX) :]).decode("latin-1")
         return cache_key(self.namespace, name, digest[0].lower())
 
-    def get(self, key: str) -> bytes | None:
-        cache_key_ = self.key_for_url(key)
+    def entry(self, url: str) -> Entry | None:
+        """The fresh entry for ``url``, if any."""
+        cache_key_ = self.key_for_url(url)
         if cache_key_ is None:
             return None
         entry = Entry.loads(self.backend.get(cache_key_))
         if entry is None or not entry.is_fresh():
             return None
-        return entry.blob
+        return entry
 
-    def set(self, key: str, value: bytes, expires: int | datetime | None = None) -> None:
+    def get(self, key: str) -> bytes | None:
+        entry = self.entry(key)
+        return None if entry is None else entry.blob
+
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        expires: int | float | datetime | None = None,
+        *,
+        serve_stale: bool = True,
+    ) -> None:
         cache_key_ = self.key_for_url(key)
         if cache_key_ is None:
             return
@@ -87,8 +108,8 @@ class KeyedCache(BaseCache):
             return
         now = time.time()
         logger.debug("storing %s, fresh for %ss", cache_key_, expires)
-        entry = Entry(now, now + expires, value)
-        self.backend.set(cache_key_, entry.dumps(), ttl=expires + self.stale_ttl)
+        entry = Entry(now, now + expires, value, serve_stale=serve_stale)
+        self.backend.set(cache_key_, entry.dumps(), ttl=expires + (self.stale_ttl if serve_stale else 0))
 
     def delete(self, key: str) -> None:
         cache_key_ = self.key_for_url(key)
@@ -96,56 +117,119 @@ class KeyedCache(BaseCache):
             self.backend.delete(cache_key_)
 
 
-class OnlyOKController(CacheController):
-    """Stores 200 responses only: a function's output, never an error or a redirect."""
+#: The attribute of a urllib3 response that holds its :class:`Storage` decision.
+STORAGE = "js_host_proxy_storage"
+
+
+class SharedCacheController(CacheController):
+    """CacheControl's controller, reduced to storing by the proxy's one decision.
+
+    Lookups return what :class:`KeyedCache` holds (fresh entries only, by the
+    freshness computed when they were stored); no conditional request is made.
+    """
 
     def __init__(self, cache: BaseCache | None = None, cache_etags: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("status_codes", (200,))
         super().__init__(cache, cache_etags=False, **kwargs)
 
+    def cached_request(self, request: PreparedRequest) -> HTTPResponse | bool:
+        assert isinstance(self.cache, KeyedCache) and request.url is not None
+        entry = self.cache.entry(request.url)
+        if entry is None:
+            return False
+        response = self.serializer.loads(request, entry.blob)
+        if response is None:
+            return False
+        response.js_host_proxy_stored_at = entry.stored_at  # type: ignore[attr-defined]  # for Age
+        return response
 
-class DefaultTTL(BaseHeuristic):
-    """``max-age=<ttl>`` for responses whose host said nothing about freshness.
+    def conditional_headers(self, request: PreparedRequest) -> dict[str, str]:
+        return {}  # no revalidation (RFC 9111 §4.3 is not implemented)
 
-    The host's own Cache-Control or Expires is left untouched (it wins). A Date is
-    added when missing, since CacheControl stores nothing without one.
-    """
+    def update_cached_response(self, request: PreparedRequest, response: HTTPResponse) -> HTTPResponse:
+        return response  # a 304 to an unconditional request updates nothing
 
-    def __init__(self, ttl: float) -> None:
-        self.ttl = int(ttl)
+    def cache_response(
+        self,
+        request: PreparedRequest,
+        response_or_ref: HTTPResponse | weakref.ReferenceType[HTTPResponse],
+        body: bytes | None = None,
+        status_codes: Collection[int] | None = None,
+    ) -> None:
+        response = (
+            response_or_ref() if isinstance(response_or_ref, weakref.ReferenceType) else response_or_ref
+        )
+        if response is None or request.url is None:
+            return
+        storage: Storage | None = getattr(response, STORAGE, None)
+        if storage is None or not storage.storable:
+            return
+        length = response.headers.get("Content-Length")
+        if body is None or (length is not None and (not length.isdigit() or int(length) != len(body))):
+            # The connection closed before the end: a short body is never an entry.
+            logger.debug(
+                "not storing %s: %s of %s bytes", request.url, None if body is None else len(body), length
+            )
+            return
+        self.cache.set(  # type: ignore[call-arg]
+            self.cache_url(request.url),
+            self.serializer.dumps(request, response, body),
+            expires=storage.lifetime,
+            serve_stale=storage.serve_stale,
+        )
 
-    def update_headers(self, response: HTTPResponse) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if "date" not in response.headers:
-            headers["Date"] = formatdate(usegmt=True)
-        said = "cache-control" in response.headers or "expires" in response.headers
-        if response.status == 200 and not said:
-            headers["Cache-Control"] = f"max-age={self.ttl}" if self.ttl > 0 else "no-store"
-        return headers
 
-    def warning(self, response: HTTPResponse) -> str | None:
-        return None  # the proxy's own default, not a guess about someone else's response
-
-
-class POSTCacheAdapter(CacheControlAdapter):
+class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
     """CacheControl's adapter with the POST-caching choices above."""
 
     # Explicit, so that a release making POST invalidating does not change behaviour.
     invalidating_methods: frozenset[str] = frozenset()  # type: ignore[assignment]
 
     def __init__(self, cache: KeyedCache, *, ttl: float, lookup: bool = True, pool_maxsize: int = 16) -> None:
-        # lookup=False: the caller has just missed in the cache itself, so skip CacheControl's two
-        # reads of the entry (cached_request, conditional_headers); storing works as usual.
+        # lookup=False: the caller has just missed in the cache itself, so skip CacheControl's
+        # read of the entry (cached_request); storing works as usual.
         self.lookup = lookup
+        self.ttl = ttl
         super().__init__(
             cache=cache,
             cache_etags=False,
-            controller_class=OnlyOKController,
-            heuristic=DefaultTTL(ttl),
+            controller_class=SharedCacheController,
             cacheable_methods=("POST",),
             pool_connections=4,
             pool_maxsize=pool_maxsize,
         )
+
+    def build_response(  # type: ignore[override]
+        self,
+        request: PreparedRequest,
+        response: HTTPResponse,
+        from_cache: bool = False,
+        cacheable_methods: Collection[str] | None = None,
+    ) -> requests.Response:
+        """The requests response, with its storage decision made (``.storage``; None from the cache)."""
+        if from_cache:
+            built = super().build_response(request, response, from_cache=True)
+            built.storage = None  # type: ignore[attr-defined]
+            return built
+        storage = decide(
+            response.status,
+            response.headers,
+            framed=bool(response.chunked) or response.headers.get("Content-Length", "").strip().isdigit(),
+            default_ttl=self.ttl,
+            request_headers=request.headers,
+        )
+        logger.debug(
+            "%s %s: %s", "storable" if storage.storable else "not storable", request.url, storage.reason
+        )
+        if storage.storable:
+            setattr(response, STORAGE, storage)
+            built = super().build_response(request, response)  # CacheControl stores it once read whole
+        else:
+            # Nothing to store: skip CacheControl's copy of the body to a temporary file.
+            built = HTTPAdapter.build_response(self, request, response)
+            built.from_cache = False  # type: ignore[attr-defined]
+        built.storage = storage  # type: ignore[attr-defined]
+        return built
 
     def send(  # type: ignore[override]
         self,
@@ -178,7 +262,7 @@ def caching_session(
 def plain_session(pool_maxsize: int = 16) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
+    adapter = AlignedAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

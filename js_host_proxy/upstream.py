@@ -5,6 +5,11 @@ connection (or does not accept it within the connect timeout) is skipped for
 ``retry_down_after`` seconds and the call goes to the next one: nothing was sent,
 so retrying is safe. A host that accepted the call but did not answer in time is
 not retried elsewhere (the function may be running); that is a timeout (504).
+
+Every answer read is the one of the call that asked for it: the sessions' adapters
+skip interim 1xx answers, refuse a 101 and never reuse a connection with bytes left
+after an answer (``connections.py``); a body above ``max_response`` bytes is refused
+after reading at most that much.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import requests
+import urllib3
 
 from js_host.exceptions import JSHostError
+from js_host_proxy.connections import InterimError
 
 logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=BaseException)
 
 # A path and query that requests' URL preparation (parse, IDNA, requote) leaves as it is:
 # the app's quoted function path with the client's usual ``?hash=<hex>``. Others take
@@ -42,6 +52,10 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
+#: Bytes read from the host at a time.
+CHUNK = 64 * 1024
+
+
 class UpstreamPool:
     def __init__(
         self,
@@ -50,12 +64,14 @@ class UpstreamPool:
         connect_timeout: float,
         read_timeout: float,
         retry_down_after: float,
+        max_response: int = 10 * 1024 * 1024,
     ) -> None:
         if not urls:
             raise ValueError("at least one upstream URL is needed")
         self.urls = [u.rstrip("/") for u in urls]
         self.timeout = (connect_timeout, read_timeout)
         self.retry_down_after = retry_down_after
+        self.max_response = max_response
         self._next = itertools.count()
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -91,8 +107,11 @@ class UpstreamPool:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[str, requests.Response]:
-        """Send to the first upstream that takes the connection; (its URL, its response, read)."""
+    ) -> tuple[str, requests.Response, bytes]:
+        """Send to the first upstream that takes the connection; (its URL, its response, its body).
+
+        The body is read here, at most ``max_response`` bytes of it, so that errors are
+        converted where they happen and an oversized answer is never held whole."""
         tried = []
         for base in self.order():
             url = base + path_qs
@@ -100,42 +119,76 @@ class UpstreamPool:
                 # Straight to the session's adapter: Session.send's cookies, hooks and redirect
                 # handling are of no use here and cost ~0.15 ms a call.
                 prepared = self.prepare(method, base, path_qs, body, headers)
-                response = session.get_adapter(url).send(prepared, timeout=self.timeout)
+                response = session.get_adapter(url).send(prepared, stream=True, timeout=self.timeout)
             except (requests.ConnectionError, requests.ConnectTimeout) as err:
                 if isinstance(err, requests.ReadTimeout):
-                    raise UpstreamTimeout(
-                        f"js-host-proxy: the host at {base} did not answer {method} {path_qs} "
-                        f"within {self.timeout[1]:g}s"
+                    raise self._timeout(base, method, path_qs) from err
+                interim = _find(err, InterimError)
+                if interim is not None:
+                    # The host took the call and answered it wrongly: not down, not retried.
+                    raise UpstreamUnavailable(
+                        f"js-host-proxy: the host at {base} answered {method} {path_qs} wrongly: {interim}"
                     ) from err
                 self.mark_down(base, err)
                 tried.append(f"{base} ({_reason(err)})")
                 continue
             except requests.Timeout as err:
-                raise UpstreamTimeout(
-                    f"js-host-proxy: the host at {base} did not answer {method} {path_qs} "
-                    f"within {self.timeout[1]:g}s"
-                ) from err
+                raise self._timeout(base, method, path_qs) from err
             except requests.RequestException as err:
                 raise UpstreamUnavailable(
                     f"js-host-proxy: calling the host at {base} failed: {_reason(err)}"
                 ) from err
-            try:
-                response.content  # noqa: B018 - read it all here, where errors are converted
-            except requests.Timeout as err:
-                raise UpstreamTimeout(
-                    f"js-host-proxy: the host at {base} did not finish answering {method} {path_qs} "
-                    f"within {self.timeout[1]:g}s"
-                ) from err
-            except requests.RequestException as err:
-                raise UpstreamUnavailable(
-                    f"js-host-proxy: the host at {base} broke off its answer: {_reason(err)}"
-                ) from err
+            content = self.read(base, method, path_qs, response)
             self.mark_up(base)
-            return base, response
+            return base, response, content
         raise UpstreamUnavailable(
             "js-host-proxy: no host could be reached: "
             + "; ".join(tried)
             + ". Is the host running? Check JS_HOST_PROXY_UPSTREAM."
+        )
+
+    def read(self, base: str, method: str, path_qs: str, response: requests.Response) -> bytes:
+        """The whole body of ``response``, or UpstreamError (the connection is then closed)."""
+        limit = self.max_response
+        declared = response.headers.get("Content-Length", "")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            if declared.isdigit() and int(declared) > limit:
+                raise self._too_large(base, method, path_qs, f"a body of {int(declared)} bytes")
+            for chunk in response.iter_content(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(base, method, path_qs, f"a body of over {limit} bytes")
+                chunks.append(chunk)
+        except UpstreamError:
+            response.close()  # unread bytes: the connection is closed, never reused
+            raise
+        except requests.RequestException as err:
+            response.close()
+            if isinstance(err, requests.Timeout) or _find(err, urllib3.exceptions.ReadTimeoutError):
+                raise UpstreamTimeout(
+                    f"js-host-proxy: the host at {base} did not finish answering {method} {path_qs} "
+                    f"within {self.timeout[1]:g}s"
+                ) from err
+            raise UpstreamUnavailable(
+                f"js-host-proxy: the host at {base} broke off its answer: {_reason(err)}"
+            ) from err
+        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        response._content = content  # what requests' .content would have read
+        response._content_consumed = True
+        return content
+
+    def _timeout(self, base: str, method: str, path_qs: str) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"js-host-proxy: the host at {base} did not answer {method} {path_qs} within {self.timeout[1]:g}s"
+        )
+
+    def _too_large(self, base: str, method: str, path_qs: str, what: str) -> UpstreamUnavailable:
+        return UpstreamUnavailable(
+            f"js-host-proxy: the host at {base} answered {method} {path_qs} with {what}, above the "
+            f"limit of {self.max_response} bytes (JS_HOST_PROXY_MAX_RESPONSE); nothing was stored. "
+            "Raise JS_HOST_PROXY_MAX_RESPONSE or make the function's output smaller."
         )
 
     def prepare(
@@ -165,6 +218,21 @@ def _prepared_base(url: str) -> str | None:
         return None  # credentials: requests turns them into an Authorization header
     prepared = requests.Request("GET", url + "/").prepare().url
     return prepared[:-1] if prepared and prepared.endswith("/") else None
+
+
+def _find(err: BaseException, kind: type[E]) -> E | None:
+    """The ``kind`` exception ``err`` wraps (requests and urllib3 nest them in args and causes)."""
+    seen: set[int] = set()
+    todo: list[object] = [err]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return item
+        todo.extend((item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)))
+    return None
 
 
 def _reason(err: BaseException) -> str:

@@ -61,7 +61,7 @@ def test_only_200_without_no_store_is_stored(any_upstream: Upstream, backend: Me
 def test_the_hosts_max_age_wins_and_the_default_ttl_fills_in(any_upstream: Upstream, backend: MemoryCache):
     session = caching_session(KeyedCache(backend, namespace="", stale_ttl=60), ttl=7)
     assert post(session, any_upstream, "long", {}).headers["Cache-Control"] == "max-age=3600"
-    assert post(session, any_upstream, "echo", {}).headers["Cache-Control"] == "max-age=7"
+    assert "Cache-Control" not in post(session, any_upstream, "echo", {}).headers  # the TTL stays inside
     lifetimes = {}
     for name in ("long", "echo"):
         entry = Entry.loads(backend.get(cache_key("", name, sha1(b"{}"))))
