@@ -96,7 +96,11 @@ def _count_entries(parent_fd: int, name: str) -> int:
             if shard.is_dir(follow_symlinks=False):
                 shard_fd = os.open(shard.name, _DIR_FLAGS, dir_fd=fd)
                 try:
-                    count += sum(1 for e in os.scandir(shard_fd) if is_entry(e.name))
+                    count += sum(
+                        1
+                        for e in os.scandir(shard_fd)
+                        if is_entry(e.name) and e.is_file(follow_symlinks=False)
+                    )
                 finally:
                     os.close(shard_fd)
         return count
@@ -109,6 +113,9 @@ def _sweep(root: PrivateDir, name: str, now: float, stale_ttl: float) -> tuple[i
     try:
         ns = root.subdir(name, create=False)
     except FileNotFoundError:
+        return 0, 0
+    except ConfigError as err:  # a link or a file where a namespace folder should be: left alone
+        logger.warning("js-host-proxy purge: skipping %r: %s", root.join(name), err)
         return 0, 0
     removed = leftovers = 0
     with ns:
