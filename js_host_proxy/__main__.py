@@ -80,7 +80,10 @@ def purge(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     scope = "all namespaces" if args.namespace is None else f"namespace {args.namespace!r}"
-    print(f"js-host-proxy: removed {removed} entries ({scope}) from {cache_url}")
+    # The file cache also removes what killed workers left (temporary and unheld lock files).
+    leftovers = getattr(backend, "leftovers", 0)
+    extra = f" and {leftovers} leftover temporary or lock files" if leftovers else ""
+    print(f"js-host-proxy: removed {removed} entries ({scope}){extra} from {cache_url}")
     return 0
 
 
@@ -96,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge_parser.add_argument("--cache", help="cache URL (default: JS_HOST_PROXY_CACHE)")
     purge_parser.add_argument("--namespace", help="only this namespace (default: all)")
     purge_parser.add_argument(
-        "--expired", action="store_true", help="only entries past their stale window (file cache)"
+        "--expired",
+        action="store_true",
+        help="only entries past their stale window, and leftovers of killed workers (file cache)",
     )
     purge_parser.set_defaults(handler=purge)
     return parser

@@ -7,12 +7,16 @@ document them.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from js_host.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 #: Where the proxy listens unless JS_HOST_PROXY_BIND says otherwise.
 DEFAULT_BIND = "127.0.0.1:9010"
@@ -26,9 +30,30 @@ DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
 
 def default_cache_url() -> str:
     """``file://<tmpdir>/js-host-proxy-<uid>/cache``: one folder shared by all
-    the workers of this machine (TMPDIR when set, else /tmp)."""
+    the workers of this machine (TMPDIR when set, else /tmp).
+
+    When another user has taken ``js-host-proxy-<uid>`` there (anyone can make it
+    first in a shared /tmp), the per-user ``$XDG_CACHE_HOME/js-host-proxy`` (else
+    ``~/.cache/js-host-proxy``) instead: nobody else can prepare that one.
+    """
     tmpdir = os.environ.get("TMPDIR") or "/tmp"
-    return f"file://{tmpdir}/js-host-proxy-{os.getuid()}/cache"
+    base = os.path.join(tmpdir, f"js-host-proxy-{os.getuid()}")
+    try:
+        info = os.lstat(base)
+    except OSError:
+        return f"file://{base}/cache"  # ours to make (FileCache makes it private)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+        return f"file://{base}/cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    home_cache = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    fallback = os.path.join(home_cache, "js-host-proxy")
+    logger.warning(
+        "%r is not a folder of yours (another user may have made it): the proxy's file cache "
+        "is %r instead. Set JS_HOST_PROXY_CACHE to choose.",
+        base,
+        fallback,
+    )
+    return f"file://{fallback}"
 
 
 @dataclass(frozen=True)

@@ -2,71 +2,82 @@
 
 Layout: ``<root>/ns-<sha1(namespace)[:16]>/<xx>/<sha256(key)>`` (``xx``: the
 first two hex digits), so that a namespace can be purged on its own and no
-folder grows huge. Writes are atomic (a temporary file in the same folder, then
-``os.replace``): a reader sees the old entry or the new one, never half of one.
+folder grows huge. Writes are atomic (a temporary file with a random name, made
+with ``O_EXCL`` in the same folder, then ``os.replace``): a reader sees the old
+entry or the new one, never half of one.
+
+Other local users are untrusted. The folders are private and held open per
+process (:mod:`js_host_proxy.file_cache_folders`); every entry, temporary and
+lock file is opened relative to its folder's descriptor with ``O_NOFOLLOW``, and
+an entry's bytes are used only when it is a regular file of ours. A hit is one
+``openat`` + ``fstat`` + ``read``.
 
 Coalescing across processes uses ``fcntl.flock`` on ``<entry>.lock``: the
 process calling the host holds it exclusively; the others block on a shared
-lock, which the kernel grants the moment the holder closes the file.
+lock, which the kernel grants the moment the holder closes the file. A holder
+checks, once it has the lock, that the file is still the one at the path, so a
+purge may remove lock files it can lock itself (left by a killed worker).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import shutil
+import stat
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from js_host_proxy.caches import CacheBackend, Entry, FailureLog, split_key
+from js_host.private_dir import PrivateDir
+from js_host_proxy.caches import CacheBackend, FailureLog
+from js_host_proxy.file_cache_folders import SETTING, WHAT, Folders, is_current, namespace_folder
 
 #: Bytes asked of os.read at a time: most entries fit in one read.
 READ_SIZE = 1 << 16
+#: Attempts at a lock whose file a purge removes under our feet.
+LOCK_ATTEMPTS = 5
+
+# O_NONBLOCK: a FIFO put in place of an entry must not block the open (fstat refuses it).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
 
 
 class FileCache(CacheBackend):
     shared = True
 
-    def __init__(self, root: str | os.PathLike[str], *, dirmode: int = 0o700, filemode: int = 0o600) -> None:
-        self.root = Path(root)
-        self.dirmode = dirmode
-        self.filemode = filemode
-        self._failed = FailureLog(f"file cache {str(self.root)!r}")
-        self._ns_dirs: dict[str, str] = {}
-        self._dirs_made: set[str] = set()
-        self._paths: dict[str, str] = {}  # key -> path, for the keys read or written lately
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self._failed = FailureLog(f"file cache {self.root!r}")
+        self._uid = os.getuid()
+        self._folders = Folders(self.root, self._failed)
+        #: Leftover temporary and lock files (and interrupted purges) the last purge removed.
+        self.leftovers = 0
 
-    def path(self, key: str) -> str:
-        path = self._paths.get(key)
-        if path is None:
-            namespace = split_key(key)[0]
-            ns_dir = self._ns_dirs.get(namespace)
-            if ns_dir is None:
-                ns_dir = self._ns_dirs[namespace] = self.namespace_dir(namespace)
-            digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-            path = os.path.join(ns_dir, digest[:2], digest)
-            if len(self._paths) >= 4096:  # the hot keys come back at once
-                self._paths.clear()
-            self._paths[key] = path
-        return path
+    #: Set by the app from its config (JS_HOST_PROXY_STALE_TTL); used by `purge --expired`.
+    stale_ttl = 86400.0
 
-    def namespace_dir(self, namespace: str) -> str:
-        return str(self.root / f"ns-{hashlib.sha1(namespace.encode()).hexdigest()[:16]}")
+    # -- the hit path ---------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        # os.open/os.read: no file object to build, for the hit path's sake.
+        # Folders.slot's fast path, inlined: this is the hit path.
+        slot = self._folders.hot.get(key)
+        if slot is None or not is_current(slot):
+            slot = self._folders.slot(key)
+            if slot is None:
+                return None
+        shard, name = slot[1], slot[2]
         try:
-            fd = os.open(self.path(key), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(name, _READ_FLAGS, dir_fd=shard.fd)
         except FileNotFoundError:
             return None
-        except OSError as err:
+        except OSError as err:  # ELOOP: a link where an entry should be
             self._failed("read", err)
             return None
         try:
+            info = os.fstat(fd)
+            if info.st_uid != self._uid or not stat.S_ISREG(info.st_mode):
+                self._failed("read", PermissionError(_not_ours(shard.join(name), info)))
+                return None
             data = os.read(fd, READ_SIZE)
             # A short read of a regular file is its end (entries are never written in place:
             # os.replace swaps in a complete file); a full one may have more behind it.
@@ -82,112 +93,73 @@ class FileCache(CacheBackend):
         finally:
             os.close(fd)
 
+    def close(self) -> None:
+        self._folders.close()
+
+    # -- writes -----------------------------------------------------------------------------
+
     def set(self, key: str, value: bytes, ttl: float) -> None:
         # ttl is not needed here: the entry carries its own times, and `purge --expired` sweeps.
-        path = self.path(key)
         try:
-            try:
-                self._write(path, value)
-            except FileNotFoundError:  # the folder was purged since this process made it
-                self._dirs_made.discard(os.path.dirname(path))
-                self._write(path, value)
+            for attempt in range(2):
+                slot = self._folders.slot(key)
+                if slot is None:
+                    return
+                try:
+                    slot[1].write_atomic(slot[2], value)
+                    return
+                except FileNotFoundError:  # the folder was purged since this process opened it
+                    self._folders.stale(slot[0])
+                    if attempt:
+                        raise
         except OSError as err:
             self._failed("write", err)
 
-    def _write(self, path: str, value: bytes) -> None:
-        folder = os.path.dirname(path)
-        self._makedirs(folder)
-        # A temporary name of this thread's, then os.replace: readers never see half an entry.
-        tmp = f"{folder}/.tmp-{os.getpid()}-{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, self.filemode)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(value)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
     def delete(self, key: str) -> None:
+        slot = self._folders.slot(key)
+        if slot is None:
+            return
         try:
-            os.unlink(self.path(key))
-        except FileNotFoundError:
-            pass
+            slot[1].unlink(slot[2], missing_ok=True)
         except OSError as err:
             self._failed("delete", err)
 
-    def _makedirs(self, folder: str) -> None:
-        if folder in self._dirs_made:
-            return
-        if not self.root.is_dir():
-            self.root.mkdir(mode=self.dirmode, parents=True, exist_ok=True)
-        if self.root.stat().st_uid != os.getuid():
-            raise PermissionError(
-                f"{str(self.root)!r} belongs to another user; remove it or set JS_HOST_PROXY_CACHE"
-            )
-        os.makedirs(folder, self.dirmode, exist_ok=True)
-        self._dirs_made.add(folder)
-
     def purge(self, namespace: str | None = None, *, expired_only: bool = False) -> int:
         """Remove entries (of one namespace when given; only those past their stale
-        window with ``expired_only``); returns how many."""
-        if not self.root.is_dir():
+        window with ``expired_only``), and leftovers of killed processes (temporary
+        files and unheld lock files older than a minute); returns how many entries."""
+        from js_host_proxy.file_cache_purge import purge_folder
+
+        try:
+            root = PrivateDir.open(self.root, what=WHAT, setting=SETTING, create=False)
+        except FileNotFoundError:
             return 0
-        folders = (
-            [Path(self.namespace_dir(namespace))]
-            if namespace is not None
-            else [p for p in self.root.iterdir() if p.name.startswith("ns-")]
-        )
-        removed = 0
-        for folder in folders:
-            if expired_only:
-                removed += self._sweep(folder)
-                continue
-            # Move the folder aside first: new entries go to a fresh folder at once.
-            trash = self.root / f".purge-{os.getpid()}-{time.monotonic_ns()}"
-            try:
-                folder.rename(trash)
-            except FileNotFoundError:
-                continue
-            removed += sum(1 for p in trash.rglob("*") if p.is_file() and _is_entry(p.name))
-            shutil.rmtree(trash, ignore_errors=True)
+        with root:
+            folders = (
+                [namespace_folder(namespace)]
+                if namespace is not None
+                else [n for n in root.listdir() if n.startswith("ns-")]
+            )
+            removed, self.leftovers = purge_folder(
+                root, folders, expired_only=expired_only, stale_ttl=self.stale_ttl
+            )
         return removed
 
-    def _sweep(self, folder: Path) -> int:
-        removed = 0
-        now = time.time()
-        for path in folder.rglob("*"):
-            if not (path.is_file() and _is_entry(path.name)):
-                continue
-            with contextlib.suppress(OSError):
-                entry = Entry.loads(path.read_bytes())
-                if entry is None or entry.fresh_until + self.stale_ttl < now:
-                    path.unlink()
-                    removed += 1
-        return removed
-
-    #: Set by the app from its config (JS_HOST_PROXY_STALE_TTL); used by `purge --expired`.
-    stale_ttl = 86400.0
+    # -- locks ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
-        path = self.path(key) + ".lock"
         try:
-            try:
-                self._makedirs(os.path.dirname(path))
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.filemode)
-            except FileNotFoundError:  # the folder was purged since this process made it
-                self._dirs_made.discard(os.path.dirname(path))
-                self._makedirs(os.path.dirname(path))
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self.filemode)
+            opened = self._open_lock(key)
         except OSError as err:
             self._failed("lock", err)
+            opened = None
+        if opened is None:
             yield True  # no lock to be had: go ahead uncoordinated
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd, dir_fd, name, held = opened
+        if not held:
+            os.close(dir_fd)
             _wait_released(fd, timeout)
             yield False
             return
@@ -197,12 +169,60 @@ class FileCache(CacheBackend):
             # Unlinked while held: processes blocked on this file wake when it closes,
             # newcomers create a fresh one; so lock files never pile up.
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(name, dir_fd=dir_fd)
             os.close(fd)
+            os.close(dir_fd)
+
+    def _open_lock(self, key: str) -> tuple[int, int, str, bool] | None:
+        """(lock fd, its folder's fd (a copy of ours, for the unlink), its name, whether
+        held exclusively); None when the cache is unusable."""
+        for _ in range(LOCK_ATTEMPTS):
+            slot = self._folders.slot(key)
+            if slot is None:
+                return None
+            name = slot[2] + ".lock"
+            dir_fd = os.dup(slot[1].fd)  # the slot's may be closed while the lock is held
+            try:
+                fd = slot[1].open_file(name, _LOCK_FLAGS)
+            except FileNotFoundError:  # the folder was purged since this process opened it
+                os.close(dir_fd)
+                self._folders.stale(slot[0])
+                continue
+            except BaseException:
+                os.close(dir_fd)
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fd, dir_fd, name, False
+            except BaseException:
+                os.close(fd)
+                os.close(dir_fd)
+                raise
+            # A purge may have removed the file between our open and flock: then this lock
+            # excludes nobody (a newcomer makes a new file); take the one at the path.
+            if is_at(fd, dir_fd, name):
+                return fd, dir_fd, name, True
+            os.close(fd)
+            os.close(dir_fd)
+        raise OSError(f"the lock file for {key!r} in {self.root!r} kept being replaced")
 
 
-def _is_entry(name: str) -> bool:
-    return not name.endswith(".lock") and not name.startswith(".tmp-")
+def is_at(fd: int, dir_fd: int, name: str) -> bool:
+    """Whether the file open as ``fd`` is the one named ``name`` in ``dir_fd``."""
+    try:
+        at = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    info = os.fstat(fd)
+    return (info.st_dev, info.st_ino) == (at.st_dev, at.st_ino)
+
+
+def _not_ours(path: str, info: os.stat_result) -> str:
+    return (
+        f"{path!r} is not a regular file of uid {os.getuid()} (uid {info.st_uid}, "
+        f"{stat.filemode(info.st_mode)}): not used; remove it"
+    )
 
 
 def _wait_released(fd: int, timeout: float) -> None:
