@@ -45,8 +45,14 @@ from comparison.results import Results, machine
 from support.client import quiet
 
 
-def run(results: Results, missing: dict[str, str | None], tmp: Path, started_at: float) -> None:
-    """Start the subjects, take the figures, stop the subjects."""
+def run(results: Results, missing: dict[str, str | None], started_at: float) -> None:
+    """Start the subjects in a temporary folder, take the figures, stop the subjects."""
+    for name, reason in missing.items():
+        if reason:
+            results.fail(name, reason)
+    tmp = Path(tempfile.mkdtemp(prefix="js-host-compare-"))
+    os.chmod(tmp, 0o755)  # nginx workers (nobody) must reach their prefix
+    os.environ["JS_HOST_RUNTIME_DIR"] = str(tmp / "runtime")
     started = subjects.Subjects(tmp, tmp / "logs")
     started.logdir.mkdir()
     try:
@@ -56,6 +62,7 @@ def run(results: Results, missing: dict[str, str | None], tmp: Path, started_at:
         measure.start_up(results, started)
     finally:
         started.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:
@@ -68,17 +75,12 @@ def main() -> int:
     quiet()
     missing, chart_missing = subjects.install(allow=not args.no_install)
     results = Results(machine(), args.seconds, args.rounds)
-    for name, reason in missing.items():
-        if reason:
-            results.fail(name, reason)
-    tmp = Path(tempfile.mkdtemp(prefix="js-host-compare-"))
-    os.chmod(tmp, 0o755)  # nginx workers (nobody) must reach their prefix
-    os.environ["JS_HOST_RUNTIME_DIR"] = str(tmp / "runtime")
-    run(results, missing, tmp, started_at)
-    written = report(results, chart_missing)
-    shutil.rmtree(tmp, ignore_errors=True)
-    names = ", ".join(str(path.relative_to(RESULTS.parents[1])) for path in written)
-    print(f"\nwrote {names} in {time.monotonic() - started_at:.0f} s")
+    run(results, missing, started_at)
+    report(results, chart_missing)
+    print(
+        f"\nwrote {RESULTS / 'compare.json'}, {RESULTS / 'compare.png'}, docs/bench.md, docs/bench.png "
+        f"in {time.monotonic() - started_at:.0f} s"
+    )
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-from pathlib import Path
 
 from support import BENCH, ROOT
 from support.tables import fmt_time, format_table
@@ -104,9 +103,9 @@ def markdown(results: Results, rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def report(results: Results, chart_missing: str | None) -> list[Path]:
+def report(results: Results, chart_missing: str | None) -> None:
     """Print the table, the summary and the notes; write the JSON, docs/bench.md and the
-    chart (unless ``chart_missing`` says why there is none). Returns the files written."""
+    chart (unless ``chart_missing`` says why there is none)."""
     rows = table(results)
     print()
     print(format_table(rows))
@@ -120,13 +119,10 @@ def report(results: Results, chart_missing: str | None) -> list[Path]:
     RESULTS.mkdir(exist_ok=True)
     DOCS.mkdir(exist_ok=True)
     results.table = rows
-    written = [RESULTS / "compare.json", DOCS / "bench.md"]
-    written[0].write_text(json.dumps(results.to_json(), indent=1))
-    written[1].write_text(markdown(results, rows))
+    (RESULTS / "compare.json").write_text(json.dumps(results.to_json(), indent=1))
+    (DOCS / "bench.md").write_text(markdown(results, rows))
     if chart_missing:
         print(f"no chart: {chart_missing}")
     else:
         chart(results, RESULTS / "compare.png")
         shutil.copy(RESULTS / "compare.png", DOCS / "bench.png")
-        written += [RESULTS / "compare.png", DOCS / "bench.png"]
-    return written
