@@ -1,4 +1,4 @@
-"""Gunicorn settings for js-host-proxy, alternately in the same run.
+"""Compare gunicorn settings for js-host-proxy, alternately in the same run.
 
     python3 bench/proxy_gunicorn.py [--duration 3] [--rounds 3] [--miss]
         [--config 'label:workers=2,threads=16,worker_class=gthread'] ...
