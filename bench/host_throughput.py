@@ -26,162 +26,64 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-BODY = json.dumps({"message": "x" * 35}, sort_keys=True)  # 50 bytes, as the Python client sends it
+from support import BENCH, BINS
+from support.install import ensure_tools
+from support.processes import NodeServer
+from support.tables import format_table
+from support.wrk import wrk
+
+BODY = json.dumps({"message": "x" * 35}, sort_keys=True).encode()  # 50 bytes, as the Python client sends it
 assert len(BODY) == 50
 
+ECHO_CONFIG = str(BENCH / "host_echo.config.js")
 SERVERS = {
     "floor (node:http)": ["node", str(BENCH / "node_echo.js"), "0"],
-    "bundled js-host 1.0": [
-        "node",
-        str(ROOT / "js_host" / "node" / "bin" / "js-host.js"),
-        str(BENCH / "host_echo.config.js"),
-        "--json",
-        "--port",
-        "0",
-    ],
-    "npm js-host 0.11.7": [
-        "node",
-        str(ROOT / "tests" / "npm" / "node_modules" / "js-host" / "bin" / "js-host.js"),
-        str(BENCH / "host_echo.config.js"),
-        "--json",
-        "--port",
-        "0",
-    ],
+    "bundled js-host 1.0": ["node", str(BINS["bundled"]), ECHO_CONFIG, "--json", "--port", "0"],
+    "npm js-host 0.11.7": ["node", str(BINS["npm-0.11"]), ECHO_CONFIG, "--json", "--port", "0"],
 }
 FLOOR, OURS, REFERENCE = SERVERS
 
 
-def ensure_wrk() -> str:
-    path = shutil.which("wrk")
-    if path:
-        return path
-    print("bench: installing wrk (apt-get install -y wrk)", file=sys.stderr)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
-    path = shutil.which("wrk")
-    if not path:
-        sys.exit("bench: wrk is not installed")
-    return path
+def load(server: NodeServer, seconds: float, connections: int, workdir: Path) -> tuple[float, int]:
+    """wrk -t1 against ``server`` for ``seconds``: (req/s, requests); every answer a 2xx."""
+    url = f"{server.url}/function/echo"
+    result = wrk(url, BODY, duration=seconds, connections=connections, workdir=workdir, threads=1)
+    if result["errors"]:
+        sys.exit(f"bench: {result['errors']} error responses from port {server.port}")
+    return result["rps"], result["requests"]
 
 
-class Server:
-    def __init__(self, name: str, cmd: list[str], workdir: Path) -> None:
-        self.name = name
-        self.output = workdir / (re.sub(r"\W+", "-", name) + ".out")
-        with self.output.open("wb") as out:
-            self.process = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "NODE_NO_WARNINGS": "1"},
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            first = self.output.read_text(errors="replace").split("\n", 1)
-            if len(first) == 2:
-                status = json.loads(first[0])
-                self.port = status["port"] if "port" in status else status["config"]["port"]
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        sys.exit(f"bench: {name} did not start:\n{self.output.read_text(errors='replace')}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the server process."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+def measure(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """The best req/s and the lowest CPU microseconds per request of each server."""
+    best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    servers: dict[str, NodeServer] = {}
+    try:
+        for name, cmd in SERVERS.items():
+            servers[name] = NodeServer(cmd, workdir / (re.sub(r"\W+", "-", name) + ".out"))
+        for server in servers.values():  # warm-up: JIT, connection setup
+            load(server, 1, args.connections, workdir)
+        for _ in range(args.rounds):
+            for name, server in servers.items():
+                before = server.cpu_seconds()
+                rate, requests = load(server, args.duration, args.connections, workdir)
+                used = (server.cpu_seconds() - before) / requests * 1e6
+                best[name] = max(best.get(name, 0.0), rate)
+                cpu[name] = min(cpu.get(name, float("inf")), used)
+    except RuntimeError as err:  # a server that did not start: its log says why
+        sys.exit(f"bench: {err}")
+    finally:
+        for server in servers.values():
+            server.stop()
+    return best, cpu
 
 
-def run_wrk(wrk: str, script: Path, port: int, seconds: float, connections: int) -> tuple[float, int]:
-    result = subprocess.run(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds:g}s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/function/echo",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 30,
-    )
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    total = re.search(r"(\d+) requests in", result.stdout)
-    if not match or not total:
-        sys.exit(f"bench: unexpected wrk output:\n{result.stdout}\n{result.stderr}")
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
-    if bad:
-        sys.exit(f"bench: {bad.group(1)} error responses from port {port}:\n{result.stdout}")
-    return float(match.group(1)), int(total.group(1))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per server and round")
-    parser.add_argument("--connections", type=int, default=8, help="kept-alive connections")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (the best one counts)")
-    args = parser.parse_args()
-    wrk = ensure_wrk()
-
-    with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
-        workdir = Path(tmp)
-        script = workdir / "post.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(BODY)}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-        best: dict[str, float] = {}
-        cpu: dict[str, float] = {}
-        servers: list[Server] = []
-        try:
-            for name, cmd in SERVERS.items():
-                servers.append(Server(name, cmd, workdir))
-            for server in servers:  # warm-up: JIT, connection setup
-                run_wrk(wrk, script, server.port, 1, args.connections)
-            for _ in range(args.rounds):
-                for server in servers:
-                    before = server.cpu_seconds()
-                    rate, requests = run_wrk(wrk, script, server.port, args.duration, args.connections)
-                    used = (server.cpu_seconds() - before) / requests * 1e6
-                    best[server.name] = max(best.get(server.name, 0.0), rate)
-                    cpu[server.name] = min(cpu.get(server.name, float("inf")), used)
-        finally:
-            for server in servers:
-                server.stop()
-
+def report(args: argparse.Namespace, best: dict[str, float], cpu: dict[str, float]) -> None:
     floor, reference = best[FLOOR], best[REFERENCE]
     print(
         f"\n50-byte JSON echo, wrk -t1 -c{args.connections}, {args.duration:g}s x {args.rounds} rounds "
@@ -191,21 +93,26 @@ def main() -> None:
         "ms/request = 1000 / req/s (wall clock, the load generator shares the machine); "
         "CPU us/request = the server process's own CPU time per request\n"
     )
-    print(
-        f"{'server':<22} {'req/s':>9} {'ms/request':>11} {'vs floor':>9} {'CPU us/req':>11} "
-        f"{'vs floor':>9} {'req/s vs 0.11.7':>16}"
-    )
+    rows = [["server", "req/s", "ms/request", "vs floor", "CPU us/req", "vs floor", "req/s vs 0.11.7"]]
     for name in SERVERS:
         rate = best[name]
-        print(
-            f"{name:<22} {rate:>9.0f} {1000 / rate:>11.4f} {floor / rate:>8.2f}x {cpu[name]:>11.1f} "
-            f"{cpu[name] / cpu[FLOOR]:>8.2f}x {rate / reference:>15.2f}x"
+        rows.append(
+            [
+                name,
+                f"{rate:.0f}",
+                f"{1000 / rate:.4f}",
+                f"{floor / rate:.2f}x",
+                f"{cpu[name]:.1f}",
+                f"{cpu[name] / cpu[FLOOR]:.2f}x",
+                f"{rate / reference:.2f}x",
+            ]
         )
-    ours = best[OURS]
+    print(format_table(rows, widths=[22, 9, 11, 9, 11, 9, 16], sep=" "))
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
+    ours = best[OURS]
     wall, cpu_ratio = floor / ours, cpu[OURS] / cpu[FLOOR]
     speedup, cpu_speedup = ours / reference, cpu[REFERENCE] / cpu[OURS]
     print(
@@ -216,6 +123,20 @@ def main() -> None:
         f"target >= 5 x js-host 0.11.7: {speedup:.1f}x req/s ({verdict(speedup >= 5)}), "
         f"{cpu_speedup:.1f}x less CPU per request ({verdict(cpu_speedup >= 5)})"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per server and round")
+    parser.add_argument("--connections", type=int, default=8, help="kept-alive connections")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds (the best one counts)")
+    args = parser.parse_args()
+    ensure_tools("wrk")
+    with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
+        best, cpu = measure(args, Path(tmp))
+    report(args, best, cpu)
 
 
 if __name__ == "__main__":

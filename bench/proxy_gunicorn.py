@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Compare gunicorn settings for js-host-proxy, alternately in the same run.
 
     python3 bench/proxy_gunicorn.py [--duration 3] [--rounds 3] [--miss]
@@ -26,20 +25,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from proxy_cache import (
-    HOST_CONFIG,
-    IMPLEMENTATIONS,
-    NodeProcess,
-    body_and_path,
-    ensure_tools,
-    paired_ms,
-    start_nginx,
-    start_proxy,
-    warm,
-    wrk,
-)
+from support.install import ensure_tools
+from support.processes import OwnedProcess
+from support.proxies import Calls, body_and_path, paired_ms, start_host, start_nginx, start_proxy, warm
+from support.tables import format_table
+from support.wrk import Result, best_of
 
 DEFAULT_CONFIGS = [
     "default:",
@@ -47,9 +37,10 @@ DEFAULT_CONFIGS = [
     "gthread-4t:threads=4",
     "3w-4t:workers=3,threads=4",
 ]
+Config = tuple[str, dict[str, str]]
 
 
-def parse_config(text: str) -> tuple[str, dict[str, str]]:
+def parse_config(text: str) -> Config:
     label, _, rest = text.partition(":")
     settings = {}
     for item in filter(None, rest.split(",")):
@@ -58,7 +49,10 @@ def parse_config(text: str) -> tuple[str, dict[str, str]]:
     return label, settings
 
 
-def launch(workdir: Path, host_url: str, settings: dict[str, str], app: str | None) -> tuple[Any, str]:
+def launch(
+    workdir: Path, host_url: str, settings: dict[str, str], app: str | None
+) -> tuple[OwnedProcess, str]:
+    """start_proxy() with ``settings``; their ``args`` go to gunicorn by GUNICORN_CMD_ARGS."""
     settings = dict(settings)
     extra = settings.pop("args", "").replace("+", " ")
     saved = os.environ.get("GUNICORN_CMD_ARGS")
@@ -73,6 +67,85 @@ def launch(workdir: Path, host_url: str, settings: dict[str, str], app: str | No
             os.environ["GUNICORN_CMD_ARGS"] = saved
 
 
+def start_targets(
+    args: argparse.Namespace, configs: list[Config], workdir: Path, started: list[Any]
+) -> tuple[str, dict[str, str]]:
+    """The host, nginx and each configuration's proxy (and floor), every cache warm.
+    Returns (the host's URL, label -> base URL)."""
+    _, host = start_host(workdir)
+    started.append(host)
+    nginx, nginx_url, _ = start_nginx(workdir, host.url)
+    started.append(nginx)
+    body, path = body_and_path("echo", {"bench": "hit"})
+    assert warm(nginx_url, body, path) == "HIT"
+    targets = {"nginx proxy_cache": nginx_url}
+    for label, settings in configs:
+        proc, url = launch(workdir, host.url, {"cache": f"file://{workdir}/cache-{label}", **settings}, None)
+        started.append(proc)
+        assert warm(url, body, path) == "HIT", label
+        targets[f"{label}: proxy hits"] = url
+        if not args.no_floor:
+            proc, url = launch(workdir, host.url, settings, "proxy_floor_app:app")
+            started.append(proc)
+            targets[f"{label}: floor"] = url
+    return host.url, targets
+
+
+def measure_misses(host_url: str, targets: dict[str, str], configs: list[Config]) -> dict[str, float]:
+    """Median ms of a miss through each configuration and of calling the host directly."""
+    run = uuid.uuid4().hex
+    calls: Calls = {"host directly": (host_url, "echo", lambda i: {"direct": i, "run": run})}
+    for label, _ in configs:
+        url = targets[f"{label}: proxy hits"]
+        calls[f"{label}: miss"] = (url, "echo", lambda i, label=label: {label: i, "run": run})
+    return paired_ms(calls, 300)
+
+
+def measure(args: argparse.Namespace, configs: list[Config]) -> tuple[dict[str, Result], dict[str, float]]:
+    started: list[Any] = []
+    misses: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="js-host-proxy-bench-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)  # nginx workers (nobody) must reach their prefix
+        try:
+            host_url, targets = start_targets(args, configs, workdir, started)
+            body, path = body_and_path("echo", {"bench": "hit"})
+            loads = {label: (url + path, body) for label, url in targets.items()}
+            best = best_of(
+                args.rounds, loads, workdir=workdir, duration=args.duration, connections=args.connections
+            )
+            if args.miss:
+                misses = measure_misses(host_url, targets, configs)
+        finally:
+            for proc in reversed(started):
+                proc.stop()
+    return best, misses
+
+
+def report(rounds: int, best: dict[str, Result], misses: dict[str, float]) -> None:
+    nginx_rps = best["nginx proxy_cache"]["rps"]
+    rows = [[f"best of {rounds} rounds", "req/s", "x nginx", "x floor", "p99 ms"]]
+    for label, r in best.items():
+        floor = best.get(label.split(":")[0] + ": floor")
+        rows.append(
+            [
+                label,
+                f"{r['rps']:,.0f}",
+                f"{r['rps'] / nginx_rps:.3f}",
+                f"{(r['rps'] / floor['rps']) if floor else float('nan'):.3f}",
+                f"{r['p99']:.2f}",
+            ]
+        )
+    print()
+    print(format_table(rows, widths=[34, 9, 8, 8, 7], sep=" "))
+    if misses:
+        direct = misses["host directly"]
+        print("\none call at a time (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in misses.items()))
+        for label, value in misses.items():
+            if label != "host directly":
+                print(f"  {label}: {value - direct:+.3f} ms over the host directly")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=3.0)
@@ -82,78 +155,10 @@ def main() -> int:
     parser.add_argument("--no-floor", action="store_true", help="skip the constant-answer app")
     parser.add_argument("--miss", action="store_true", help="also measure miss - host directly")
     args = parser.parse_args()
-    ensure_tools()
+    ensure_tools("wrk", "nginx")
     configs = [parse_config(c) for c in (args.config or DEFAULT_CONFIGS)]
-    started: list[Any] = []
-    best: dict[str, dict[str, float]] = {}
-    misses: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="js-host-proxy-bench-") as tmp:
-        workdir = Path(tmp)
-        os.chmod(workdir, 0o755)
-        try:
-            impl = "bundled" if IMPLEMENTATIONS["bundled"].exists() else "npm-0.11"
-            host = NodeProcess(IMPLEMENTATIONS[impl], HOST_CONFIG, "--port", "0", logdir=workdir).start()
-            started.append(host)
-            nginx, nginx_url, _ = start_nginx(workdir, host.url)
-            started.append(nginx)
-            body, path = body_and_path("echo", {"bench": "hit"})
-            assert warm(nginx_url, body, path) == "HIT"
-            targets = {"nginx proxy_cache": nginx_url}
-            for label, settings in configs:
-                cache = f"file://{workdir}/cache-{label}"
-                proc, url = launch(workdir, host.url, {"cache": cache, **settings}, None)
-                started.append(proc)
-                assert warm(url, body, path) == "HIT", label
-                targets[f"{label}: proxy hits"] = url
-                if not args.no_floor:
-                    proc, url = launch(workdir, host.url, settings, "proxy_floor_app:app")
-                    started.append(proc)
-                    targets[f"{label}: floor"] = url
-            for round_ in range(args.rounds):
-                for label, url in targets.items():
-                    r = wrk(
-                        url + path,
-                        body,
-                        duration=args.duration,
-                        connections=args.connections,
-                        workdir=workdir,
-                    )
-                    print(
-                        f"  round {round_ + 1}: {label:<32} {r['rps']:>9,.0f} req/s  p50 {r['p50']:6.2f}"
-                        f"  p99 {r['p99']:6.2f} ms  non-2xx {r['errors']} {r['socket_errors']}",
-                        flush=True,
-                    )
-                    if label in best:
-                        low_p99 = min(best[label]["p99"], r["p99"])
-                        if r["rps"] < best[label]["rps"]:
-                            r = best[label]
-                        r = {**r, "p99": low_p99}
-                    best[label] = r
-            if args.miss:
-                run = uuid.uuid4().hex
-                calls = {"host directly": (host.url, "echo", lambda i: {"direct": i, "run": run})}
-                for label, _ in configs:
-                    url = targets[f"{label}: proxy hits"]
-                    calls[f"{label}: miss"] = (url, "echo", lambda i, label=label: {label: i, "run": run})
-                misses = paired_ms(calls, 300)
-        finally:
-            for proc in reversed(started):
-                proc.stop()
-
-    nginx_rps = best["nginx proxy_cache"]["rps"]
-    print(f"\n{f'best of {args.rounds} rounds':<34} {'req/s':>9} {'x nginx':>8} {'x floor':>8} {'p99 ms':>7}")
-    for label, r in best.items():
-        floor = best.get(label.split(":")[0] + ": floor")
-        print(
-            f"{label:<34} {r['rps']:>9,.0f} {r['rps'] / nginx_rps:>8.3f} "
-            f"{(r['rps'] / floor['rps']) if floor else float('nan'):>8.3f} {r['p99']:>7.2f}"
-        )
-    if misses:
-        direct = misses["host directly"]
-        print("\none call at a time (median ms): " + ", ".join(f"{k} {v:.3f}" for k, v in misses.items()))
-        for label, value in misses.items():
-            if label != "host directly":
-                print(f"  {label}: {value - direct:+.3f} ms over the host directly")
+    best, misses = measure(args, configs)
+    report(args.rounds, best, misses)
     return 0
 
 
