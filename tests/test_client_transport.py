@@ -147,17 +147,10 @@ class RawServer:
                 break
             if step == CLOSE:
                 break
-            while b"\r\n\r\n" not in buf:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    conn.close()
-                    return
-                buf += chunk
-            head, buf = buf.split(b"\r\n\r\n", 1)
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-            while len(buf) < length:
-                buf += conn.recv(65536)
-            buf = buf[length:]
+            try:
+                head, _, buf = read_request(conn, buf)
+            except OSError:  # the client went away (or reset the connection)
+                break
             self.requests.append((number, head.split(b"\r\n", 1)[0].decode()))
             if step == DROP:
                 break
@@ -171,6 +164,27 @@ class RawServer:
 
 
 DROP, CLOSE, RESET = "drop", "close", "reset"
+
+
+def read_request(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes]:
+    """Read one request on ``conn`` (``buf``: bytes already read); returns its head,
+    its body and the bytes after it. A request without Content-Length has no body (RFC
+    9112, section 6.3): any client may connect to the server's port, not only
+    the transport, which always sends one. OSError when the client goes away."""
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("the client closed the connection")
+        buf += chunk
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    match = re.search(rb"(?im)^content-length: *(\d+)", head)
+    length = int(match.group(1)) if match else 0
+    while len(buf) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("the client closed the connection mid-request")
+        buf += chunk
+    return head, buf[:length], buf[length:]
 
 
 @pytest.fixture
