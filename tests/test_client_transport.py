@@ -247,8 +247,7 @@ def test_a_post_the_server_dropped_on_a_reused_socket_is_not_retried(raw_server)
 
 @pytest.mark.parametrize("close", [CLOSE, RESET])
 def test_a_socket_the_server_closed_while_idle_is_not_used(raw_server, close) -> None:
-    # Closed with a FIN: seen before sending (STALE_CHECK_AFTER). Closed with an
-    # RST: the send fails, and is retried (the server cannot have processed it).
+    # Closed with a FIN or an RST: seen by the poll before reuse, a fresh socket is used.
     server = raw_server([OK, close], [OK])
     pool_ = Pool()
     pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)
@@ -261,8 +260,8 @@ def test_a_socket_the_server_closed_while_idle_is_not_used(raw_server, close) ->
 
 
 def test_a_failed_send_on_a_reused_socket_is_retried(raw_server, monkeypatch) -> None:
-    # Without the check before reuse, the send on a socket reset by the server fails.
-    monkeypatch.setattr(transport, "STALE_CHECK_AFTER", 3600.0)
+    # The RST arrives just after the check before reuse: the send fails.
+    monkeypatch.setattr(transport._Conn, "idle_and_open", lambda conn: True)
     server = raw_server([OK, RESET], [OK])
     pool_ = Pool()
     pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)
