@@ -7,8 +7,10 @@ by ``httptools`` (llhttp), which costs a fraction of ``http.client`` or
 every other ``OSError`` becomes :class:`~js_host.exceptions.ConnectionError`.
 
 Servers close idle keep-alive sockets (Node after ~5 s, ``server.keepAliveTimeout``).
-A pooled socket is checked for EOF before it is reused (:data:`STALE_CHECK_AFTER`),
-and a request on a reused socket is retried once on a fresh socket only when
+A pooled socket is polled before every reuse: readable while idle means the
+server closed it (EOF, RST) or sent bytes nobody asked for, and either way it is
+closed, never read as the next call's answer. A request on a reused socket is
+retried once on a fresh socket only when
 the server cannot have processed it: the send failed, or (``GET`` only) the
 connection ended before any response byte. A ``POST`` whose response never
 arrived is not retried: the server may have run it and died before answering
@@ -16,61 +18,31 @@ arrived is not retried: the server may have run it and died before answering
 
 A response ends where its Content-Length or chunked framing says; the end of the
 connection ends it only when it has neither (RFC 9112, section 6.3): a response
-cut off earlier is a :class:`~js_host.exceptions.ConnectionError`.
+cut off earlier is a :class:`~js_host.exceptions.ConnectionError`. Interim
+(1xx) answers are skipped and a socket with bytes after its answer is closed
+(see :mod:`js_host.response`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
 import struct
 import time
 
-import httptools
-
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .response import BadResponse, Response, ResponseParser
+
+__all__ = ["MAX_IDLE", "Pool", "Response", "pool"]
+
+logger = logging.getLogger(__name__)
 
 #: Idle sockets kept per (host, port).
 MAX_IDLE = 32
-#: Seconds of idleness after which a socket is checked for EOF before reuse. 0: on
-#: every reuse. The check (a select(), ~0.5 us) is what keeps a POST from going out
-#: on a socket the server has closed (idle timeout, restart), since a POST that got
-#: no answer is not retried.
-STALE_CHECK_AFTER = 0.0
 
 _RECV_SIZE = 262144
-
-
-class Response:
-    """A complete HTTP response: status code, headers and body bytes."""
-
-    __slots__ = ("_headers", "_raw_headers", "body", "keep_alive", "status")
-
-    def __init__(
-        self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
-    ) -> None:
-        self.status = status
-        self._raw_headers = raw_headers
-        self._headers: dict[str, str] | None = None
-        self.body = body
-        self.keep_alive = keep_alive
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Lowercase names to values (decoded on first use: most calls never look)."""
-        if self._headers is None:
-            self._headers = {
-                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._raw_headers
-            }
-        return self._headers
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {len(self.body)} bytes>"
 
 
 class _Stale(Exception):
@@ -78,60 +50,23 @@ class _Stale(Exception):
     processed the request: retried on a fresh socket."""
 
 
-class _Protocol:
-    """httptools callbacks collecting one response."""
-
-    __slots__ = ("body", "complete", "headers", "headers_complete", "keep_alive", "parser")
-
-    def __init__(self) -> None:
-        # One parser per socket: llhttp is ready for the next response once one completes.
-        self.parser = httptools.HttpResponseParser(self)
-        self.reset()
-
-    def reset(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.complete = False
-        self.headers_complete = False
-        self.keep_alive = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.headers_complete = True
-
-    def is_close_delimited(self) -> bool:
-        """Whether the body ends with the connection: neither Content-Length nor a
-        chunked Transfer-Encoding (RFC 9112, section 6.3, rule 8)."""
-        for name, value in self.headers:
-            name = name.lower()
-            if name == b"content-length":
-                return False
-            # Chunked is the final coding when present (RFC 9112, section 6.3, rule 4).
-            if name == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
-                return False
-        return True
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        # Read now: llhttp resets its state once the message is complete.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.complete = True
-
-
 class _Conn:
     """A socket and what the pool knows about it."""
 
-    __slots__ = ("idle_since", "proto", "sock", "timeout")
+    __slots__ = ("poller", "proto", "sock", "timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.proto = _Protocol()
+        self.proto = ResponseParser()
         self.timeout: float | None = None  # the kernel-level timeout currently set
-        self.idle_since = 0.0
+        # A poll object per socket: poll(0) costs half a select() on the hot path.
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+
+    def idle_and_open(self) -> bool:
+        """Whether nothing has arrived since the last answer: neither EOF, RST nor
+        bytes nobody asked for (which would otherwise be read as the next answer)."""
+        return not self.poller.poll(0)
 
     def set_timeout(self, timeout: float | None) -> None:
         # SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket rather than settimeout():
@@ -172,16 +107,13 @@ class Pool:
                 conn = idle.pop()
             except IndexError:  # another thread took the last one
                 return None
-            if time.monotonic() - conn.idle_since < STALE_CHECK_AFTER:
+            # Checked on every reuse: this is what keeps a POST from going out on a
+            # socket the server has closed (a POST that got no answer is not retried),
+            # and what keeps bytes sent while no request was outstanding from being
+            # read as the answer to the next one.
+            if conn.idle_and_open():
                 return conn
-            # Long idle: readable now means EOF (or junk), the server closed it.
-            try:
-                readable = select.select((conn.sock,), (), (), 0)[0]
-            except (OSError, ValueError):
-                readable = True
-            if not readable:
-                return conn
-            conn.sock.close()
+            _close_idle(conn, key)
         return None
 
     def _put(self, key: tuple[str, int], conn: _Conn) -> None:
@@ -189,7 +121,6 @@ class Pool:
         if idle is None:
             idle = self._idle.setdefault(key, [])
         if len(idle) < MAX_IDLE and self._pid == os.getpid():
-            conn.idle_since = time.monotonic()
             idle.append(conn)
         else:
             conn.sock.close()
@@ -313,6 +244,12 @@ class Pool:
             self._put(key, conn)
         else:
             sock.close()
+            if conn.proto.extra:
+                logger.warning(
+                    "%s: the server sent more than the answer (a second response or stray bytes): "
+                    "the connection was closed rather than reused",
+                    _url(host, port, target),
+                )
         return response
 
     def _read(
@@ -321,7 +258,6 @@ class Pool:
         sock = conn.sock
         proto = conn.proto
         proto.reset()
-        parser = proto.parser
         first = True
         while not proto.complete:
             if not first and deadline is not None:
@@ -349,13 +285,29 @@ class Pool:
                 )
             first = False
             try:
-                parser.feed_data(chunk)
-            except httptools.HttpParserError as err:
+                proto.feed(chunk)
+            except BadResponse as err:
                 raise UnexpectedResponse(
-                    f"http://{host}:{port} sent an invalid HTTP response: {err}"
-                ) from err
-        body = proto.body[0] if len(proto.body) == 1 else b"".join(proto.body)
-        return Response(parser.get_status_code(), proto.headers, body, proto.complete and proto.keep_alive)
+                    f"{_url(host, port, target)} {err}; the connection was closed "
+                    "(a function that writes to this.res itself can cause this)"
+                ) from None
+        return proto.response()
+
+
+def _close_idle(conn: _Conn, key: tuple[str, int]) -> None:
+    """Close a pooled socket found readable; a warning when it held bytes (the
+    server answered what nobody asked), not when the server merely closed it."""
+    try:
+        data = conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # reset by the server, or nothing after all
+        data = b""
+    if data:
+        logger.warning(
+            "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+            "the connection was closed, not reused",
+            _url(*key, ""),
+        )
+    conn.sock.close()
 
 
 def _sendall_parts(sock: socket.socket, parts: list[bytes]) -> None:

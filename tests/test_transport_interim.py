@@ -1,0 +1,272 @@
+"""An answer reaches only the call that asked for it.
+
+Interim (1xx) answers are skipped and the final answer read from the same
+socket (RFC 9110, section 15.2); a 101 nobody asked for is an error; a socket
+with bytes after its answer, or bytes arriving while it sits idle in the pool,
+is closed, never read as another call's answer. Against real hosts whose
+functions write 1xx through ``this.res``, and against a raw-socket server that
+misbehaves on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from js_host.exceptions import UnexpectedResponse
+from js_host.function import Function
+from js_host.transport import Pool
+from tests.client_helpers import FIXTURES, bin_setting, wait_for
+from tests.support.processes import NodeProcess, free_port
+from tests.test_client_transport import idle_local_ports, read_request
+
+INTERIM_FUNCTIONS = ["early_hints", "processing", "continue", "two_hints"]
+
+
+@pytest.fixture
+def interim_host(
+    impl: str, tmp_path: Path, start_host: Callable[..., NodeProcess], client_settings: Callable[..., None]
+) -> NodeProcess:
+    """A host of ``impl`` running tests/fixtures/client/interim.config.js; the
+    settings point at it."""
+    port = free_port()
+    source = (FIXTURES / "interim.config.js").read_text()
+    config = tmp_path / "host.config.js"
+    config.write_text(source.replace("module.exports = {\n", f"module.exports = {{\n  port: {port},\n", 1))
+    host = start_host(config, "--port", str(port), impl=impl)
+    client_settings(SOURCE_ROOT=str(tmp_path), **bin_setting(impl))
+    return host
+
+
+def raw_call(port: int, name: str, body: bytes) -> bytes:
+    """Everything the host sends for one call (the connection closed after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /function/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (name.encode(), len(body), body)
+        )
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_the_host_really_sends_interim_answers(interim_host) -> None:
+    port = int(interim_host.url.rsplit(":", 1)[1])
+    early = raw_call(port, "early_hints", b'{"text": "x"}').lower()
+    assert early.startswith(b"http/1.1 103 early hints\r\n")
+    assert b"link: </style.css>; rel=preload; as=style" in early and early.endswith(b"early_hints:x")
+    assert raw_call(port, "processing", b'{"text": "x"}').startswith(b"HTTP/1.1 102 Processing\r\n")
+    assert raw_call(port, "continue", b'{"text": "x"}').startswith(b"HTTP/1.1 100 Continue\r\n")
+    assert raw_call(port, "two_hints", b'{"text": "x"}').count(b"HTTP/1.1 103 Early Hints\r\n") == 2
+
+
+def test_each_call_gets_its_own_answer_through_interim_answers(interim_host) -> None:
+    results: dict[int, list[tuple[str, str]]] = {}
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        names = [*INTERIM_FUNCTIONS, "echo"]
+        got = []
+        try:
+            for i in range(40):
+                name = names[(n + i) % len(names)]
+                text = f"{n}-{i}"
+                expected = text if name == "echo" else f"{name}:{text}"
+                got.append((Function(name).call(text=text, later=i % 2 == 1), expected))
+        except BaseException as err:
+            errors.append(err)
+        results[n] = got
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    for n in range(8):
+        assert len(results[n]) == 40
+        assert [answer for answer, _ in results[n]] == [expected for _, expected in results[n]]
+
+
+def test_a_socket_stays_in_use_after_interim_answers(interim_host) -> None:
+    # Skipping a 1xx leaves the socket clean: it is reused, not replaced.
+    assert Function("echo").call(text="first") == "first"
+    ports = idle_local_ports()
+    for i, name in enumerate(INTERIM_FUNCTIONS * 3):
+        assert Function(name).call(text=str(i)) == f"{name}:{i}"
+    assert idle_local_ports() == ports and len(ports) == 1
+
+
+# The raw-socket server ------------------------------------------------------
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class ScriptedServer:
+    """Serves connection N by ``scripts[N]``, a list of steps:
+
+    - a callable: read a request, send callable(body) (bytes, or a list of pieces
+      sent one write at a time, a moment apart, so that they arrive apart);
+    - ("push", bytes): send the bytes with no request outstanding, set ``pushed``.
+
+    ``requests`` holds (connection number, body) for every request read and
+    ``connections`` counts the connections accepted.
+    """
+
+    def __init__(self, *scripts: list) -> None:
+        self.scripts = list(scripts)
+        self.requests: list[tuple[int, bytes]] = []
+        self.connections = 0
+        self.pushed = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            number = self.connections
+            self.connections += 1
+            script = self.scripts[number] if number < len(self.scripts) else [lambda body: ok(body)] * 100
+            threading.Thread(target=self._handle, args=(conn, number, script), daemon=True).start()
+
+    def _handle(self, conn: socket.socket, number: int, script: list) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        with conn:
+            try:
+                for step in script:
+                    if isinstance(step, tuple):
+                        conn.sendall(step[1])
+                        self.pushed.set()
+                        continue
+                    _, body, buf = read_request(conn, buf)
+                    self.requests.append((number, body))
+                    out = step(body)
+                    for piece in out if isinstance(out, list) else [out]:
+                        conn.sendall(piece)
+                        time.sleep(0.02)
+                while conn.recv(65536):  # until the client closes it
+                    pass
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def make(*scripts: list) -> ScriptedServer:
+        servers.append(ScriptedServer(*scripts))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def call(pool_: Pool, server: ScriptedServer, body: bytes) -> bytes:
+    response = pool_.request("127.0.0.1", server.port, "POST", "/function/f?hash=1", body, timeout=10)
+    assert response.status == 200
+    return response.body
+
+
+HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nLink: </app.js>; rel=preload\r\n\r\n"
+PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda body: HINTS + ok(body),
+        lambda body: PROCESSING + ok(body),
+        lambda body: CONTINUE + ok(body),
+        lambda body: CONTINUE + PROCESSING + HINTS + HINTS + ok(body),
+        # An interim status with no name of its own, with a header: skipped all the same.
+        lambda body: b"HTTP/1.1 199 Whatever\r\nX-Progress: 50%\r\n\r\n" + ok(body),
+        # Each piece in a write of its own, one cut inside a status line.
+        lambda body: [HINTS, PROCESSING[:12], PROCESSING[12:], ok(body)],
+    ],
+    ids=["103", "102", "100", "several", "199", "apart"],
+)
+def test_interim_answers_are_skipped(scripted_server, answer) -> None:
+    server = scripted_server([answer] * 3)
+    pool_ = Pool()
+    assert [call(pool_, server, b"call-%d" % i) for i in range(3)] == [b"call-0", b"call-1", b"call-2"]
+    assert server.connections == 1  # the socket stays clean, so it is reused
+
+
+def test_an_interim_answer_with_content_is_refused(scripted_server) -> None:
+    # Its "content" would be the start of the final answer (RFC 9110, section 8.6).
+    server = scripted_server(
+        [lambda body: b"HTTP/1.1 103 Early Hints\r\nContent-Length: 4\r\n\r\n" + ok(body)]
+    )
+    pool_ = Pool()
+    with pytest.raises(UnexpectedResponse) as info:
+        call(pool_, server, b"first")
+    assert f"{server.url}/function/f?hash=1" in str(info.value) and "103" in str(info.value)
+    assert call(pool_, server, b"second") == b"second"
+    assert server.connections == 2 and server.requests == [(0, b"first"), (1, b"second")]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [ok(b"unsolicited"), b"garbage", b"HTTP/1.1 200 OK\r\nContent-Le"],
+    ids=["second-answer", "garbage", "partial-answer"],
+)
+def test_bytes_after_an_answer_close_its_socket(scripted_server, caplog, after) -> None:
+    server = scripted_server([lambda body: ok(body) + after])
+    pool_ = Pool()
+    with caplog.at_level(logging.WARNING, logger="js_host.transport"):
+        assert call(pool_, server, b"first") == b"first"  # the answer was complete: returned
+    assert "sent more than the answer" in caplog.text and server.url in caplog.text
+    assert not pool_._idle.get(("127.0.0.1", server.port))
+    for i in range(3):
+        assert call(pool_, server, b"next-%d" % i) == b"next-%d" % i
+    assert server.connections == 2  # the first socket was never used again
+    assert [number for number, _ in server.requests] == [0, 1, 1, 1]
+
+
+def test_bytes_sent_to_an_idle_socket_close_it(scripted_server, caplog) -> None:
+    server = scripted_server([lambda body: ok(body), ("push", ok(b"poison"))])
+    pool_ = Pool()
+    assert call(pool_, server, b"first") == b"first"
+    assert server.pushed.wait(10)
+    (conn,) = pool_._idle[("127.0.0.1", server.port)]
+    assert wait_for(lambda: select.select((conn.sock,), (), (), 0)[0])  # the bytes have arrived
+    with caplog.at_level(logging.WARNING, logger="js_host.transport"):
+        assert call(pool_, server, b"second") == b"second"
+    assert "idle kept-alive connection" in caplog.text and server.url in caplog.text
+    assert server.connections == 2 and server.requests == [(0, b"first"), (1, b"second")]
+
+
+def test_an_unrequested_101_is_an_error(scripted_server) -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    server = scripted_server([lambda body: switch + ok(body)])
+    pool_ = Pool()
+    with pytest.raises(UnexpectedResponse) as info:
+        call(pool_, server, b"first")
+    message = str(info.value)
+    assert f"{server.url}/function/f?hash=1" in message and "101 Switching Protocols" in message
+    assert not pool_._idle.get(("127.0.0.1", server.port))  # closed, never pooled
+    assert call(pool_, server, b"second") == b"second"
+    assert server.connections == 2 and server.requests == [(0, b"first"), (1, b"second")]
