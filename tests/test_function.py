@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+import js_host
 from js_host import verbosity
 from js_host.conf import settings
 from js_host.exceptions import (
@@ -158,7 +159,7 @@ def test_host_introspection(configured, host_config, impl) -> None:
     assert host.path_to_node.endswith("node")
     assert host.is_running()
     status = host.request_status()
-    assert status["type"] == "Host" and status["version"] in ("1.0.0", "0.11.7")
+    assert status["type"] == "Host" and status["version"] in (js_host.__version__, "0.11.7")
     assert "double" in host.get_status()["config"]["functions"]
     with pytest.raises(ConfigError):
         host.start()

@@ -7,6 +7,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { describe, test } = require('node:test');
+const VERSION = require('../lib/version');
 const {
   FIXTURES,
   runCli,
@@ -35,7 +36,7 @@ describe('cli outputs', () => {
     assert.equal(result.stderr, '');
     assert.equal(
       result.stdout,
-      '{"type":"Host","version":"1.0.0","config":{"functions":["b"],"extra":1,"address":"127.0.0.1","port":"9009","requestDataLimit":"10mb"}}\n',
+      `{"type":"Host","version":"${VERSION}","config":{"functions":["b"],"extra":1,"address":"127.0.0.1","port":"9009","requestDataLimit":"10mb"}}\n`,
     );
     const withPort = JSON.parse(runCli([config, '-c', '-p', '1234']).stdout);
     assert.deepEqual(Object.keys(withPort.config), ['functions', 'extra', 'address', 'port', 'requestDataLimit']);
@@ -52,7 +53,7 @@ describe('cli outputs', () => {
 
   test('-v, -h, usage errors', () => {
     assert.equal(runCli(['-v']).stdout, '1.0.0\n');
-    assert.equal(runCli(['--version']).stdout, '1.0.0\n');
+    assert.equal(runCli(['--version']).stdout, `${VERSION}\n`);
     const help = runCli(['-h']);
     assert.equal(help.status, 0);
     assert.match(help.stdout, /--detached/);

@@ -8,6 +8,7 @@ const http = require('node:http');
 const path = require('node:path');
 const { before, after, describe, test } = require('node:test');
 const { FIXTURES, runCli, startServer, request, call, tempRuntimeDir } = require('./helpers');
+const VERSION = require('../lib/version');
 
 const CONFIG = path.join(FIXTURES, 'host.config.js');
 
@@ -32,7 +33,7 @@ describe('host', () => {
     const status = JSON.parse(res.body);
     assert.deepEqual(status, host.status);
     assert.equal(status.type, 'Host');
-    assert.equal(status.version, '1.0.0');
+    assert.equal(status.version, VERSION);
     assert.equal(status.config.address, '127.0.0.1');
     assert.equal(status.config.port, host.port);
     assert.equal(typeof status.config.port, 'number');
