@@ -1,4 +1,4 @@
-# `make run` and `make test` install what they need first, so either works on a fresh clone.
+# `make run`, `make test` and `make lint` install what they need first, so each works on a fresh clone.
 .PHONY: install test lint run
 
 install:
