@@ -1,0 +1,178 @@
+"""The manager's challenge-response: nothing replayable is ever sent.
+
+A manager is authenticated before the client sends anything derived from the
+secret, and every request is signed for one use only (the Node side is
+``js_host/node/lib/security.js``; its status announces :data:`AUTH_NAME`):
+
+1. the request goes out with ``X-JS-Host-Challenge: <client nonce>``, without a
+   body and without any secret;
+2. the manager answers ``401`` with ``WWW-Authenticate: JSHost-HMAC nonce="<server
+   nonce>", proof="<mac(proof, client nonce, server nonce)>"``; the client checks
+   the proof (in constant time): a listener that cannot give it is not the
+   user's manager, and it has learnt nothing but a random nonce;
+3. the request is repeated with ``Authorization: JSHost-HMAC nonce="<server
+   nonce>", mac="<mac(request, server nonce, method, target, sha256(body))>"``:
+   the manager takes each server nonce once, within seconds, so a recorded
+   header serves nothing, and the MAC binds it to this request;
+4. the answer carries ``Authentication-Info: mac="<mac(response, server nonce,
+   status, sha256(body))>"`` (RFC 7615), so that a relay cannot change it.
+
+``mac(label, *fields)`` is HMAC-SHA256 with the secret as key over the netstrings
+``<bytes>:<field>,`` of the label and the fields: each message has its own label
+and the fields are length-prefixed, so that no MAC can stand for another message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from .endpoint import request, split_url
+from .exceptions import UnexpectedResponse
+from .transport import Response
+
+#: The scheme a manager announces in its status (``"auth"``) when it needs this exchange.
+AUTH_NAME = "js-host-hmac-1"
+SCHEME = "JSHost-HMAC"
+CHALLENGE_HEADER = "X-JS-Host-Challenge"
+
+_PROOF = "js-host manager proof"
+_REQUEST = "js-host client request"
+_RESPONSE = "js-host manager response"
+_NONCE = re.compile(r"[0-9a-f]{32,128}")
+_HEX_MAC = re.compile(r"[0-9a-f]{64}")
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"([^"\\]*)"|([^\s,"]*))\s*(?:,|$)')
+#: A new handshake after a nonce the manager no longer knows (a flood of challenges
+#: may push it out): once, never more.
+_ATTEMPTS = 2
+
+
+class NotTheManager(Exception):
+    """The listener could not prove that it knows the secret: ``str()`` says how it failed."""
+
+
+def mac(secret: str, label: str, *fields: str) -> str:
+    """HMAC-SHA256 (hex) of the netstrings of ``label`` and ``fields``, keyed with ``secret``."""
+    digest = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+    for field in (label, *fields):
+        data = field.encode()
+        digest.update(b"%d:%s," % (len(data), data))
+    return digest.hexdigest()
+
+
+def manager_proof(secret: str, client_nonce: str, server_nonce: str) -> str:
+    return mac(secret, _PROOF, client_nonce, server_nonce)
+
+
+def request_mac(secret: str, server_nonce: str, method: str, target: str, body: bytes) -> str:
+    return mac(secret, _REQUEST, server_nonce, method, target, hashlib.sha256(body).hexdigest())
+
+
+def response_mac(secret: str, server_nonce: str, status: int, body: bytes) -> str:
+    return mac(secret, _RESPONSE, server_nonce, str(status), hashlib.sha256(body).hexdigest())
+
+
+def parse_auth_params(value: str | None) -> tuple[str, dict[str, str]] | None:
+    """(scheme, parameters) of ``Scheme k="v", k2=v2`` (RFC 9110, section 11.4), or None."""
+    if not value:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        found = _PARAM.match(rest, position)
+        if found is None or found.end() == position:
+            return None
+        params[found.group(1).lower()] = found.group(2) if found.group(2) is not None else found.group(3)
+        position = found.end()
+    return scheme, params
+
+
+def _equal(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_challenge(response: Response, secret: str, client_nonce: str) -> str:
+    """The server nonce of the manager's 401, once its proof is checked; else NotTheManager."""
+    if response.status != 401:
+        raise NotTheManager(f"it answered {response.status} to a request without credentials")
+    parsed = parse_auth_params(response.headers.get("www-authenticate"))
+    if parsed is None or parsed[0].lower() != SCHEME.lower() or "proof" not in parsed[1]:
+        raise NotTheManager("it answered 401 without the proof of a js-host manager")
+    nonce, proof = parsed[1].get("nonce", ""), parsed[1]["proof"]
+    if not _NONCE.fullmatch(nonce) or not _equal(proof, manager_proof(secret, client_nonce, nonce)):
+        raise NotTheManager("its proof is wrong")
+    return nonce
+
+
+def _stale(response: Response) -> bool:
+    parsed = parse_auth_params(response.headers.get("www-authenticate"))
+    return parsed is not None and parsed[1].get("stale", "").lower() == "true"
+
+
+def exchange(
+    url: str,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    secret: str,
+    headers: bytes = b"",
+    timeout: float,
+    challenge_timeout: float,
+) -> Response:
+    """Send one request to the manager at ``url`` with the whole exchange; its answer.
+
+    Raises NotTheManager when the listener fails a step, FunctionTimeout when it
+    does not answer the challenge within ``challenge_timeout`` seconds, and
+    ConnectionError when nothing listens.
+    """
+    target = split_url(url)[2] + path
+    for _ in range(_ATTEMPTS):
+        client_nonce = secrets.token_hex(32)
+        try:
+            challenged = request(
+                url,
+                method,
+                path,
+                headers=f"{CHALLENGE_HEADER}: {client_nonce}\r\n".encode(),
+                timeout=min(timeout, challenge_timeout),
+            )
+        except UnexpectedResponse as err:
+            raise NotTheManager(f"its answer is not HTTP ({err})") from err
+        server_nonce = check_challenge(challenged, secret, client_nonce)
+        signature = request_mac(secret, server_nonce, method, target, body)
+        authorization = f'Authorization: {SCHEME} nonce="{server_nonce}", mac="{signature}"\r\n'.encode()
+        try:
+            response = request(url, method, path, body, headers=headers + authorization, timeout=timeout)
+        except UnexpectedResponse as err:
+            raise NotTheManager(f"its answer is not HTTP ({err})") from err
+        if response.status == 401 and _stale(response):
+            continue  # our nonce was pushed out or expired: once more from the start
+        if response.status == 401:
+            raise NotTheManager("it refused a request signed with the secret")
+        parsed = parse_auth_params("x " + response.headers.get("authentication-info", ""))
+        given = parsed[1].get("mac") if parsed is not None else None
+        if given is None or not _HEX_MAC.fullmatch(given):
+            raise NotTheManager(f"its {response.status} answer carries no MAC")
+        if not _equal(given, response_mac(secret, server_nonce, response.status, response.body)):
+            raise NotTheManager(f"the MAC of its {response.status} answer is wrong")
+        return response
+    raise NotTheManager("it refused the nonces it had just given")
+
+
+__all__ = [
+    "AUTH_NAME",
+    "CHALLENGE_HEADER",
+    "SCHEME",
+    "NotTheManager",
+    "check_challenge",
+    "exchange",
+    "mac",
+    "manager_proof",
+    "parse_auth_params",
+    "request_mac",
+    "response_mac",
+]
