@@ -31,7 +31,7 @@ import secrets
 
 from .endpoint import request, split_url
 from .exceptions import UnexpectedResponse
-from .transport import Response
+from .transport import Response, pool
 
 #: The scheme a manager announces in its status (``"auth"``) when it needs this exchange.
 AUTH_NAME = "js-host-hmac-1"
@@ -129,7 +129,27 @@ def exchange(
     does not answer the challenge within ``challenge_timeout`` seconds, and
     ConnectionError when nothing listens.
     """
-    target = split_url(url)[2] + path
+    address, port, prefix = split_url(url)
+    try:
+        return _exchange(url, prefix + path, method, path, body, secret, headers, timeout, challenge_timeout)
+    except NotTheManager:
+        # Not kept for later: the next request starts afresh, e.g. to a manager started
+        # once that process has gone (its port would stay held by our socket meanwhile).
+        pool.discard(address, port)
+        raise
+
+
+def _exchange(
+    url: str,
+    target: str,
+    method: str,
+    path: str,
+    body: bytes,
+    secret: str,
+    headers: bytes,
+    timeout: float,
+    challenge_timeout: float,
+) -> Response:
     for _ in range(_ATTEMPTS):
         client_nonce = secrets.token_hex(32)
         try:
