@@ -96,12 +96,12 @@ class JSHostManager:
         return self.get_status()["config"]
 
     def get_url(self) -> str:
-        # The manager listens on the config's address and port: read them from the
-        # host's status (already cached by the host) rather than run node once more.
         return config_url(self._listen_config())
 
     def _listen_config(self) -> dict[str, Any]:
-        return read_config_status(self.path_to_node, self.bin_path, self.config_file)["config"]
+        # The manager's status gives both its address and port and whether it
+        # authenticates itself: one node run (cached), as a managed host reads none.
+        return self.get_status()["config"]
 
     # HTTP
 
@@ -208,7 +208,7 @@ class JSHostManager:
         if self.is_running():
             return self
         # Make sure the port is not a stale cached one (see js_host.status).
-        read_config_status(self.path_to_node, self.bin_path, self.config_file, fresh=True)
+        read_config_status(self.path_to_node, self.bin_path, self.config_file, manager=True, fresh=True)
         status, error = self._probe()
         if status is not None and status.get("type") == self.expected_type_name:
             return self

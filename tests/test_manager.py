@@ -471,7 +471,8 @@ def test_the_secret_is_never_sent_to_a_non_loopback_manager(manager_env, monkeyp
     for look in (manager.is_running, manager.start):
         with pytest.raises(ConfigError) as info:
             look()
-        assert repr(address) in str(info.value) and "loopback" in str(info.value)
+        # Refused by js_host, or already by the bundled manager reading its config.
+        assert address in str(info.value) and "loopback" in str(info.value)
     assert sent == []
 
 
