@@ -149,11 +149,16 @@ class Manager extends BaseServer {
     );
   }
 
-  /** Every answer to an authenticated request carries its MAC (RFC 7615 Authentication-Info). */
+  /**
+   * Every answer to an authenticated request carries its MAC and a nonce for
+   * the client's next request (RFC 7615 Authentication-Info).
+   */
   send(req, res, status, body, type, cacheControl) {
     const nonce = req[kNonce];
     if (nonce !== undefined && !res.headersSent) {
-      res.setHeader('Authentication-Info', `mac="${responseMac(this.secret, nonce, status, body)}"`);
+      const next = this.nonces.issue();
+      const mac = responseMac(this.secret, nonce, status, body, next);
+      res.setHeader('Authentication-Info', `nextnonce="${next}", mac="${mac}"`);
     }
     super.send(req, res, status, body, type, cacheControl);
   }

@@ -16,9 +16,11 @@
 //   3. client -> the request with `Authorization: JSHost-HMAC nonce="<snonce>",
 //      mac="<mac(request, snonce, method, target, sha256(body))>"`: the manager
 //      accepts a snonce once, within NONCE_LIFETIME_MS;
-//   4. manager -> the answer with `Authentication-Info: mac="<mac(response,
-//      snonce, status, sha256(body))>"` (RFC 7615), so that a relay cannot
-//      change it either.
+//   4. manager -> the answer with `Authentication-Info: nextnonce="<snonce2>",
+//      mac="<mac(response, snonce, status, sha256(body), snonce2)>"` (RFC 7615),
+//      so that a relay cannot change it either; the client may sign its next
+//      request with snonce2 right away (one round trip instead of two), and
+//      starts over at 1. when that gets a 401.
 //   mac(label, ...fields) = HMAC-SHA256(secret, netstrings of label and
 //   fields): a distinct label per message and length-prefixed fields, so that
 //   no MAC can stand for another message.
@@ -101,8 +103,8 @@ function requestMac(secret, serverNonce, method, target, body) {
   return authMac(secret, LABELS.request, serverNonce, method, target, sha256Hex(body));
 }
 
-function responseMac(secret, serverNonce, status, body) {
-  return authMac(secret, LABELS.response, serverNonce, String(status), sha256Hex(body));
+function responseMac(secret, serverNonce, status, body, nextNonce) {
+  return authMac(secret, LABELS.response, serverNonce, String(status), sha256Hex(body), nextNonce);
 }
 
 /** Constant-time comparison of two hex strings (false when the lengths differ). */

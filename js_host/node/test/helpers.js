@@ -131,21 +131,27 @@ function checkChallenge(res, secret, clientNonce) {
 
 /**
  * One request to the manager at `url` with the whole exchange: challenge,
- * proof checked, signed request, MAC of the answer checked. Resolves to
- * {status, headers, body, json, nonce, authorization}.
+ * proof checked (unless `nonce`, a nextNonce of an earlier answer, is given),
+ * signed request, MAC of the answer checked. Resolves to
+ * {status, headers, body, json, signed, nextNonce, nonce, authorization}.
  */
-async function managerRequest(url, secret, target, { method = 'GET', json, body, headers = {} } = {}) {
-  const clientNonce = crypto.randomBytes(32).toString('hex');
-  const challenge = await request(`${url}${target}`, { method, headers: { ...headers, [security.CHALLENGE_HEADER]: clientNonce } });
-  const nonce = checkChallenge(challenge, secret, clientNonce);
-  if (nonce instanceof Error) throw nonce;
+async function managerRequest(url, secret, target, { method = 'GET', json, body, headers = {}, nonce: given } = {}) {
+  let nonce = given;
+  if (nonce === undefined) {
+    const clientNonce = crypto.randomBytes(32).toString('hex');
+    const challenge = await request(`${url}${target}`, { method, headers: { ...headers, [security.CHALLENGE_HEADER]: clientNonce } });
+    nonce = checkChallenge(challenge, secret, clientNonce);
+    if (nonce instanceof Error) throw nonce;
+  }
   const payload = json !== undefined ? JSON.stringify(json) : body || '';
   const authorization = `${security.AUTH_SCHEME} nonce="${nonce}", mac="${security.requestMac(secret, nonce, method, target, Buffer.from(payload))}"`;
   const extra = json !== undefined ? { 'content-type': 'application/json' } : {};
   const res = await request(`${url}${target}`, { method, body: payload, headers: { ...extra, ...headers, authorization } });
   const info = security.parseAuthParams(`x ${res.headers['authentication-info'] || ''}`);
-  const expected = security.responseMac(secret, nonce, res.status, Buffer.from(res.body));
+  const next = info === null ? undefined : info.params.nextnonce;
+  const expected = security.responseMac(secret, nonce, res.status, Buffer.from(res.body), next || '');
   res.signed = info !== null && security.safeEqualHex(info.params.mac, expected);
+  res.nextNonce = res.signed ? next : undefined;
   const type = res.headers['content-type'] || '';
   res.json = type.startsWith('application/json') ? JSON.parse(res.body) : undefined;
   res.nonce = nonce;

@@ -90,6 +90,22 @@ describe('manager challenge-response', () => {
     assert.equal(replay.headers['authentication-info'], undefined);
   });
 
+  test('the next nonce of an answer signs one more request, once', async (t) => {
+    const manager = await startManager(t);
+    const first = await managerRequest(manager.url, manager.secret, '/status');
+    assert.match(first.nextNonce, /^[0-9a-f]{64}$/);
+    const second = await managerRequest(manager.url, manager.secret, '/status', { nonce: first.nextNonce });
+    assert.equal(second.status, 200);
+    assert.ok(second.signed);
+    assert.notEqual(second.nextNonce, first.nextNonce);
+    const again = await request(`${manager.url}/status`, { headers: { authorization: second.authorization } });
+    assert.equal(again.status, 401);
+    // A changed next nonce breaks the answer's MAC.
+    const info = second.headers['authentication-info'].replace(second.nextNonce, 'ab'.repeat(32));
+    const mac = security.parseAuthParams(`x ${info}`).params.mac;
+    assert.ok(!security.safeEqualHex(mac, security.responseMac(manager.secret, second.nonce, 200, Buffer.from(second.body), 'ab'.repeat(32))));
+  });
+
   test('a recorded /host/start replayed: 401, nothing started', async (t) => {
     const manager = await startManager(t);
     const json = { config: HOST_CONFIG };
@@ -203,7 +219,7 @@ describe('manager challenge-response', () => {
       security.requestMac(key, 'n', 'GET/', 'status', Buffer.alloc(0)),
     );
     assert.notEqual(
-      security.responseMac(key, 'n', 200, Buffer.from('x')),
+      security.responseMac(key, 'n', 200, Buffer.from('x'), ''),
       security.requestMac(key, 'n', '200', '', Buffer.from('x')),
     );
   });
