@@ -108,7 +108,8 @@ class JSHostManager:
     def _send(
         self, method: str, path: str, data: dict[str, Any] | None = None, *, timeout: float = REQUEST_TIMEOUT
     ) -> Response:
-        config = self._listen_config()
+        status = self.get_status()
+        config = status["config"]
         address = str(config.get("address", DEFAULT_ADDRESS))
         if not is_loopback(address):
             # A manager spawns processes as this user: only one on this machine is ever asked to.
@@ -121,7 +122,7 @@ class JSHostManager:
         body = b"" if data is None else json.dumps(data).encode()
         headers = b"" if data is None else b"Content-Type: application/json\r\n"
         url = config_url(config)
-        if not self._needs_proof():
+        if not self._needs_proof(status):
             return request(url, method, path, body, headers=headers, timeout=timeout)
         try:
             return exchange(
@@ -137,10 +138,10 @@ class JSHostManager:
         except NotTheManager as err:
             raise self._not_the_manager_error(url, str(err)) from err
 
-    def _needs_proof(self) -> bool:
+    def _needs_proof(self, status: dict[str, Any]) -> bool:
         """Whether the manager this client would start authenticates itself (the trusted
         binary says so in its ``--config --manager`` status; js-host 0.11's does not)."""
-        auth = self.get_status().get("auth")
+        auth = status.get("auth")
         if auth is None:
             return False
         if auth != AUTH_NAME:

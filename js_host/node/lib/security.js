@@ -81,14 +81,12 @@ const NONCE_PATTERN = /^[0-9a-f]{32,128}$/;
 
 /** HMAC-SHA256 (hex) of the netstrings `<bytes>:<field>,` of label and fields. */
 function authMac(secret, label, ...fields) {
-  const hmac = crypto.createHmac('sha256', secret);
-  for (const field of [label, ...fields]) {
-    const bytes = Buffer.from(String(field), 'utf8');
-    hmac.update(`${bytes.length}:`);
-    hmac.update(bytes);
-    hmac.update(',');
+  let message = `${Buffer.byteLength(label)}:${label},`;
+  for (const field of fields) {
+    const text = String(field);
+    message += `${Buffer.byteLength(text)}:${text},`;
   }
-  return hmac.digest('hex');
+  return crypto.createHmac('sha256', secret).update(message).digest('hex');
 }
 
 function sha256Hex(body) {
