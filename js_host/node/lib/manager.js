@@ -12,8 +12,9 @@
 //   /host/disconnect (also {"connection": id})
 // Same answers as js-host 0.11, plus: loopback only, every request
 // authenticated by a challenge-response on the user's secret (see security.js;
-// "auth" in /status announces the scheme), crashed hosts are forgotten (and logged; /host/restart brings one back
-// on its port), a host that fails to start gets a 500 with the end of its logfile.
+// "auth" in /status announces the scheme), crashed hosts are forgotten (and
+// logged; /host/restart brings one back on its port), a host that fails to
+// start gets a 500 with the end of its logfile.
 
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
