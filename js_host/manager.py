@@ -5,8 +5,11 @@ and port (default 127.0.0.1:9009); it outlives the Python process. Hosts are
 pooled by config path: ``/host/status``, ``/host/start``, ``/host/connect``
 (which returns a connection id) and ``/host/disconnect``. The manager stops a
 host ``disconnectTimeout`` ms after its last connection closes, and exits when
-no host is left. Every request carries ``Authorization: Bearer <secret>``
-(see :mod:`js_host.runtime`); js-host 0.11 from npm ignores it.
+no host is left. When the js-host binary announces it (``"auth"`` in the
+status of ``--config --manager``), the manager must prove that it knows the
+user's secret before each request, which is then signed for one use (see
+:mod:`js_host.manager_auth`); js-host 0.11 from npm has no authentication, and
+nothing secret is sent to it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .exceptions import (
     UnexpectedResponse,
 )
 from .log import emit
+from .manager_auth import AUTH_NAME, NotTheManager, exchange
 from .runtime import manager_secret, runtime_dir, secret_path
 from .status import node_env, read_config_status
 from .transport import Response
@@ -47,7 +51,7 @@ STATUS_TIMEOUT = 5.0
 START_TIMEOUT = 30.0
 
 
-# The manager URLs whose refusal of the secret was logged (see JSHostManager._refused_error).
+# The manager URLs whose failed proof was logged (see JSHostManager._not_the_manager_error).
 _refused_logged: set[str] = set()
 _refused_lock = threading.Lock()
 
@@ -92,45 +96,71 @@ class JSHostManager:
         return self.get_status()["config"]
 
     def get_url(self) -> str:
-        # The manager listens on the config's address and port: read them from the
-        # host's status (already cached by the host) rather than run node once more.
         return config_url(self._listen_config())
 
     def _listen_config(self) -> dict[str, Any]:
-        return read_config_status(self.path_to_node, self.bin_path, self.config_file)["config"]
+        # The manager's status gives both its address and port and whether it
+        # authenticates itself: one node run (cached), as a managed host reads none.
+        return self.get_status()["config"]
 
     # HTTP
 
     def _send(
         self, method: str, path: str, data: dict[str, Any] | None = None, *, timeout: float = REQUEST_TIMEOUT
     ) -> Response:
-        config = self._listen_config()
+        status = self.get_status()
+        config = status["config"]
         address = str(config.get("address", DEFAULT_ADDRESS))
         if not is_loopback(address):
-            # Every request carries the manager secret: it goes to this machine only.
+            # A manager spawns processes as this user: only one on this machine is ever asked to.
             raise ConfigError(
                 f"The manager for {self.config_file} would listen on {address!r}, which is not a loopback "
-                "address (127.0.0.1, ::1, localhost); js_host sends the manager secret only to this "
-                f"machine. Set `address` in {self.config_file} to '127.0.0.1', or run the host yourself "
+                "address (127.0.0.1, ::1, localhost); js_host talks to a manager on this machine only. "
+                f"Set `address` in {self.config_file} to '127.0.0.1', or run the host yourself "
                 "without USE_MANAGER (managers are for development)."
             )
         body = b"" if data is None else json.dumps(data).encode()
-        headers = f"Authorization: Bearer {manager_secret()}\r\n".encode()
-        if data is not None:
-            headers += b"Content-Type: application/json\r\n"
+        headers = b"" if data is None else b"Content-Type: application/json\r\n"
         url = config_url(config)
-        response = request(url, method, path, body, headers=headers, timeout=timeout)
-        if response.status == 401:
-            raise self._refused_error(url, response)
-        return response
+        if not self._needs_proof(status):
+            return request(url, method, path, body, headers=headers, timeout=timeout)
+        try:
+            return exchange(
+                url,
+                method,
+                path,
+                body,
+                secret=manager_secret(),
+                headers=headers,
+                timeout=timeout,
+                challenge_timeout=STATUS_TIMEOUT,
+            )
+        except NotTheManager as err:
+            raise self._not_the_manager_error(url, str(err)) from err
 
-    def _refused_error(self, url: str, response: Response) -> ProcessError:
+    def _needs_proof(self, status: dict[str, Any]) -> bool:
+        """Whether the manager this client would start authenticates itself (the trusted
+        binary says so in its ``--config --manager`` status; js-host 0.11's does not)."""
+        auth = status.get("auth")
+        if auth is None:
+            return False
+        if auth != AUTH_NAME:
+            raise ConfigError(
+                f"{self.bin_path} announces the manager authentication {auth!r}, which this js_host does not "
+                f"know (it speaks {AUTH_NAME!r}): install matching versions of js_host and js-host."
+            )
+        return True
+
+    def _not_the_manager_error(self, url: str, reason: str) -> ProcessError:
+        netloc = urlsplit(url).netloc
         message = (
-            f"The manager at {url} refused the secret of {os.path.abspath(secret_path())} "
-            f"(401: {response.text.strip()[:300]}). "
-            "It was started with another runtime dir (JS_HOST_RUNTIME_DIR, XDG_RUNTIME_DIR or TMPDIR) or by "
-            f"another user: stop that process (it listens on {urlsplit(url).netloc}), or run this process "
-            "with the same JS_HOST_RUNTIME_DIR as the manager."
+            f"Something else holds {netloc} (the `address` and `port` of {self.config_file}): it is not "
+            "your js-host manager (it could not prove that it knows the secret in "
+            f"{os.path.abspath(secret_path())}: {reason}). It may be another user's process or another "
+            "program, a manager started with another runtime dir (JS_HOST_RUNTIME_DIR, XDG_RUNTIME_DIR or "
+            f"TMPDIR) or one without authentication (js-host 0.11): stop that process, or set `port` in "
+            f"{self.config_file} to a free port. If it is your own manager of another runtime dir, run this "
+            "process with the same JS_HOST_RUNTIME_DIR instead."
         )
         with _refused_lock:
             first = url not in _refused_logged
@@ -156,7 +186,7 @@ class JSHostManager:
     def request_status(self) -> dict[str, Any] | None:
         """GET /status from the running manager, or None if nothing answers there.
 
-        Raises ProcessError if a manager answers but refuses the secret.
+        Raises ProcessError if something answers that cannot prove it is this user's manager.
         """
         return self._probe()[0]
 
@@ -179,7 +209,7 @@ class JSHostManager:
         if self.is_running():
             return self
         # Make sure the port is not a stale cached one (see js_host.status).
-        read_config_status(self.path_to_node, self.bin_path, self.config_file, fresh=True)
+        read_config_status(self.path_to_node, self.bin_path, self.config_file, manager=True, fresh=True)
         status, error = self._probe()
         if status is not None and status.get("type") == self.expected_type_name:
             return self
@@ -215,10 +245,10 @@ class JSHostManager:
             return self
         if isinstance(error, FunctionTimeout):
             raise ProcessError(
-                f"Cannot start {self.get_name()}: a process listens on {urlsplit(self.get_url()).netloc} "
-                f"(the `address` and `port` of {self.config_file}) but does not answer GET /status within "
-                f"{STATUS_TIMEOUT:g} s, so it is no js-host manager. Stop that process, or set `port` in "
-                f"{self.config_file} to a free port."
+                f"Cannot start {self.get_name()}: something else holds {urlsplit(self.get_url()).netloc} "
+                f"(the `address` and `port` of {self.config_file}): it does not answer GET /status within "
+                f"{STATUS_TIMEOUT:g} s, so it is not your js-host manager. Stop that process, or set "
+                f"`port` in {self.config_file} to a free port."
             )
         if "EADDRINUSE" in output:
             raise ProcessError(

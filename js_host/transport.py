@@ -125,6 +125,12 @@ class Pool:
         else:
             conn.sock.close()
 
+    def discard(self, host: str, port: int) -> None:
+        """Close the idle sockets to ``host:port`` (a peer that turned out not to be the one
+        expected): a socket kept open to a process that has gone holds its port."""
+        for conn in self._idle.pop((host, port), []):
+            conn.sock.close()
+
     def close(self) -> None:
         """Close every idle socket (sockets in use are closed when their request ends)."""
         idle, self._idle = self._idle, {}

@@ -1,5 +1,5 @@
-"""Security properties, checked against real processes: the manager's secret and
-Host check, the host's Host check, the proxy's refusal of manager endpoints and
+"""Security properties, checked against real processes: the manager's challenge-response
+and Host check, the host's Host check, the proxy's refusal of manager endpoints and
 of forged cache keys, and loopback-only listening sockets."""
 
 from __future__ import annotations
@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Callable
 
 import pytest
 
+from js_host import manager_auth
 from js_host.conf import settings
 from js_host.function import Function
 from js_host.manager import JSHostManager
@@ -51,34 +53,58 @@ def manager(manager_env: dict) -> tuple[str, JSHostManager]:
     return client.get_url(), client
 
 
-def bearer() -> dict[str, str]:
-    return {"Authorization": f"Bearer {manager_secret()}"}
+def signed(base: str, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+    """The Authorization header of one request, after a challenge whose proof is checked."""
+    client_nonce = secrets.token_hex(32)
+    answer = request(base, method, path, headers={manager_auth.CHALLENGE_HEADER: client_nonce})
+    nonce = manager_auth.check_challenge(answer, manager_secret(), client_nonce)
+    mac = manager_auth.request_mac(manager_secret(), nonce, method, path, body)
+    return {"Authorization": f'{manager_auth.SCHEME} nonce="{nonce}", mac="{mac}"'}
 
 
 # -- the manager ------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(60)
-def test_manager_refuses_requests_without_its_secret(
+def test_manager_refuses_requests_not_signed_with_its_secret(
     manager: tuple[str, JSHostManager], manager_env: dict
 ) -> None:
     base, client = manager
     secret_file = str(manager_env["runtime"] / "manager.secret")
-    for headers in (
-        {},
-        {"Authorization": "Bearer " + "0" * 64},
-        {"Authorization": manager_secret()},
-        {"Authorization": "Basic " + manager_secret()},
-    ):
-        answer = request(base, "GET", "/status", headers=headers)
-        assert answer.status == 401, (headers, answer)
-        assert secret_file in answer.text
-        config = json.dumps({"config": str(manager_env["config"])}).encode()
-        answer = request(base, "POST", "/host/start", config, headers=headers)
-        assert answer.status == 401
+    config = json.dumps({"config": str(manager_env["config"])}).encode()
+    other = "0" * 64
+    unknown_nonce = secrets.token_hex(32)
+    for method, path, body in (("GET", "/status", b""), ("POST", "/host/start", config)):
+        right_mac = manager_auth.request_mac(manager_secret(), unknown_nonce, method, path, body)
+        for headers in (
+            {},
+            # The secret as a bearer token (the scheme before this one), bare, as Basic.
+            {"Authorization": f"Bearer {manager_secret()}"},
+            {"Authorization": manager_secret()},
+            {"Authorization": "Basic " + manager_secret()},
+            # A nonce the manager never gave, even with the right MAC for it.
+            {"Authorization": f'JSHost-HMAC nonce="{unknown_nonce}", mac="{right_mac}"'},
+        ):
+            answer = request(base, method, path, body, headers=headers)
+            assert answer.status == 401, (headers, answer)
+            assert secret_file in answer.text
+            assert "authentication-info" not in answer.headers
+        # A fresh nonce, signed with another secret.
+        client_nonce = secrets.token_hex(32)
+        challenge = request(base, method, path, headers={manager_auth.CHALLENGE_HEADER: client_nonce})
+        nonce = manager_auth.check_challenge(challenge, manager_secret(), client_nonce)
+        forged = manager_auth.request_mac(other, nonce, method, path, body)
+        answer = request(
+            base,
+            method,
+            path,
+            body,
+            headers={"Authorization": f'JSHost-HMAC nonce="{nonce}", mac="{forged}"'},
+        )
+        assert answer.status == 401 and secret_file in answer.text
     # Nothing was started by the refused requests.
     assert client.request_host_status(str(manager_env["config"]))["started"] is False
-    assert request(base, "GET", "/status", headers=bearer()).status == 200
+    assert request(base, "GET", "/status", headers=signed(base, "GET", "/status")).status == 200
 
 
 @pytest.mark.timeout(60)
@@ -87,10 +113,11 @@ def test_manager_refuses_a_foreign_host_header(
     manager: tuple[str, JSHostManager], manager_env: dict, foreign: str
 ) -> None:
     base, client = manager
-    answer = request(base, "GET", "/status", headers={**bearer(), "Host": foreign})
+    answer = request(base, "GET", "/status", headers={**signed(base, "GET", "/status"), "Host": foreign})
     assert answer.status == 403 and "Host" in answer.text
     config = json.dumps({"config": str(manager_env["config"])}).encode()
-    answer = request(base, "POST", "/host/start", config, headers={**bearer(), "Host": foreign})
+    headers = {**signed(base, "POST", "/host/start", config), "Host": foreign}
+    answer = request(base, "POST", "/host/start", config, headers=headers)
     assert answer.status == 403
     assert client.request_host_status(str(manager_env["config"]))["started"] is False
 
@@ -99,7 +126,8 @@ def test_manager_refuses_a_foreign_host_header(
 def test_manager_accepts_loopback_host_headers(manager: tuple[str, JSHostManager]) -> None:
     base, _ = manager
     for name in LOCAL_HOSTS:
-        assert request(base, "GET", "/status", headers={**bearer(), "Host": name}).status == 200, name
+        headers = {**signed(base, "GET", "/status"), "Host": name}
+        assert request(base, "GET", "/status", headers=headers).status == 200, name
 
 
 # -- the host ---------------------------------------------------------------------------------

@@ -10,9 +10,11 @@
 //   /status  /manager/stop
 //   /host/start  /host/stop  /host/restart  /host/status  /host/connect
 //   /host/disconnect (also {"connection": id})
-// Same answers as js-host 0.11, plus: loopback only, a bearer secret on every
-// request, crashed hosts are forgotten (and logged; /host/restart brings one back
-// on its port), a host that fails to start gets a 500 with the end of its logfile.
+// Same answers as js-host 0.11, plus: loopback only, every request
+// authenticated by a challenge-response on the user's secret (see security.js;
+// "auth" in /status announces the scheme), crashed hosts are forgotten (and
+// logged; /host/restart brings one back on its port), a host that fails to
+// start gets a 500 with the end of its logfile.
 
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -21,8 +23,20 @@ const path = require('node:path');
 const { finished } = require('node:stream');
 const { ConfigError } = require('./config');
 const { capLogfile, ensurePrivateDir, managedHostLogfile, openChecked, RUNTIME_DIR_WHAT, runtimeDirSetting } = require('./runtime');
-const { createBearerCheck, isLoopbackAddress } = require('./security');
-const { BaseServer, CallbackReader, rawHeader } = require('./server');
+const {
+  AUTH_NAME,
+  AUTH_SCHEME,
+  CHALLENGE_HEADER,
+  NONCE_PATTERN,
+  NonceStore,
+  isLoopbackAddress,
+  managerProof,
+  parseAuthParams,
+  requestMac,
+  responseMac,
+  safeEqualHex,
+} = require('./security');
+const { BaseServer, BodyReader, rawHeader } = require('./server');
 
 const BIN = path.join(__dirname, '..', 'bin', 'js-host.js');
 // A config that loads slowly (bundlers) still starts within this.
@@ -37,6 +51,8 @@ const IDLE_EXIT_FACTOR = 12;
 const IDLE_EXIT_MIN_MS = 2000;
 
 const HOST_ACTIONS = new Set(['start', 'stop', 'restart', 'status', 'connect', 'disconnect']);
+// The server nonce of an authenticated request: its answer carries a MAC.
+const kNonce = Symbol('js-host.manager.nonce');
 
 class Manager extends BaseServer {
   static defaults = {
@@ -49,7 +65,8 @@ class Manager extends BaseServer {
    * @param {object} config
    * @param {object} [options]
    * @param {string} [options.runtimeDir] where managed host logfiles go
-   * @param {{secret: string, file: string}} [options.secret] required to serve requests
+   * @param {{secret: string, file: string}} [options.secret] the key of the
+   *   challenge-response; without it every request is refused
    * @param {Function} [options.onExit] called when the manager wants its process to end
    */
   constructor(config, options = {}) {
@@ -69,7 +86,8 @@ class Manager extends BaseServer {
     this.idleTimer = null;
     this.runtimeDir = options.runtimeDir || null;
     this.secretFile = options.secret ? options.secret.file : null;
-    this.isAuthorized = options.secret ? createBearerCheck(options.secret.secret) : () => false;
+    this.secret = options.secret ? options.secret.secret : null;
+    this.nonces = new NonceStore();
     this.onExit = options.onExit || (() => {});
     this.hosts = new Map(); // config path -> record of the running host
     this.locks = new Map(); // config path -> promise of the start/stop/restart in progress
@@ -89,17 +107,65 @@ class Manager extends BaseServer {
     });
   }
 
+  getStatus() {
+    return { ...super.getStatus(), auth: AUTH_NAME };
+  }
+
+  /** Only requests that carry a valid MAC are served (see security.js). */
   route(req, res) {
-    if (!this.isAuthorized(rawHeader(req, 'authorization'))) {
-      this.send(
-        req,
-        res,
-        401,
-        `Unauthorized: requests to the js-host manager need the header "Authorization: Bearer <secret>", ` +
-          `where <secret> is the content of ${this.secretFile}`,
-      );
+    const auth = parseAuthParams(rawHeader(req, 'authorization'));
+    const given = auth !== null && auth.scheme.toLowerCase() === AUTH_SCHEME.toLowerCase() ? auth.params : null;
+    if (this.secret === null || given === null || !given.nonce || !given.mac) {
+      this.refuse(req, res, false);
       return;
     }
+    if (!this.nonces.consume(given.nonce)) {
+      // Unknown, expired or already used (a replay): the client starts over.
+      this.refuse(req, res, true);
+      return;
+    }
+    this.readJson(req, new AuthenticatedRequest(this, req, res, given.nonce, given.mac));
+  }
+
+  /**
+   * 401, with a challenge when the client sent a nonce of its own: a fresh
+   * server nonce and the proof that this manager knows the secret.
+   */
+  refuse(req, res, stale) {
+    const params = [`realm="js-host manager"`];
+    const clientNonce = rawHeader(req, CHALLENGE_HEADER);
+    if (this.secret !== null && clientNonce !== undefined && NONCE_PATTERN.test(clientNonce)) {
+      const nonce = this.nonces.issue();
+      params.push(`nonce="${nonce}"`, `proof="${managerProof(this.secret, clientNonce, nonce)}"`);
+      if (stale) params.push('stale=true');
+    }
+    res.setHeader('WWW-Authenticate', `${AUTH_SCHEME} ${params.join(', ')}`);
+    this.send(
+      req,
+      res,
+      401,
+      `Unauthorized: the js-host manager only serves requests authenticated with the secret in ${this.secretFile} ` +
+        `(challenge-response "${AUTH_SCHEME}": send ${CHALLENGE_HEADER}, check the proof, then sign the request; ` +
+        'the Python client js_host does this)',
+    );
+  }
+
+  /**
+   * Every answer to an authenticated request carries its MAC and a nonce for
+   * the client's next request (RFC 7615 Authentication-Info).
+   */
+  send(req, res, status, body, type, cacheControl) {
+    const nonce = req[kNonce];
+    if (nonce !== undefined && !res.headersSent) {
+      const next = this.nonces.issue();
+      const mac = responseMac(this.secret, nonce, status, body, next);
+      res.setHeader('Authentication-Info', `nextnonce="${next}", mac="${mac}"`);
+    }
+    super.send(req, res, status, body, type, cacheControl);
+  }
+
+  /** An authenticated request, its body read and parsed. */
+  dispatch(req, res, data) {
     const query = req.url.indexOf('?');
     const pathname = query === -1 ? req.url : req.url.slice(0, query);
     if (pathname === '/status') {
@@ -121,16 +187,14 @@ class Manager extends BaseServer {
       this.notFound(req, res);
       return;
     }
-    this.readJson(req, new CallbackReader(this, req, res, (data) => {
-      const config = data.config;
-      if (!config) {
-        this.send(req, res, 500, 'No `config` data provided');
-      } else if (typeof config !== 'string' || !path.isAbsolute(config)) {
-        this.send(req, res, 400, `Bad request: config must be the absolute path of a config file, not ${JSON.stringify(config)}`);
-      } else {
-        this[`${action}Action`](req, res, config, data);
-      }
-    }));
+    const config = data.config;
+    if (!config) {
+      this.send(req, res, 500, 'No `config` data provided');
+    } else if (typeof config !== 'string' || !path.isAbsolute(config)) {
+      this.send(req, res, 400, `Bad request: config must be the absolute path of a config file, not ${JSON.stringify(config)}`);
+    } else {
+      this[`${action}Action`](req, res, config, data);
+    }
   }
 
   serializeHost(record) {
@@ -511,6 +575,29 @@ class Manager extends BaseServer {
       this.logger.info('Manager: stopping process...');
       this.close(callback);
     });
+  }
+}
+
+/** A request with `Authorization: JSHost-HMAC`: its MAC is checked over the body's bytes. */
+class AuthenticatedRequest extends BodyReader {
+  constructor(manager, req, res, nonce, mac) {
+    super(manager, req, res);
+    this.nonce = nonce;
+    this.mac = mac;
+  }
+
+  acceptBody(body) {
+    const { server, req, res } = this;
+    if (!safeEqualHex(this.mac, requestMac(server.secret, this.nonce, req.method, req.url, body))) {
+      server.refuse(req, res, false);
+      return false;
+    }
+    req[kNonce] = this.nonce;
+    return true;
+  }
+
+  onBody(data) {
+    this.server.dispatch(this.req, this.res, data);
   }
 }
 

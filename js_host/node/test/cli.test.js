@@ -13,6 +13,7 @@ const {
   runCli,
   startServer,
   request,
+  managerRequest,
   call,
   tempRuntimeDir,
   waitClosed,
@@ -163,11 +164,11 @@ describe('--detached', () => {
     assert.notEqual(status.config.port, 0);
     const url = `http://127.0.0.1:${status.config.port}`;
     const secret = fs.readFileSync(path.join(dir, 'manager.secret'), 'utf8');
-    const headers = { authorization: `Bearer ${secret}` };
-    t.after(() => request(`${url}/manager/stop`, { method: 'POST', headers }).catch(() => {}));
-    const res = await request(`${url}/status`, { headers });
-    assert.deepEqual(JSON.parse(res.body), status);
-    await request(`${url}/manager/stop`, { method: 'POST', headers });
+    const stop = () => managerRequest(url, secret, '/manager/stop', { method: 'POST' });
+    t.after(() => stop().catch(() => {}));
+    const res = await managerRequest(url, secret, '/status');
+    assert.deepEqual(res.json, status);
+    await stop();
     await waitClosed(status.config.port);
   });
 
@@ -180,14 +181,15 @@ describe('--detached', () => {
     assert.equal(result.status, 0, result.stderr);
     const status = JSON.parse(result.stdout);
     const url = `http://127.0.0.1:${status.config.port}`;
-    const headers = { authorization: `Bearer ${fs.readFileSync(path.join(dir, 'manager.secret'), 'utf8')}` };
-    t.after(() => request(`${url}/manager/stop`, { method: 'POST', headers }).catch(() => {}));
+    const secret = fs.readFileSync(path.join(dir, 'manager.secret'), 'utf8');
+    const stop = () => managerRequest(url, secret, '/manager/stop', { method: 'POST' });
+    t.after(() => stop().catch(() => {}));
     const text = fs.readFileSync(output, 'utf8');
     assert.ok(Buffer.byteLength(text) < runtime.LOGFILE_MAX_BYTES, `${Buffer.byteLength(text)} bytes`);
     assert.ok(!text.includes('first old line'));
     assert.ok(text.includes('last old line\n'));
     assert.ok(text.includes(result.stdout.trim()));
-    await request(`${url}/manager/stop`, { method: 'POST', headers });
+    await stop();
     await waitClosed(status.config.port);
   });
 

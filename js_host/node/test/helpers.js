@@ -2,13 +2,16 @@
 
 // Real processes for the node tests: `js-host <config> --json --port 0` in its
 // own process group (so that stopping it also stops the hosts of a manager),
-// a temporary runtime dir, and a small HTTP client.
+// a temporary runtime dir, a small HTTP client, and a client of the manager's
+// challenge-response (what js_host/manager_auth.py does).
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
+const crypto = require('node:crypto');
+const security = require('../lib/security');
 
 const BIN = path.join(__dirname, '..', 'bin', 'js-host.js');
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -110,6 +113,52 @@ function request(url, { method = 'GET', body, headers = {}, json } = {}) {
   });
 }
 
+/**
+ * The challenge of a 401 from the manager, its proof checked against `secret`
+ * for `clientNonce`: the server nonce, or an Error saying what is wrong.
+ */
+function checkChallenge(res, secret, clientNonce) {
+  const auth = security.parseAuthParams(res.headers['www-authenticate']);
+  if (res.status !== 401 || auth === null || auth.scheme !== security.AUTH_SCHEME) {
+    return new Error(`no challenge: ${res.status} ${res.headers['www-authenticate']}`);
+  }
+  const { nonce, proof } = auth.params;
+  if (!nonce || !security.safeEqualHex(proof, security.managerProof(secret, clientNonce, nonce))) {
+    return new Error(`wrong proof in ${res.headers['www-authenticate']}`);
+  }
+  return nonce;
+}
+
+/**
+ * One request to the manager at `url` with the whole exchange: challenge,
+ * proof checked (unless `nonce`, a nextNonce of an earlier answer, is given),
+ * signed request, MAC of the answer checked. Resolves to
+ * {status, headers, body, json, signed, nextNonce, nonce, authorization}.
+ */
+async function managerRequest(url, secret, target, { method = 'GET', json, body, headers = {}, nonce: given } = {}) {
+  let nonce = given;
+  if (nonce === undefined) {
+    const clientNonce = crypto.randomBytes(32).toString('hex');
+    const challenge = await request(`${url}${target}`, { method, headers: { ...headers, [security.CHALLENGE_HEADER]: clientNonce } });
+    nonce = checkChallenge(challenge, secret, clientNonce);
+    if (nonce instanceof Error) throw nonce;
+  }
+  const payload = json !== undefined ? JSON.stringify(json) : body || '';
+  const authorization = `${security.AUTH_SCHEME} nonce="${nonce}", mac="${security.requestMac(secret, nonce, method, target, Buffer.from(payload))}"`;
+  const extra = json !== undefined ? { 'content-type': 'application/json' } : {};
+  const res = await request(`${url}${target}`, { method, body: payload, headers: { ...extra, ...headers, authorization } });
+  const info = security.parseAuthParams(`x ${res.headers['authentication-info'] || ''}`);
+  const next = info === null ? undefined : info.params.nextnonce;
+  const expected = security.responseMac(secret, nonce, res.status, Buffer.from(res.body), next || '');
+  res.signed = info !== null && security.safeEqualHex(info.params.mac, expected);
+  res.nextNonce = res.signed ? next : undefined;
+  const type = res.headers['content-type'] || '';
+  res.json = type.startsWith('application/json') ? JSON.parse(res.body) : undefined;
+  res.nonce = nonce;
+  res.authorization = authorization;
+  return res;
+}
+
 function call(server, name, data = {}, headers = {}) {
   return request(`${server.url}/function/${name}`, { method: 'POST', json: data, headers });
 }
@@ -163,6 +212,8 @@ module.exports = {
   runCli,
   startServer,
   request,
+  checkChallenge,
+  managerRequest,
   call,
   waitClosed,
   waitFor,

@@ -13,6 +13,7 @@ const {
   runCli,
   startServer,
   request,
+  managerRequest,
   tempRuntimeDir,
   waitClosed,
   waitFor,
@@ -31,13 +32,9 @@ async function startManager(t, args = []) {
   manager.secretFile = path.join(runtimeDir, 'manager.secret');
   manager.secret = fs.readFileSync(manager.secretFile, 'utf8');
   manager.post = async (endpoint, data) => {
-    const res = await request(`${manager.url}/${endpoint}`, {
-      method: 'POST',
-      json: data,
-      headers: { authorization: `Bearer ${manager.secret}` },
-    });
-    const type = res.headers['content-type'] || '';
-    return { ...res, json: type.startsWith('application/json') ? JSON.parse(res.body) : undefined };
+    const res = await managerRequest(manager.url, manager.secret, `/${endpoint}`, { method: 'POST', json: data });
+    assert.ok(res.signed, `the answer to /${endpoint} carries no valid MAC`);
+    return res;
   };
   return manager;
 }
@@ -67,25 +64,25 @@ describe('manager security', () => {
     assert.match(manager.secret, /^[0-9a-f]{64}$/);
     assert.equal(fs.statSync(manager.secretFile).mode & 0o777, 0o600);
     assert.equal(fs.statSync(manager.runtimeDir).mode & 0o777, 0o700);
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: manager.secret }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${manager.secret}` }]) {
       const res = await request(`${manager.url}/status`, { headers });
       assert.equal(res.status, 401);
       assert.ok(res.body.includes(manager.secretFile), res.body);
     }
     const res = await request(`${manager.url}/host/start`, { method: 'POST', json: { config: CONFIG } });
     assert.equal(res.status, 401);
-    const ok = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${manager.secret}` } });
+    const ok = await managerRequest(manager.url, manager.secret, '/status');
     assert.equal(ok.status, 200);
-    assert.deepEqual(JSON.parse(ok.body), manager.status);
+    assert.ok(ok.signed);
+    assert.deepEqual(ok.json, manager.status);
     assert.equal(manager.status.type, 'Manager');
+    assert.equal(manager.status.auth, 'js-host-hmac-1');
     assert.ok(!('disconnectTimeout' in manager.status.config));
   });
 
   test('checks the Host header', async (t) => {
     const manager = await startManager(t);
-    const headers = { authorization: `Bearer ${manager.secret}`, host: 'rebound.evil.test' };
-    const res = await request(`${manager.url}/status`, { headers });
-    assert.equal(res.status, 403);
+    await assert.rejects(managerRequest(manager.url, manager.secret, '/status', { headers: { host: 'rebound.evil.test' } }), /no challenge: 403/);
   });
 
   test('accepts a secret file with a trailing newline, as the Python client does', async (t) => {
@@ -93,10 +90,9 @@ describe('manager security', () => {
     const secret = 'cd'.repeat(32);
     fs.writeFileSync(path.join(dir, 'manager.secret'), `${secret}\n`, { mode: 0o600 });
     const manager = await startServer(t, CONFIG, ['--manager'], { runtimeDir: dir });
-    const ok = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}` } });
+    const ok = await managerRequest(manager.url, secret, '/status');
     assert.equal(ok.status, 200);
-    const withNewline = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}x` } });
-    assert.equal(withNewline.status, 401);
+    await assert.rejects(managerRequest(manager.url, `${secret}\n`, '/status'), /wrong proof/);
   });
 
   test('reuses an existing secret', async (t) => {
@@ -104,7 +100,7 @@ describe('manager security', () => {
     const secret = 'ab'.repeat(32);
     fs.writeFileSync(path.join(dir, 'manager.secret'), secret, { mode: 0o600 });
     const manager = await startServer(t, CONFIG, ['--manager'], { runtimeDir: dir });
-    const res = await request(`${manager.url}/status`, { headers: { authorization: `Bearer ${secret}` } });
+    const res = await managerRequest(manager.url, secret, '/status');
     assert.equal(res.status, 200);
   });
 
@@ -202,10 +198,10 @@ describe('manager endpoints', () => {
     assert.equal(res.body, 'No `config` data provided');
     res = await manager.post('host/start', { config: 'relative.config.js' });
     assert.equal(res.status, 400);
-    res = await request(`${manager.url}/host/start`, {
+    res = await managerRequest(manager.url, manager.secret, '/host/start', {
       method: 'POST',
       body: '{nope',
-      headers: { authorization: `Bearer ${manager.secret}`, 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
     });
     assert.equal(res.status, 400);
     res = await manager.post('host/unknown', { config: CONFIG });

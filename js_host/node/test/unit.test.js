@@ -12,7 +12,7 @@ const { parseArgs, UsageError } = require('../lib/args');
 const { parseBytes } = require('../lib/bytes');
 const { serializableConfig, withDefaults } = require('../lib/config');
 const runtime = require('../lib/runtime');
-const { createBearerCheck, createHostCheck, hostname, isLoopbackAddress } = require('../lib/security');
+const { createHostCheck, hostname, isLoopbackAddress } = require('../lib/security');
 const { tempRuntimeDir } = require('./helpers');
 
 describe('runtime dir', () => {
@@ -145,14 +145,6 @@ describe('security', () => {
     for (const host of ['evil.test', '[::2]', '127.0.0.1.evil.test', 'localhost.test', '']) assert.ok(!check(host), host);
     assert.equal(createHostCheck('0.0.0.0'), null);
     assert.ok(!createHostCheck('0.0.0.0', ['app.test'])('evil.test'));
-  });
-
-  test('bearer check', () => {
-    const check = createBearerCheck('ab'.repeat(32));
-    assert.ok(check(`Bearer ${'ab'.repeat(32)}`));
-    assert.ok(!check(`Bearer ${'ab'.repeat(31)}aa`));
-    assert.ok(!check('Bearer'));
-    assert.ok(!check(undefined));
   });
 });
 
