@@ -141,7 +141,7 @@ class JSHost:
         self._connected_pid: int | None = None
         # After a failed connect(retry_after=...): until then get_target() raises this error.
         self._retry_at = 0.0
-        self._retry_error: ConnectionError | None = None
+        self._retry_error: JSHostError | None = None
         _hosts.add(self)
 
     def __repr__(self) -> str:
@@ -244,14 +244,14 @@ class JSHost:
         """Connect to the running host (starting it through the manager if used); returns self.
 
         ``status_timeout``: seconds to wait for GET /status (default STATUS_TIMEOUT).
-        ``retry_after``: if the host cannot be reached, get_target() (every Function call) raises
-        the same ConnectionError for that many seconds instead of trying again (a server that
-        cannot wait for a host that hangs: see js_host.middleware).
+        ``retry_after``: if connecting fails, get_target() (every Function call) raises the same
+        error for that many seconds instead of trying again (a server that cannot wait for a host
+        that hangs: see js_host.middleware); :meth:`retry_wait` says how long is left.
         """
         with self._lock:
             try:
                 self._connect(status_timeout)
-            except ConnectionError as err:
+            except JSHostError as err:
                 if retry_after > 0:
                     self._target = None
                     self._retry_at = time.monotonic() + retry_after
@@ -259,6 +259,12 @@ class JSHost:
                 raise
             self._retry_at, self._retry_error = 0.0, None
         return self
+
+    def retry_wait(self) -> float:
+        """Seconds until a connect that failed with ``retry_after`` may be tried again (0: now)."""
+        if self._retry_error is None:
+            return 0.0
+        return max(0.0, self._retry_at - time.monotonic())
 
     def _connect(self, status_timeout: float | None) -> None:
         if self.manager is not None:
@@ -480,9 +486,12 @@ class JSHost:
             with self._lock:  # one thread connects, the others wait for it
                 target = self._target
                 if target is None or self._connected_pid != os.getpid():
-                    left = self._retry_at - time.monotonic()
+                    left = self.retry_wait()
                     if self._retry_error is not None and left > 0:
-                        raise ConnectionError(f"{self._retry_error} (tried again in {left:.1f} s)")
+                        # The same kind of error, saying when the next try may happen.
+                        raise type(self._retry_error)(
+                            f"{self._retry_error} (not tried again for another {left:.1f} s)"
+                        ) from self._retry_error
                     self.connect()
                     target = self._target
                     assert target is not None

@@ -15,8 +15,9 @@ the secret and the other reads it:
   (read with surrounding whitespace stripped, e.g. a newline added by an editor),
   created under a random temporary name (``O_EXCL``) and ``link()``-ed into place.
 
-It also holds the lock files that serialise host starts between the processes
-of one machine (:func:`host_start_lock`).
+It also holds the lock files that serialise work on one config file between
+the processes of one machine (:class:`MachineLock`): host starts
+(:func:`host_start_lock`) and the development reloader's record.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from .exceptions import ConfigError
 from .private_dir import PrivateDir
@@ -35,6 +38,9 @@ from .private_dir import PrivateDir
 SECRET_FILENAME = "manager.secret"
 #: How the runtime directory is named in error messages (the Node side says the same).
 RUNTIME_DIR_WHAT = "js-host runtime directory"
+
+#: The most a MachineLock record may hold (bytes).
+_RECORD_LIMIT = 1 << 20
 
 _lock = threading.Lock()
 _cached: dict[str, str] = {}
@@ -79,27 +85,82 @@ def ensure_runtime_dir() -> str:
         return directory.path
 
 
+class MachineLock:
+    """An exclusive lock (``flock``) shared by the processes of this machine, for one config file.
+
+    The lock is the file ``<runtime dir>/<purpose>-<sha1 of config_file>.lock``
+    (``.json`` with ``record``). It is one name shared by every process, so no
+    random name: the directory is private, and the file is opened without
+    following a link and only if it is a private regular file of this user's.
+    The lock is released when the block ends, or when the process dies.
+
+    With ``record``, the file also holds a small JSON object, read into
+    :attr:`record` when the lock is taken and written back (in place, as the
+    file itself is the lock) when the block ends, if it changed.
+    """
+
+    def __init__(self, purpose: str, config_file: str, *, record: bool = False) -> None:
+        key = hashlib.sha1(config_file.encode()).hexdigest()[:16]
+        self.name = f"{purpose}-{key}{'.json' if record else '.lock'}"
+        #: The lock file's path (known once the lock is taken).
+        self.path: str | None = None
+        #: The JSON record held in the file (with ``record``; empty until the lock is taken).
+        self.record: dict[str, Any] = {}
+        self._keeps_record = record
+        self._fd: int | None = None
+        self._before = ""
+
+    def __enter__(self) -> MachineLock:
+        with open_runtime_dir() as directory:
+            self._fd = directory.open_private_file(self.name, os.O_RDWR | os.O_CREAT)
+            self.path = directory.join(self.name)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if self._keeps_record:
+                self.record = _load_record(os.read(self._fd, _RECORD_LIMIT))
+                self._before = json.dumps(self.record, sort_keys=True)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._keeps_record and self._fd is not None:
+                data = json.dumps(self.record, sort_keys=True)
+                if data != self._before:
+                    os.lseek(self._fd, 0, os.SEEK_SET)
+                    os.ftruncate(self._fd, 0)
+                    os.write(self._fd, data.encode())
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+
+def _load_record(data: bytes) -> dict[str, Any]:
+    # A record that is not a JSON object (e.g. cut short by a crash) starts again empty.
+    try:
+        record = json.loads(data) if data else {}
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 @contextlib.contextmanager
 def host_start_lock(config_file: str) -> Iterator[str]:
-    """Hold an exclusive lock (``flock``) on ``<runtime dir>/host-start-<sha1 of config_file>.lock``.
+    """Hold the :class:`MachineLock` ``host-start`` of ``config_file``; yields the lock file's path.
 
     js-host 0.11's manager starts two hosts when asked twice at once, and the
     first is then never stopped: every process of this machine starts (and
-    restarts) the host of one config file under this lock. It is released when
-    the block ends, or when the process dies. Yields the lock file's path.
+    restarts) the host of one config file under this lock.
     """
-    key = hashlib.sha1(config_file.encode()).hexdigest()[:16]
-    name = f"host-start-{key}.lock"
-    with open_runtime_dir() as directory:
-        # One name shared by every process, so no random name: the directory is
-        # private, and the file is opened without following a link.
-        fd = directory.open_private_file(name, os.O_RDWR | os.O_CREAT)
-        path = directory.join(name)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield path
-    finally:
-        os.close(fd)  # releases the lock
+    with MachineLock("host-start", config_file) as lock:
+        assert lock.path is not None
+        yield lock.path
 
 
 def secret_path() -> str:

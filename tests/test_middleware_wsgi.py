@@ -165,7 +165,7 @@ from django.conf import settings
 
 settings.configure(
     DEBUG=False, SECRET_KEY="test", ALLOWED_HOSTS=["*"], ROOT_URLCONF="__main__",
-    MIDDLEWARE=["js_host.middleware.ReportErrorsMiddleware"],
+    MIDDLEWARE=["js_host.django.ReportErrorsMiddleware"],
 )
 django.setup()
 from django.core.wsgi import get_wsgi_application

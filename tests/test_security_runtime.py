@@ -29,7 +29,6 @@ from js_host.conf import settings
 from js_host.exceptions import ConfigError, JSHostError
 from js_host.function import Function
 from js_host.manager import JSHostManager
-from js_host.middleware import _RecordLock
 from tests.client_helpers import write_config
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
 from tests.support.processes import BUNDLED_BIN, ROOT, free_port, suite_processes
@@ -345,7 +344,7 @@ def check_python_files(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         pass
     with (
         pytest.raises(ConfigError, match=rf"middleware-.*\.json' {link}"),
-        _RecordLock(f"middleware-{key}.json"),
+        runtime.MachineLock("middleware", config, record=True),
     ):
         pass
     # A status cache entry that is a link is not read, and writing replaces the link itself.
