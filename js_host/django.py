@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .middleware import UNAVAILABLE_ERRORS, report_error
+from .error_report import UNAVAILABLE_ERRORS, report_error
 
 
 class ReportErrorsMiddleware:

@@ -50,37 +50,16 @@ from typing import Any, Callable
 
 from . import error_page
 from .conf import config_file_path, settings
-from .exceptions import ConnectionError, JSHostError, ProcessError  # noqa: A004
+from .django import ReportErrorsMiddleware  # its home is beside the Django app; first documented here
+from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, UNAVAILABLE_ERRORS, report_error
+from .exceptions import JSHostError
 from .host import JSHost, get_default_host, get_default_host_if_built
 from .reloader import Reloader
 from .start_response import DeferredStartResponse, StartResponse
 
 logger = logging.getLogger(__name__)
 
-#: environ key of the middleware handling the request.
-ENVIRON_MIDDLEWARE = "js_host.middleware"
-#: environ key where :func:`report_error` puts an error raised by the app.
-ENVIRON_ERROR = "js_host.middleware.error"
-#: The errors that mean "host unavailable" and get the middleware's pages; others propagate.
-UNAVAILABLE_ERRORS = (ConnectionError, ProcessError)
-
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def report_error(environ: dict[str, Any], exc: BaseException) -> None:
-    """Let :class:`JSHostMiddleware` answer for ``exc``, raised while handling this request.
-
-    For apps that catch exceptions themselves, e.g. a Flask error handler::
-
-        @app.errorhandler(js_host.exceptions.ConnectionError)
-        @app.errorhandler(js_host.exceptions.ProcessError)
-        def js_host_unavailable(exc):
-            report_error(flask.request.environ, exc)
-            return "JavaScript host unavailable", 503
-
-    The middleware replaces the app's response with its own error page.
-    """
-    environ[ENVIRON_ERROR] = exc
 
 
 class JSHostMiddleware:
@@ -297,5 +276,6 @@ __all__ = [
     "ENVIRON_MIDDLEWARE",
     "UNAVAILABLE_ERRORS",
     "JSHostMiddleware",
+    "ReportErrorsMiddleware",
     "report_error",
 ]
