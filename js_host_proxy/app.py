@@ -42,10 +42,13 @@ from urllib.parse import parse_qs, quote
 
 from werkzeug.http import HTTP_STATUS_CODES
 
-from js_host_proxy.caches import CacheBackend, Entry, cache_key, open_cache
+from js_host_proxy.cache.base import CacheBackend
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.factory import open_cache
+from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
-from js_host_proxy.httpcache import KeyedCache, caching_session, plain_session
+from js_host_proxy.httpcache import KeyedCache, caching_session, plain_session, stored_response
 from js_host_proxy.upstream import UpstreamError, UpstreamPool
 
 if TYPE_CHECKING:
@@ -116,8 +119,7 @@ def stored_reply(entry: Entry) -> tuple[int, list[tuple[str, str]], bytes, int]:
     """(status, end-to-end headers but Age, body, the host's Age) of a stored entry.
 
     Raises ValueError, KeyError or TypeError for an entry CacheControl did not write."""
-    stored = entry.response()
-    fields = stored["headers"]
+    status, fields, body = stored_response(entry.blob)
     connection = {
         f.strip().lower() for k, v in fields.items() if k.lower() == "connection" for f in v.split(",")
     }
@@ -129,7 +131,7 @@ def stored_reply(entry: Entry) -> tuple[int, list[tuple[str, str]], bytes, int]:
             age = int(v) if v.strip().isdigit() else 0
         elif name not in HOP_BY_HOP and name not in connection:
             headers.append((k, v))
-    return stored["status"], headers, stored["body"], age
+    return status, headers, body, age
 
 
 def age_field(stored_at: float, initial: int = 0) -> tuple[str, str]:

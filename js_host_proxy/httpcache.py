@@ -19,6 +19,8 @@ scope, so everything it must do here is set explicitly and checked by the tests
 - Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
   both hit paths compare it with the clock. No header is added to any answer: the
   default TTL lives in the decision, not in a made-up ``Cache-Control``.
+- CacheControl's stored format is read here only (:func:`stored_response`); the
+  rest of the proxy sees an entry's blob as opaque bytes.
 - Connections read answers with :class:`js_host_proxy.connections.AlignedResponse`
   (1xx skipped, a 101 refused, a connection with bytes after an answer not reused).
 """
@@ -31,13 +33,16 @@ import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
+import msgpack
 import requests
 from cachecontrol.adapter import CacheControlAdapter
 from cachecontrol.cache import BaseCache
 from cachecontrol.controller import CacheController
 from requests.adapters import HTTPAdapter
 
-from js_host_proxy.caches import CacheBackend, Entry, cache_key
+from js_host_proxy.cache.base import CacheBackend
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.connections import AlignedAdapter
 from js_host_proxy.policy import Storage, decide
 
@@ -51,6 +56,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FUNCTION_PREFIX = "/function/"
+#: CacheControl's serializer prefixes its format version.
+CC_PREFIX = b"cc=4,"
+
+
+def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, header fields, body) of the response CacheControl serialized as ``blob``.
+
+    Raises ValueError, KeyError or TypeError for bytes CacheControl did not write."""
+    if not blob.startswith(CC_PREFIX):
+        raise ValueError("not a CacheControl v4 entry")
+    stored = msgpack.loads(blob[len(CC_PREFIX) :], raw=False)["response"]
+    return stored["status"], stored["headers"], stored["body"]
 
 
 class KeyedCache(BaseCache):
