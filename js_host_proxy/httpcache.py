@@ -17,8 +17,10 @@ scope, so everything it must do here is set explicitly and checked by the tests
   looks entries up by ``request.url`` but stores them by ``cache_url(request.url)``,
   so overriding ``cache_url`` alone would not do; the mapping is in the cache.
 - Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
-  both hit paths compare it with the clock. No header is added to any answer: the
-  default TTL lives in the decision, not in a made-up ``Cache-Control``.
+  lookups compare it with the clock. The app looks itself (``hits.py``) before a
+  call, so its session skips CacheControl's lookup (``lookup=False``). No header
+  is added to any answer: the default TTL lives in the decision, not in a made-up
+  ``Cache-Control``.
 - CacheControl's stored format is read here only (:func:`stored_response`); the
   rest of the proxy sees an entry's blob as opaque bytes.
 - Connections read answers with :class:`js_host_proxy.connections.AlignedResponse`
@@ -142,14 +144,20 @@ class SharedCacheController(CacheController):
     """CacheControl's controller, reduced to storing by the proxy's one decision.
 
     Lookups return what :class:`KeyedCache` holds (fresh entries only, by the
-    freshness computed when they were stored); no conditional request is made.
+    freshness computed when they were stored), unless ``lookup`` is off (the caller
+    has just looked itself); no conditional request is made.
     """
+
+    #: Whether :meth:`cached_request` reads the cache (set by :class:`POSTCacheAdapter`).
+    lookup = True
 
     def __init__(self, cache: BaseCache | None = None, cache_etags: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("status_codes", (200,))
         super().__init__(cache, cache_etags=False, **kwargs)
 
     def cached_request(self, request: PreparedRequest) -> HTTPResponse | bool:
+        if not self.lookup:
+            return False
         assert isinstance(self.cache, KeyedCache) and request.url is not None
         entry = self.cache.entry(request.url)
         if entry is None:
@@ -203,9 +211,6 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
     invalidating_methods: frozenset[str] = frozenset()  # type: ignore[assignment]
 
     def __init__(self, cache: KeyedCache, *, ttl: float, lookup: bool = True, pool_maxsize: int = 16) -> None:
-        # lookup=False: the caller has just missed in the cache itself, so skip CacheControl's
-        # read of the entry (cached_request); storing works as usual.
-        self.lookup = lookup
         self.ttl = ttl
         super().__init__(
             cache=cache,
@@ -215,6 +220,10 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
             pool_connections=4,
             pool_maxsize=pool_maxsize,
         )
+        # lookup=False: the caller has just missed in the cache itself, so CacheControl's
+        # read of the entry is skipped; storing works as usual.
+        assert isinstance(self.controller, SharedCacheController)
+        self.controller.lookup = lookup
 
     def build_response(  # type: ignore[override]
         self,
@@ -247,21 +256,6 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
             built.from_cache = False  # type: ignore[attr-defined]
         built.storage = storage  # type: ignore[attr-defined]
         return built
-
-    def send(  # type: ignore[override]
-        self,
-        request: PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
-        cacheable_methods: Any = None,
-    ) -> requests.Response:
-        if self.lookup:
-            return super().send(request, stream, timeout, verify, cert, proxies, cacheable_methods)
-        # HTTPAdapter.send calls self.build_response, which is where CacheControl stores.
-        return HTTPAdapter.send(self, request, stream, timeout, verify, cert, proxies)
 
 
 def caching_session(
