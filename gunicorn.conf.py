@@ -30,7 +30,6 @@ def _env(name, default):
 #   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5
 #   JS_HOST_PROXY_LOCK_TIMEOUT      longest wait for an identical call in flight         UPSTREAM_TIMEOUT + 5
 #   JS_HOST_PROXY_MAX_BODY          largest request body in bytes (then 413)             10485760
-#   JS_HOST_PROXY_HIT_PATH          direct | cachecontrol (slower, for comparison)       direct
 
 # The app is created in each worker on first use, from the environment above.
 wsgi_app = "js_host_proxy.wsgi:app"

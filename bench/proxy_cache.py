@@ -41,7 +41,7 @@ from support.runs import timed
 from support.tables import format_table
 from support.wrk import Result, best_of
 
-HIT_BODY, HIT_PATH = body_and_path("echo", {"bench": "hit"})
+HIT_BODY, HIT_URI = body_and_path("echo", {"bench": "hit"})
 
 
 @dataclass
@@ -82,26 +82,26 @@ def start_servers(workdir: Path, servers: Servers) -> None:
         proc, servers.proxies[name] = start_proxy(workdir, host.url, cache=cache_url)
         servers.started.append(proc)
     proc, servers.proxies["cachecontrol"] = start_proxy(
-        workdir, host.url, cache=f"file://{workdir}/proxy-cache-cc", hit_path="cachecontrol"
+        workdir, host.url, app="support.cachecontrol_hits:app", cache=f"file://{workdir}/proxy-cache-cc"
     )
     servers.started.append(proc)
     proc, servers.floor = start_proxy(workdir, host.url, app="proxy_floor_app:app")
     servers.started.append(proc)
-    assert warm(servers.nginx, HIT_BODY, HIT_PATH) == "HIT", "nginx did not cache the call"
+    assert warm(servers.nginx, HIT_BODY, HIT_URI) == "HIT", "nginx did not cache the call"
     for name, url in servers.proxies.items():
-        assert warm(url, HIT_BODY, HIT_PATH) == "HIT", f"the proxy ({name}) did not cache the call"
+        assert warm(url, HIT_BODY, HIT_URI) == "HIT", f"the proxy ({name}) did not cache the call"
 
 
 def wrk_targets(servers: Servers) -> dict[str, tuple[str, bytes]]:
     """label -> (URL, body); all of them serve every request from their cache (or never cache)."""
     urls = {
-        "nginx proxy_cache, hits": servers.nginx + HIT_PATH,
-        "gunicorn floor: constant answer, no cache": servers.floor + HIT_PATH,
-        **{f"js-host-proxy hits, {name} cache": servers.proxies[name] + HIT_PATH for name in servers.caches},
-        "js-host-proxy hits via requests+CacheControl": servers.proxies["cachecontrol"] + HIT_PATH,
-        "host directly, no cache": servers.host + HIT_PATH,
-        "nginx pass-through, no cache": servers.nginx_pass + HIT_PATH,
-        "js-host-proxy pass-through (no hash)": servers.proxies["file"] + HIT_PATH.split("?")[0],
+        "nginx proxy_cache, hits": servers.nginx + HIT_URI,
+        "gunicorn floor: constant answer, no cache": servers.floor + HIT_URI,
+        **{f"js-host-proxy hits, {name} cache": servers.proxies[name] + HIT_URI for name in servers.caches},
+        "js-host-proxy hits via requests+CacheControl": servers.proxies["cachecontrol"] + HIT_URI,
+        "host directly, no cache": servers.host + HIT_URI,
+        "nginx pass-through, no cache": servers.nginx_pass + HIT_URI,
+        "js-host-proxy pass-through (no hash)": servers.proxies["file"] + HIT_URI.split("?")[0],
     }
     return {label: (url, HIT_BODY) for label, url in urls.items()}
 
@@ -138,13 +138,17 @@ def stampede(base: str, host: str, count: int = 50, ms: int = 300) -> dict[str, 
     }
 
 
-def in_process_hit_us(upstream: str, hit_path: str, count: int = 3000) -> float:
-    """Microseconds per cache hit, calling the WSGI app directly (no HTTP server)."""
+def in_process_hit_us(upstream: str, hits: str, count: int = 3000) -> float:
+    """Microseconds per cache hit, calling the WSGI app directly (no HTTP server): the
+    proxy's own (``direct``) or one whose hits go through requests+CacheControl."""
+    from support.cachecontrol_hits import CacheControlHits
+
     from js_host_proxy.app import ProxyApp
     from js_host_proxy.config import ProxyConfig
 
-    app = ProxyApp(ProxyConfig(upstreams=(upstream,), cache_url="memory://", hit_path=hit_path))
-    body, path = body_and_path("echo", {"in-process": hit_path})
+    config = ProxyConfig(upstreams=(upstream,), cache_url="memory://")
+    app = ProxyApp(config) if hits == "direct" else CacheControlHits(config)
+    body, path = body_and_path("echo", {"in-process": hits})
     target, query = path.split("?")
 
     def call() -> None:

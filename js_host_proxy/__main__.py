@@ -57,7 +57,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def purge(args: argparse.Namespace) -> int:
-    from js_host_proxy.caches import open_cache
+    from js_host_proxy.cache.factory import open_cache
     from js_host_proxy.config import ProxyConfig
 
     config = ProxyConfig.from_env()
@@ -65,7 +65,7 @@ def purge(args: argparse.Namespace) -> int:
     backend = open_cache(cache_url)
     try:
         if args.expired:
-            from js_host_proxy.file_cache import FileCache
+            from js_host_proxy.cache.file import FileCache
 
             if not isinstance(backend, FileCache):
                 print("js-host-proxy purge --expired: only the file cache needs it (Redis expires entries)")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from js_host_proxy.caches import CacheBackend
+from js_host_proxy.cache.base import CacheBackend
 
 logger = logging.getLogger(__name__)
 

@@ -82,9 +82,6 @@ class ProxyConfig:
     # Largest answer read from a host, in bytes: past it the call is a 502 naming this
     # setting, nothing is stored, and no more of the answer is read.
     max_response: int = DEFAULT_MAX_RESPONSE
-    # "direct": hits read the cache backend directly; "cachecontrol": every lookup
-    # goes through requests + CacheControl (slower, kept for comparison).
-    hit_path: str = "direct"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
@@ -115,9 +112,6 @@ class ProxyConfig:
                     "expected e.g. http://127.0.0.1:9009 (several separated by commas)"
                 )
         upstream_timeout = number("UPSTREAM_TIMEOUT", cls.upstream_timeout, minimum=0.001)
-        hit_path = get("HIT_PATH") or cls.hit_path
-        if hit_path not in ("direct", "cachecontrol"):
-            raise ConfigError(f"JS_HOST_PROXY_HIT_PATH={hit_path!r}: expected 'direct' or 'cachecontrol'")
         config = cls(
             upstreams=upstreams,
             cache_url=get("CACHE") or default_cache_url(),
@@ -130,7 +124,6 @@ class ProxyConfig:
             lock_timeout=number("LOCK_TIMEOUT", upstream_timeout + 5),
             max_body=int(number("MAX_BODY", cls.max_body, minimum=1)),
             max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),
-            hit_path=hit_path,
         )
         config.check_cache_url()
         return config

@@ -17,8 +17,12 @@ scope, so everything it must do here is set explicitly and checked by the tests
   looks entries up by ``request.url`` but stores them by ``cache_url(request.url)``,
   so overriding ``cache_url`` alone would not do; the mapping is in the cache.
 - Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
-  both hit paths compare it with the clock. No header is added to any answer: the
-  default TTL lives in the decision, not in a made-up ``Cache-Control``.
+  lookups compare it with the clock. The app looks itself (``hits.py``) before a
+  call, so its session skips CacheControl's lookup (``lookup=False``). No header
+  is added to any answer: the default TTL lives in the decision, not in a made-up
+  ``Cache-Control``.
+- CacheControl's stored format is read here only (:func:`stored_response`); the
+  rest of the proxy sees an entry's blob as opaque bytes.
 - Connections read answers with :class:`js_host_proxy.connections.AlignedResponse`
   (1xx skipped, a 101 refused, a connection with bytes after an answer not reused).
 """
@@ -31,13 +35,16 @@ import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
+import msgpack
 import requests
 from cachecontrol.adapter import CacheControlAdapter
 from cachecontrol.cache import BaseCache
 from cachecontrol.controller import CacheController
 from requests.adapters import HTTPAdapter
 
-from js_host_proxy.caches import CacheBackend, Entry, cache_key
+from js_host_proxy.cache.base import CacheBackend
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.connections import AlignedAdapter
 from js_host_proxy.policy import Storage, decide
 
@@ -51,6 +58,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FUNCTION_PREFIX = "/function/"
+#: CacheControl's serializer prefixes its format version.
+CC_PREFIX = b"cc=4,"
+
+
+def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, header fields, body) of the response CacheControl serialized as ``blob``.
+
+    Raises ValueError, KeyError or TypeError for bytes CacheControl did not write."""
+    if not blob.startswith(CC_PREFIX):
+        raise ValueError("not a CacheControl v4 entry")
+    stored = msgpack.loads(blob[len(CC_PREFIX) :], raw=False)["response"]
+    return stored["status"], stored["headers"], stored["body"]
 
 
 class KeyedCache(BaseCache):
@@ -125,14 +144,20 @@ class SharedCacheController(CacheController):
     """CacheControl's controller, reduced to storing by the proxy's one decision.
 
     Lookups return what :class:`KeyedCache` holds (fresh entries only, by the
-    freshness computed when they were stored); no conditional request is made.
+    freshness computed when they were stored), unless ``lookup`` is off (the caller
+    has just looked itself); no conditional request is made.
     """
+
+    #: Whether :meth:`cached_request` reads the cache (set by :class:`POSTCacheAdapter`).
+    lookup = True
 
     def __init__(self, cache: BaseCache | None = None, cache_etags: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("status_codes", (200,))
         super().__init__(cache, cache_etags=False, **kwargs)
 
     def cached_request(self, request: PreparedRequest) -> HTTPResponse | bool:
+        if not self.lookup:
+            return False
         assert isinstance(self.cache, KeyedCache) and request.url is not None
         entry = self.cache.entry(request.url)
         if entry is None:
@@ -186,9 +211,6 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
     invalidating_methods: frozenset[str] = frozenset()  # type: ignore[assignment]
 
     def __init__(self, cache: KeyedCache, *, ttl: float, lookup: bool = True, pool_maxsize: int = 16) -> None:
-        # lookup=False: the caller has just missed in the cache itself, so skip CacheControl's
-        # read of the entry (cached_request); storing works as usual.
-        self.lookup = lookup
         self.ttl = ttl
         super().__init__(
             cache=cache,
@@ -198,6 +220,10 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
             pool_connections=4,
             pool_maxsize=pool_maxsize,
         )
+        # lookup=False: the caller has just missed in the cache itself, so CacheControl's
+        # read of the entry is skipped; storing works as usual.
+        assert isinstance(self.controller, SharedCacheController)
+        self.controller.lookup = lookup
 
     def build_response(  # type: ignore[override]
         self,
@@ -230,21 +256,6 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
             built.from_cache = False  # type: ignore[attr-defined]
         built.storage = storage  # type: ignore[attr-defined]
         return built
-
-    def send(  # type: ignore[override]
-        self,
-        request: PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
-        cacheable_methods: Any = None,
-    ) -> requests.Response:
-        if self.lookup:
-            return super().send(request, stream, timeout, verify, cert, proxies, cacheable_methods)
-        # HTTPAdapter.send calls self.build_response, which is where CacheControl stores.
-        return HTTPAdapter.send(self, request, stream, timeout, verify, cert, proxies)
 
 
 def caching_session(

@@ -20,7 +20,7 @@ import requests
 from werkzeug.test import Client
 
 from js_host_proxy.app import ProxyApp
-from js_host_proxy.caches import CacheBackend
+from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig
 from tests.support.processes import BUNDLED_BIN, NodeProcess, OwnedProcess, free_port
 

@@ -15,7 +15,7 @@ def test_defaults():
     config = ProxyConfig.from_env({})
     assert config.upstreams == (DEFAULT_UPSTREAM,)
     assert config.cache_url.startswith("file:///") and "js-host-proxy-" in config.cache_url
-    assert (config.ttl, config.namespace, config.hit_path) == (300.0, "", "direct")
+    assert (config.ttl, config.namespace) == (300.0, "")
     assert config.lock_timeout == config.upstream_timeout + 5
 
 
@@ -46,7 +46,6 @@ def test_settings_from_the_environment():
         ("TTL", "soon", "not a number"),
         ("TTL", "-1", "at least"),
         ("CACHE", "mongodb://x", "expected file:///path"),
-        ("HIT_PATH", "fast", "expected 'direct'"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(name: str, value: str, message: str):

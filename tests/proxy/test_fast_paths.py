@@ -12,8 +12,10 @@ from typing import Callable
 import pytest
 import requests
 
-from js_host_proxy.caches import Entry, MemoryCache, cache_key
-from js_host_proxy.file_cache import READ_SIZE, FileCache
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.file import READ_SIZE, FileCache
+from js_host_proxy.cache.keys import cache_key
+from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.upstream import UpstreamPool
 from tests.proxy.conftest import Proxy, Upstream, sha1
 

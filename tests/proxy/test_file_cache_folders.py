@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from js_host_proxy import file_cache
 from js_host_proxy.__main__ import main
-from js_host_proxy.caches import Entry, cache_key
-from js_host_proxy.file_cache import FileCache
+from js_host_proxy.cache import file as file_cache
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.file import FileCache
+from js_host_proxy.cache.keys import cache_key
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,7 +51,7 @@ def age(path: Path, seconds: float = 120) -> None:
 # A worker killed while it holds a key's lock and writes an entry's temporary file.
 KILLED_WORKER = r"""
 import os, signal, sys
-from js_host_proxy.file_cache import FileCache
+from js_host_proxy.cache.file import FileCache
 cache = FileCache(sys.argv[1])
 lock = cache.lock(sys.argv[2], 5)
 assert lock.__enter__() is True

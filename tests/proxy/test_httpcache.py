@@ -9,7 +9,9 @@ from importlib.metadata import version
 
 import pytest
 
-from js_host_proxy.caches import Entry, MemoryCache, cache_key
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.keys import cache_key
+from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.httpcache import KeyedCache, caching_session
 from tests.proxy.conftest import Upstream, call_path, sha1
 

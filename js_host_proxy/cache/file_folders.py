@@ -3,7 +3,7 @@
 The root, namespace and shard folders are :class:`~js_host.private_dir.PrivateDir`\\ s
 (no link on the way, no folder others can change above, ours with no group/other
 access). A process keeps their descriptors, so that a hit is one ``openat`` in the
-shard folder (see :mod:`js_host_proxy.file_cache`).
+shard folder (see :mod:`js_host_proxy.cache.file`).
 
 A purge moves namespace folders aside, and a user may remove or replace the cache
 folder. So at most every ``REVALIDATE_EVERY`` seconds (and at once when a write
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from js_host.exceptions import ConfigError
 from js_host.private_dir import PrivateDir
-from js_host_proxy.caches import split_key
+from js_host_proxy.cache.keys import split_key
 
 #: Seconds between two checks that the folders a process holds are still the cache's.
 REVALIDATE_EVERY = 1.0
@@ -191,3 +191,13 @@ def is_current(slot: Slot) -> bool:
 def _same_dir(a: PrivateDir, b: PrivateDir) -> bool:
     x, y = os.fstat(a.fd), os.fstat(b.fd)
     return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def is_at(fd: int, dir_fd: int, name: str) -> bool:
+    """Whether the file open as ``fd`` is the one named ``name`` in ``dir_fd``."""
+    try:
+        at = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    info = os.fstat(fd)
+    return (info.st_dev, info.st_ino) == (at.st_dev, at.st_ino)

@@ -21,7 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from js_host_proxy.caches import CacheBackend, FailureLog, namespace_prefix
+from js_host_proxy.cache.base import CacheBackend, FailureLog
+from js_host_proxy.cache.keys import namespace_prefix
 
 logger = logging.getLogger(__name__)
 

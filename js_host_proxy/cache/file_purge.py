@@ -6,7 +6,7 @@ A killed worker leaves its temporary file (``.tmp-*``) and its lock file
 purge removes those older than ``LEFTOVER_AGE`` seconds, except lock files that
 someone holds (a purge removes a lock file only while holding it itself; the
 workers check that the file they locked is still at its path, see
-:mod:`js_host_proxy.file_cache`).
+:mod:`js_host_proxy.cache.file`).
 
 Every removal is relative to a held folder descriptor and never follows a link:
 a link is removed itself or left alone, whatever it points to is never touched.
@@ -25,8 +25,8 @@ from collections.abc import Iterable
 
 from js_host.exceptions import ConfigError
 from js_host.private_dir import PrivateDir
-from js_host_proxy.caches import Entry
-from js_host_proxy.file_cache import is_at
+from js_host_proxy.cache.entry import Entry
+from js_host_proxy.cache.file_folders import is_at
 
 logger = logging.getLogger(__name__)
 

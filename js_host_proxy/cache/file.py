@@ -7,7 +7,7 @@ with ``O_EXCL`` in the same folder, then ``os.replace``): a reader sees the old
 entry or the new one, never half of one.
 
 Other local users are untrusted. The folders are private and held open per
-process (:mod:`js_host_proxy.file_cache_folders`); every entry, temporary and
+process (:mod:`js_host_proxy.cache.file_folders`); every entry, temporary and
 lock file is opened relative to its folder's descriptor with ``O_NOFOLLOW``, and
 an entry's bytes are used only when it is a regular file of ours. A hit is one
 ``openat`` + ``fstat`` + ``read``.
@@ -29,8 +29,9 @@ import threading
 from collections.abc import Iterator
 
 from js_host.private_dir import PrivateDir
-from js_host_proxy.caches import CacheBackend, FailureLog
-from js_host_proxy.file_cache_folders import SETTING, WHAT, Folders, is_current, namespace_folder
+from js_host_proxy.cache.base import CacheBackend, FailureLog
+from js_host_proxy.cache.file_folders import SETTING, WHAT, Folders, is_at, is_current, namespace_folder
+from js_host_proxy.cache.file_purge import purge_folder
 
 #: Bytes asked of os.read at a time: most entries fit in one read.
 READ_SIZE = 1 << 16
@@ -128,8 +129,6 @@ class FileCache(CacheBackend):
         """Remove entries (of one namespace when given; only those past their stale
         window with ``expired_only``), and leftovers of killed processes (temporary
         files and unheld lock files older than a minute); returns how many entries."""
-        from js_host_proxy.file_cache_purge import purge_folder
-
         try:
             root = PrivateDir.open(self.root, what=WHAT, setting=SETTING, create=False)
         except FileNotFoundError:
@@ -206,16 +205,6 @@ class FileCache(CacheBackend):
             os.close(fd)
             os.close(dir_fd)
         raise OSError(f"the lock file for {key!r} in {self.root!r} kept being replaced")
-
-
-def is_at(fd: int, dir_fd: int, name: str) -> bool:
-    """Whether the file open as ``fd`` is the one named ``name`` in ``dir_fd``."""
-    try:
-        at = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    info = os.fstat(fd)
-    return (info.st_dev, info.st_ino) == (at.st_dev, at.st_ino)
 
 
 def _not_ours(path: str, info: os.stat_result) -> str:

@@ -1,0 +1,70 @@
+"""The cache backend interface: bytes by key, plus a cross-process lock per key.
+
+A backend stores :class:`~js_host_proxy.cache.entry.Entry` bytes under the keys of
+:mod:`js_host_proxy.cache.keys`; the lock lets one process call the host for a key
+while the others wait (:mod:`js_host_proxy.coalesce`). :class:`FailureLog` is how
+every backend reports trouble without failing a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+
+class CacheBackend:
+    """Bytes by key, plus a cross-process lock per key (see :mod:`js_host_proxy.coalesce`).
+
+    Backend failures never fail a request: ``get`` returns None, ``set`` and
+    ``delete`` do nothing, and the failure is logged (at most every few seconds).
+    """
+
+    #: Whether several processes see the same entries (the lock only matters then).
+    shared = False
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def purge(self, namespace: str | None = None) -> int:
+        """Remove every entry (of ``namespace`` only, when given); returns how many."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[bool]:
+        """Hold the key's lock across processes while the body runs, and yield True.
+
+        When another process holds it, wait (at most ``timeout`` seconds) until it
+        is released and yield False: the caller then looks in the cache again.
+        The wait ends as soon as the holder releases the lock (no polling).
+        """
+        yield True
+
+    def close(self) -> None:
+        pass
+
+
+class FailureLog:
+    """Logs a backend failure, then at most once every ``every`` seconds."""
+
+    def __init__(self, what: str, every: float = 10.0) -> None:
+        self.what = what
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self, action: str, err: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            logger.warning("%s: %s failed, serving uncached: %s", self.what, action, err)
+        else:
+            logger.debug("%s: %s failed: %s", self.what, action, err)

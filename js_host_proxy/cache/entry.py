@@ -1,0 +1,59 @@
+"""The stored entry format: one byte string, written and read whole (so a backend
+only needs get/set/delete of bytes)::
+
+    b"JSHP1 <stored_at> <fresh_until> <len>[ no-stale]\\n" + <CacheControl's serialized response>
+
+``fresh_until`` is computed once, when the response is stored, from the freshness
+lifetime the storage decision gave (``policy.decide``), so a hit only compares two
+floats. ``len`` lets a reader refuse a truncated entry. A backend keeps an entry
+``stale_ttl`` seconds past its freshness so that it can be served when the host is
+down, unless it is marked ``no-stale`` (its answer said ``must-revalidate``,
+``proxy-revalidate`` or ``s-maxage``: RFC 9111 §4.2.4).
+
+The blob is opaque here: only ``js_host_proxy.httpcache``, beside CacheControl's
+adapter, reads CacheControl's format.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"JSHP1"
+#: The header line's flag of an entry that must not be served stale.
+NO_STALE = b"no-stale"
+
+
+@dataclass(frozen=True)
+class Entry:
+    stored_at: float
+    fresh_until: float
+    blob: bytes  # CacheControl's serialized response
+    serve_stale: bool = True  # may it be served expired while the host is down?
+
+    def dumps(self) -> bytes:
+        flag = b"" if self.serve_stale else b" " + NO_STALE
+        head = b"%s %.3f %.3f %d%s\n" % (MAGIC, self.stored_at, self.fresh_until, len(self.blob), flag)
+        return head + self.blob
+
+    @classmethod
+    def loads(cls, data: bytes | None) -> Entry | None:
+        """The entry, or None when ``data`` is empty, foreign or truncated."""
+        if not data or not data.startswith(MAGIC):
+            return None
+        end = data.find(b"\n", 0, 80)
+        try:
+            _, stored_at, fresh_until, length, *flags = data[:end].split()
+            blob = data[end + 1 :]
+            if end < 0 or len(blob) != int(length) or flags not in ([], [NO_STALE]):
+                raise ValueError("truncated")
+            return cls(float(stored_at), float(fresh_until), blob, serve_stale=not flags)
+        except ValueError:
+            logger.warning("ignoring a malformed cache entry (%d bytes)", len(data))
+            return None
+
+    def is_fresh(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) < self.fresh_until

@@ -1,0 +1,121 @@
+"""The calls to the hosts: cached ones through CacheControl, the others forwarded.
+
+A cached call (``POST /function/<name>?hash=H`` that missed) goes through the
+caching session, whose adapter stores the answer when ``policy.decide`` allows it;
+the reply is shareable with waiting requests by that same decision. When the host
+is down, times out or answers 502/503/504, a stale entry is served instead when
+there is one (RFC 5861 stale-if-error). Other calls (``GET /status``, calls without
+a hash) are forwarded as they are, uncached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from js_host_proxy.config import ProxyConfig
+from js_host_proxy.fields import NOT_RETURNED_LIVE, end_to_end, forwarded_headers
+from js_host_proxy.hits import HitReader
+from js_host_proxy.httpcache import KeyedCache, caching_session, plain_session
+from js_host_proxy.replies import Reply, text_reply
+from js_host_proxy.upstream import UpstreamError, UpstreamPool
+
+if TYPE_CHECKING:
+    import requests
+
+logger = logging.getLogger(__name__)
+
+
+class HostCalls:
+    """The upstream pool and this process's requests sessions (made on first use:
+    gunicorn forks after import)."""
+
+    def __init__(self, config: ProxyConfig, cache: KeyedCache, hits: HitReader) -> None:
+        self.config = config
+        self.cache = cache
+        self.hits = hits
+        self.pool = UpstreamPool(
+            config.upstreams,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.upstream_timeout,
+            retry_down_after=config.retry_down_after,
+            max_response=config.max_response,
+        )
+        self._sessions: tuple[int, requests.Session, requests.Session] | None = None
+        self._sessions_lock = threading.Lock()
+
+    def cached(self, environ: dict[str, Any], path_qs: str, body: bytes, key: str) -> Reply:
+        """Call the host through CacheControl, which stores what may be stored under ``key``."""
+        session = self.sessions()[1]
+        try:
+            _base, response, content = self.pool.send(
+                session, "POST", path_qs, body=body, headers=forwarded_headers(environ, cached=True)
+            )  # read to the end: CacheControl has stored it, if it may be stored
+        except UpstreamError as err:
+            logger.warning("%s", err)
+            stale = self.stale(key, str(err))
+            if stale is None:
+                stale = text_reply(err.status, str(err))
+                stale.state = "MISS"
+            return stale
+        if response.status_code in (502, 503, 504):
+            # RFC 5861 §4 stale-if-error: the host (or what is in front of it) failed.
+            stale = self.stale(key, f"the host answered {response.status_code}")
+            if stale is not None:
+                return stale
+        reply = live_reply(response, content, "MISS")
+        # The one storage decision (policy.decide), made when the answer's head arrived.
+        storage = getattr(response, "storage", None)
+        reply.shareable = storage is not None and storage.storable
+        return reply
+
+    def stale(self, key: str, reason: str) -> Reply | None:
+        """The entry for ``key`` served stale, when there is one that may be."""
+        hit = self.hits.read(key, stale_for=self.config.stale_ttl)
+        if hit is None:
+            return None
+        reply = hit.reply("STALE")
+        # RFC 9111 §5.5 (obsoleted, still understood) + a plain-text reason.
+        reply.headers.append(("Warning", '111 js-host-proxy "Revalidation Failed"'))
+        reply.headers.append(("X-Cache-Stale-Reason", reason.replace("\n", " ")[:300]))
+        logger.info("serving a stale entry for %s: %s", key, reason)
+        return reply
+
+    def forward(self, environ: dict[str, Any], method: str, path_qs: str, body: bytes | None) -> Reply:
+        """Forward uncached (GET /status, calls without a hash)."""
+        session = self.sessions()[0]
+        try:
+            _base, response, content = self.pool.send(
+                session, method, path_qs, body=body, headers=forwarded_headers(environ)
+            )
+        except UpstreamError as err:
+            logger.warning("%s", err)
+            return text_reply(err.status, str(err))
+        return live_reply(response, content, None)
+
+    def sessions(self) -> tuple[requests.Session, requests.Session]:
+        """(plain session, caching session) of this process."""
+        current = self._sessions
+        pid = os.getpid()
+        if current is None or current[0] != pid:
+            with self._sessions_lock:
+                current = self._sessions
+                if current is None or current[0] != pid:
+                    # The app has looked in the cache before calling the host: no lookup here.
+                    session = caching_session(self.cache, ttl=self.config.ttl, lookup=False)
+                    current = self._sessions = (pid, plain_session(), session)
+        return current[1], current[2]
+
+    def close(self) -> None:
+        if self._sessions is not None:
+            for session in self._sessions[1:]:
+                session.close()
+            self._sessions = None
+
+
+def live_reply(response: requests.Response, content: bytes, state: str | None) -> Reply:
+    """The host's answer as it came, less what belongs to the connection."""
+    headers = end_to_end(response.headers.items(), NOT_RETURNED_LIVE)
+    return Reply(response.status_code, headers, content, state=state)
