@@ -21,9 +21,11 @@ import io
 import selectors
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httptools
+from gunicorn.http import RequestParser
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 RECV_SIZE = 65536
@@ -53,16 +55,19 @@ class ClientLimits:
 
 
 class RequestReader:
-    """One request's bytes as they arrive; httptools (llhttp) finds where it ends."""
+    """One request's bytes as they arrive; httptools (llhttp) finds where it ends.
+
+    A request that arrives in one read (the usual case) costs one parse and one callback; the
+    head is looked into only while a request is incomplete."""
 
     __slots__ = (
-        "body_size",
         "chunks",
         "complete",
         "declared",
         "error",
         "expects",
         "head_at",
+        "head_size",
         "parser",
         "size",
         "started",
@@ -72,34 +77,19 @@ class RequestReader:
         self.parser = httptools.HttpRequestParser(self)
         self.chunks: list[bytes] = []
         self.size = 0
-        self.body_size = 0
         self.started = now
-        self.head_at: float | None = None
         self.complete = False
-        self.declared: int | None = None
+        self.head_size = 0  # 0 until the head is complete
+        self.head_at = 0.0
+        self.declared = 0  # Content-Length
         self.expects = False  # Expect: 100-continue
         self.error = ""
 
-    # -- httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"content-length" and value.strip().isdigit():
-            self.declared = int(value)
-        elif name == b"expect" and value.strip().lower() == b"100-continue":
-            self.expects = True
-
-    def on_headers_complete(self) -> None:
-        self.head_at = time.monotonic()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_size += len(body)
-
-    def on_message_complete(self) -> None:
+    def on_message_complete(self) -> None:  # httptools' callback
         self.complete = True
 
-    # --
     def deadline(self, limits: ClientLimits) -> float:
-        if self.head_at is None:
+        if not self.head_size:
             return self.started + limits.header_timeout
         return self.head_at + limits.body_timeout
 
@@ -119,28 +109,54 @@ class RequestReader:
             return BAD
         if self.complete:
             return READY
-        if self.head_at is None:
-            if self.size > limits.max_head:
-                self.error = "head"
-                return BAD
-            return MORE
-        if self.body_size > limits.max_body or (self.declared or 0) > limits.max_body:
+        if not self.head_size:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                if self.size > limits.max_head:
+                    self.error = "head"
+                    return BAD
+                return MORE
+            self.head_size = end + 4
+            self.head_at = time.monotonic()
+            self._read_head(data[:end])
+        if self.size - self.head_size > limits.max_body or self.declared > limits.max_body:
             return READY_CLOSE
         return MORE
 
+    def _read_head(self, head: bytes) -> None:
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip()
+            if name == b"content-length" and value.isdigit():
+                self.declared = int(value)
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expects = True
+
     def take(self) -> bytes:
-        data = b"".join(self.chunks)
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks = []
         return data
 
 
 class DeadlineConn(TConn):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any, io_timeout: float) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.io_timeout = io_timeout
         self.reader: RequestReader | None = None
+        self.counted = 0  # bytes of the reader's counted in the worker's budget
         self.pending = b""  # bytes read but not yet parsed by gunicorn
         self.must_close = False
         self.continued = False  # "100 Continue" sent while the body was read here
+
+    def init(self) -> None:
+        """For a thread: a socket with a timeout rather than gthread's blocking one, so that a
+        thread never waits on a client longer than that (one that does not read its answer, a
+        request gunicorn's parser finds unfinished)."""
+        self.initialized = True
+        self.sock.settimeout(self.io_timeout)
+        if self.parser is None:
+            self.parser = RequestParser(self.cfg, self.sock, self.client)
 
 
 def status_response(status: int, reason: str, text: str) -> bytes:
@@ -169,8 +185,9 @@ class DeadlineThreadWorker(ThreadWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reading: dict[DeadlineConn, None] = {}  # connections whose request is arriving
-        self._buffered = 0
+        # Connections whose request is arriving, each in the poller until it is complete.
+        self._reading: dict[DeadlineConn, None] = {}
+        self._buffered = 0  # body bytes they hold, all together
         self._next_sweep = 0.0
 
     def accept(self, server: Any, listener: Any) -> None:
@@ -178,58 +195,51 @@ class DeadlineThreadWorker(ThreadWorker):
             sock, client = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        conn = DeadlineConn(self.cfg, sock, client, server)
+        conn = DeadlineConn(self.cfg, sock, client, server, self.client_limits.body_timeout)
         self.nr_conns += 1
+        # The head deadline runs from the accept: a connection that sends nothing is closed too.
+        conn.reader = RequestReader(time.monotonic())
         with self._lock:
-            # The head deadline runs from the accept: a connection that sends nothing is closed too.
-            conn.reader = RequestReader(time.monotonic())
             self._reading[conn] = None
-            self.poller.register(conn.sock, selectors.EVENT_READ, self._readable_callback(conn))
-
-    def _readable_callback(self, conn: DeadlineConn) -> Any:
-        return lambda _sock: self.on_client_socket_readable(conn, conn.sock)
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+            )
 
     def on_client_socket_readable(self, conn: DeadlineConn, client: Any) -> None:
-        if conn.reader is None:  # a kept-alive connection's next request starts
-            with self._lock:
+        # Out of the poller, as gthread does; back in only if the request is still incomplete.
+        with self._lock:
+            self.poller.unregister(client)
+            if conn.reader is None:  # a kept-alive connection's next request starts
                 try:
                     self._keep.remove(conn)
                 except ValueError:
                     return  # closed by the keep-alive timeout meanwhile
-                conn.reader = RequestReader(time.monotonic())
-                self._reading[conn] = None
+            else:
+                self._release(conn)
+        if conn.reader is None:
+            conn.reader = RequestReader(time.monotonic())
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            data = None
         except OSError:
             data = b""
-        if not data:
+        if not data and data is not None:
             self._drop(conn)
             return
-        self._take_bytes(conn, data)
+        self._take_bytes(conn, data or b"")
 
     def _take_bytes(self, conn: DeadlineConn, data: bytes) -> None:
-        """Feed ``data`` to the connection's reader (it is in ``_reading``) and act on it."""
+        """Feed ``data`` to the connection's reader (out of the poller) and act on what it says."""
         limits = self.client_limits
         reader = conn.reader
         assert reader is not None
-        with self._lock:
-            if self._buffered + len(data) > limits.max_buffered:
-                over = True
-            else:
-                over = False
-                self._buffered += len(data)
-        if over:
-            self._refuse(conn, 503, "Service Unavailable", "too many requests are arriving at once; retry")
-            return
-        verdict = reader.feed(data, limits)
-        if verdict == MORE:
-            if reader.expects and reader.head_at is not None and not conn.continued:
-                # RFC 9110 10.1.1: the client waits for this before it sends the body.
-                conn.continued = True
-                with contextlib.suppress(OSError):
-                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        verdict = reader.feed(data, limits) if data else MORE
+        if verdict in (READY, READY_CLOSE):
+            conn.reader = None
+            conn.pending = reader.take()
+            conn.must_close = verdict == READY_CLOSE
+            self.enqueue_req(conn)
             return
         if verdict == BAD:
             if reader.error == "head":
@@ -238,26 +248,41 @@ class DeadlineThreadWorker(ThreadWorker):
             else:
                 self._refuse(conn, 400, "Bad Request", reader.error)
             return
-        self._forget(conn, unregister=True)
-        conn.pending = reader.take()
-        conn.must_close = verdict == READY_CLOSE
-        self.enqueue_req(conn)
-
-    def _forget(self, conn: DeadlineConn, *, unregister: bool) -> None:
-        """The connection is no longer read here: out of the poller and of the budget."""
+        # Still arriving: back in the poller, under the deadlines and the budget.
         with self._lock:
-            if conn.reader is not None:
-                self._buffered -= conn.reader.size
-            self._reading.pop(conn, None)
-            if unregister:
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self.poller.unregister(conn.sock)
-        conn.reader = None
+            over = self._buffered + reader.size > limits.max_buffered
+            if not over:
+                self._buffered += reader.size
+                conn.counted = reader.size
+                self._reading[conn] = None
+                self.poller.register(
+                    conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+                )
+        if over:
+            self._refuse(conn, 503, "Service Unavailable", "too many requests are arriving at once; retry")
+        elif reader.expects and reader.head_size and not conn.continued:
+            # RFC 9110 10.1.1: the client waits for this before it sends the body.
+            conn.continued = True
+            with contextlib.suppress(OSError):
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _watch(self, conn: DeadlineConn) -> None:
+        """In the poller until more of its request arrives (the lock is held)."""
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+
+    def _release(self, conn: DeadlineConn) -> None:
+        """Out of the connections being read and of the budget (the lock is held)."""
+        self._reading.pop(conn, None)
+        self._buffered -= conn.counted
+        conn.counted = 0
 
     def _drop(self, conn: DeadlineConn) -> None:
-        self._forget(conn, unregister=True)
         with self._lock:
+            self._release(conn)
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
             self.nr_conns -= 1
+        conn.reader = None
         conn.close()
 
     def _refuse(self, conn: DeadlineConn, status: int, reason: str, text: str) -> None:
@@ -272,9 +297,6 @@ class DeadlineThreadWorker(ThreadWorker):
         if conn.pending:
             conn.parser.unreader.unread(conn.pending)
             conn.pending = b""
-        # A thread never waits on a client longer than this (answers to a client that does
-        # not read them, a request gunicorn's parser finds unfinished).
-        conn.sock.settimeout(self.client_limits.body_timeout)
         fs = self.tpool.submit(self.handle, conn)
         self._wrap_future(fs, conn)
 
@@ -303,10 +325,7 @@ class DeadlineThreadWorker(ThreadWorker):
                 # Pipelined: the next request's first bytes arrived with this one.
                 conn.sock.setblocking(False)
                 data, conn.pending = conn.pending, b""
-                with self._lock:
-                    conn.reader = RequestReader(time.monotonic())
-                    self._reading[conn] = None
-                    self.poller.register(conn.sock, selectors.EVENT_READ, self._readable_callback(conn))
+                conn.reader = RequestReader(time.monotonic())
                 self._take_bytes(conn, data)
                 return
         super().finish_request(fs)
@@ -331,7 +350,7 @@ class DeadlineThreadWorker(ThreadWorker):
             else:
                 late, seconds, setting = (
                     ("head", limits.header_timeout, "HEADER")
-                    if reader.head_at is None
+                    if not reader.head_size
                     else ("body", limits.body_timeout, "BODY")
                 )
                 text = f"the request {late} did not arrive within {seconds:g} s"
@@ -343,10 +362,12 @@ def _rest_after_request(conn: DeadlineConn) -> bytes:
     """After an answer: skip what the app left of the body (it arrived whole), and return the
     bytes already read past it (a pipelined request), which gunicorn's parser holds."""
     parser = conn.parser
+    unreader = parser.unreader
+    if unreader.buf.tell() == 0:  # the usual case: the app read its body, nothing follows
+        return b""
     if parser.mesg is not None:
         while parser.mesg.body.read(8192):
             pass
-    unreader = parser.unreader
     rest = unreader.buf.getvalue()
     unreader.buf = io.BytesIO()
     return rest

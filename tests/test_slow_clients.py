@@ -42,13 +42,14 @@ def address(base: str) -> tuple[str, int]:
 
 
 class Tricklers:
-    """Sockets that each send their request one byte a second, in one thread; a socket the
-    server closes (or answers) is recorded with what it answered."""
+    """Sockets that each send ``prefix`` at once, then their payload one byte a second, in one
+    thread; a socket the server closes (or answers) is recorded with what it answered."""
 
-    def __init__(self, base: str, payloads: list[bytes]) -> None:
+    def __init__(self, base: str, payloads: list[bytes], prefix: bytes = b"") -> None:
         self.socks = []
         for _ in payloads:
             sock = socket.create_connection(address(base), timeout=5)
+            sock.sendall(prefix)
             sock.setblocking(False)
             self.socks.append(sock)
         self.payloads = payloads
@@ -146,15 +147,10 @@ def test_slow_heads_and_bodies_hold_no_thread_and_are_cut_at_the_deadline(
     path, body = call_path("echo", {"slow": True})
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     slow_heads = [(head + f"X-Pad: {'a' * 100}\r\n\r\n").encode()] * 40
-    slow_bodies = [(head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body] * 16
     tricklers = Tricklers(base, slow_heads)
     # The bodies' heads arrive at once; then a byte a second.
-    body_socks = Tricklers(base, [b[len(b) - len(body) :] for b in slow_bodies])
+    body_socks = Tricklers(base, [body] * 16, prefix=(head + f"Content-Length: {len(body)}\r\n\r\n").encode())
     try:
-        for i, sock in enumerate(body_socks.socks):
-            sock.setblocking(True)
-            sock.sendall(slow_bodies[i][: len(slow_bodies[i]) - len(body)])
-            sock.setblocking(False)
         time.sleep(1.5)  # every slow socket accepted and sending
         results = good_calls(base, 50)
         still_open = tricklers.open_count + body_socks.open_count
