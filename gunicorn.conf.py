@@ -74,8 +74,8 @@ max_requests_jitter = int(_env("JS_HOST_PROXY_MAX_REQUESTS_JITTER", "0"))
 # The worker reads each request in its event loop, without blocking, and a thread handles it
 # once complete: a client that trickles its request holds a connection, never a thread.
 # Seconds from the connection (or a kept-alive one's first byte) to the end of the request
-# head, then from there to the end of the body; then 408 and closed. The body deadline also
-# bounds each wait of a thread on the client (e.g. one that does not read its answer).
+# head, then from there to the end of the body; then 408 and closed. The body deadline is
+# also the longest a thread spends sending one answer (a client that does not read it).
 header_timeout = float(_env("JS_HOST_PROXY_HEADER_TIMEOUT", "10"))
 body_timeout = float(_env("JS_HOST_PROXY_BODY_TIMEOUT", "30"))
 # Largest request head in bytes (then 431); body bytes a worker buffers for requests still

@@ -42,8 +42,8 @@ class ClientLimits:
 
     # Seconds from a new connection (or a kept-alive one's first byte) to the end of the head.
     header_timeout: float = 10.0
-    # Seconds from the end of the head to the end of the body; also the longest a thread waits
-    # on the client's socket (e.g. for a client that does not read its answer).
+    # Seconds from the end of the head to the end of the body; also the longest a thread spends
+    # on one socket operation, e.g. sending one answer (sendall's timeout is a total).
     body_timeout: float = 30.0
     # Largest request head in bytes (then 431).
     max_head: int = 65536
@@ -151,8 +151,8 @@ class DeadlineConn(TConn):
 
     def init(self) -> None:
         """For a thread: a socket with a timeout rather than gthread's blocking one, so that a
-        thread never waits on a client longer than that (one that does not read its answer, a
-        request gunicorn's parser finds unfinished)."""
+        thread never waits on a client longer than that: one that does not read its answer, or a
+        request gunicorn's parser finds unfinished."""
         self.initialized = True
         self.sock.settimeout(self.io_timeout)
         if self.parser is None:
@@ -306,7 +306,16 @@ class DeadlineThreadWorker(ThreadWorker):
         if conn.continued:  # sent already: gunicorn would send a second one
             conn.continued = False
             req.headers = [(name, value) for name, value in req.headers if name != "EXPECT"]
-        return super().handle_request(req, conn)
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:  # the socket's timeout: said once, without gthread's traceback
+            self.log.info(
+                "js-host-proxy: closed the connection of %s: it did not take its answer within %g s "
+                "(JS_HOST_PROXY_BODY_TIMEOUT)",
+                conn.client,
+                conn.io_timeout,
+            )
+            raise StopIteration from None  # gthread's handle() closes the connection
 
     def handle(self, conn: DeadlineConn) -> tuple[bool, DeadlineConn]:
         keepalive, conn = super().handle(conn)
