@@ -85,6 +85,17 @@ class RequestReader:
         self.expects = False  # Expect: 100-continue
         self.error = ""
 
+    def reset(self, now: float) -> RequestReader:
+        """Ready for the connection's next request (its parser is between two requests)."""
+        self.chunks = []
+        self.size = 0
+        self.started = now
+        self.complete = False
+        self.head_size = 0
+        self.declared = 0
+        self.expects = False
+        return self
+
     def on_message_complete(self) -> None:  # httptools' callback
         self.complete = True
 
@@ -101,9 +112,11 @@ class RequestReader:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            self.error = "upgrade"  # not to be reused
             return READY  # the app refuses it; it is not read further here
         except httptools.HttpParserError as err:
             if self.complete:  # bytes after a complete request: the next one, dealt with then
+                self.error = "after"
                 return READY
             self.error = f"malformed request ({err})"
             return BAD
@@ -144,6 +157,7 @@ class DeadlineConn(TConn):
         super().__init__(cfg, sock, client, server)
         self.io_timeout = io_timeout
         self.reader: RequestReader | None = None
+        self.spare: RequestReader | None = None  # the last one, reused for the next request
         self.counted = 0  # bytes of the reader's counted in the worker's budget
         self.pending = b""  # bytes read but not yet parsed by gunicorn
         self.must_close = False
@@ -216,8 +230,11 @@ class DeadlineThreadWorker(ThreadWorker):
                     return  # closed by the keep-alive timeout meanwhile
             else:
                 self._release(conn)
-        if conn.reader is None:
-            conn.reader = RequestReader(time.monotonic())
+        if conn.reader is None:  # the last request's reader ended where its request did
+            spare = conn.spare
+            conn.reader = (
+                spare.reset(time.monotonic()) if spare is not None else RequestReader(time.monotonic())
+            )
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -237,6 +254,7 @@ class DeadlineThreadWorker(ThreadWorker):
         verdict = reader.feed(data, limits) if data else MORE
         if verdict in (READY, READY_CLOSE):
             conn.reader = None
+            conn.spare = reader if verdict == READY and not reader.error else None
             conn.pending = reader.take()
             conn.must_close = verdict == READY_CLOSE
             self.enqueue_req(conn)
@@ -328,12 +346,13 @@ class DeadlineThreadWorker(ThreadWorker):
 
     def finish_request(self, fs: Any) -> None:
         conn = fs.conn
-        if not fs.cancelled() and fs.exception() is None and conn.pending and self.alive:
+        if conn.pending and self.alive and not fs.cancelled() and fs.exception() is None:
             keepalive, _ = fs.result()
             if keepalive:
                 # Pipelined: the next request's first bytes arrived with this one.
                 conn.sock.setblocking(False)
                 data, conn.pending = conn.pending, b""
+                conn.spare = None  # its parser went on into this request
                 conn.reader = RequestReader(time.monotonic())
                 self._take_bytes(conn, data)
                 return
