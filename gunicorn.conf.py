@@ -53,7 +53,9 @@ backlog = int(_env("JS_HOST_PROXY_BACKLOG", "2048"))
 # misses: 16 threads let 16 calls per worker wait on the host at once. More workers than
 # cores only add processes contending for the same CPU.
 workers = int(_env("JS_HOST_PROXY_WORKERS", str(os.cpu_count() or 1)))
-worker_class = _env("JS_HOST_PROXY_WORKER_CLASS", "gthread")
+# gthread that hands a connection to a thread only once its request has arrived whole (see
+# "Slow clients" below); "gthread" is gunicorn's own, whose threads slow clients can hold.
+worker_class = _env("JS_HOST_PROXY_WORKER_CLASS", "js_host_proxy.worker.DeadlineThreadWorker")
 threads = int(_env("JS_HOST_PROXY_THREADS", "16"))
 # A worker silent this long is restarted; must exceed JS_HOST_PROXY_UPSTREAM_TIMEOUT only with
 # the sync worker (gthread keeps its heartbeat while threads wait on the host).
@@ -64,6 +66,23 @@ keepalive = int(_env("JS_HOST_PROXY_KEEPALIVE", "15"))
 # Recycle workers now and then (0: never); jitter spreads the restarts.
 max_requests = int(_env("JS_HOST_PROXY_MAX_REQUESTS", "0"))
 max_requests_jitter = int(_env("JS_HOST_PROXY_MAX_REQUESTS_JITTER", "0"))
+
+# ---------------------------------------------------------------------------------------
+# Slow clients (js_host_proxy.worker.DeadlineThreadWorker; handed to it by post_fork below)
+# ---------------------------------------------------------------------------------------
+# The worker reads each request in its event loop, without blocking, and a thread handles it
+# once complete: a client that trickles its request holds a connection, never a thread.
+# Seconds from the connection (or a kept-alive one's first byte) to the end of the request
+# head, then from there to the end of the body; then 408 and closed. The body deadline is
+# also the longest a thread spends sending one answer (a client that does not read it).
+header_timeout = float(_env("JS_HOST_PROXY_HEADER_TIMEOUT", "10"))
+body_timeout = float(_env("JS_HOST_PROXY_BODY_TIMEOUT", "30"))
+# Largest request head in bytes (then 431); body bytes a worker buffers for requests still
+# arriving, all connections together (then 503). Bodies are bounded by JS_HOST_PROXY_MAX_BODY.
+max_head = int(_env("JS_HOST_PROXY_MAX_HEAD", "65536"))
+max_buffered = int(_env("JS_HOST_PROXY_MAX_BUFFERED", str(64 * 1024 * 1024)))
+# Connections a worker holds at once, slow ones included (gunicorn's worker_connections).
+worker_connections = int(_env("JS_HOST_PROXY_WORKER_CONNECTIONS", "1000"))
 
 # ---------------------------------------------------------------------------------------
 # Logging
@@ -106,6 +125,22 @@ def on_starting(server):
         config.cache_url,
         config.ttl,
         config.namespace,
+    )
+
+
+def post_fork(server, worker):
+    """Worker process, just forked: the slow-client limits above, for the worker class."""
+    if not hasattr(worker, "client_limits"):
+        return  # another worker class (JS_HOST_PROXY_WORKER_CLASS)
+    from js_host_proxy.config import ProxyConfig
+    from js_host_proxy.worker import ClientLimits
+
+    worker.client_limits = ClientLimits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_head=max_head,
+        max_body=ProxyConfig.from_env().max_body,
+        max_buffered=max_buffered,
     )
 
 

@@ -3,8 +3,9 @@
     js-host-proxy serve [--upstream URL[,URL]] [--bind ADDR] [--cache URL] [--workers N] ...
     js-host-proxy purge [--namespace NS] [--expired] [--cache URL]
 
-``serve`` runs gunicorn with ``gunicorn.conf.py`` (the one in the current folder, else
-the project's); its options set the matching ``JS_HOST_PROXY_*`` variables.
+``serve`` runs gunicorn with the project's ``gunicorn.conf.py`` (beside the package), or
+the file given with ``--gunicorn-conf``; never one found in the current folder, which may
+belong to another user. Its options set the matching ``JS_HOST_PROXY_*`` variables.
 """
 
 from __future__ import annotations
@@ -30,17 +31,28 @@ SERVE_OPTIONS = {
 }
 
 
+#: The project's own gunicorn settings: the file beside the package, in a checkout or an
+#: image (never one looked up through the current directory).
+PROJECT_CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+
+
 def find_gunicorn_conf(explicit: str | None = None) -> Path:
-    candidates = [Path(explicit)] if explicit else [Path.cwd() / "gunicorn.conf.py"]
-    if not explicit:
-        candidates.append(Path(__file__).resolve().parents[1] / "gunicorn.conf.py")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(
-        f"no gunicorn config at {', '.join(map(str, candidates))}: run from the project root "
-        "or pass --gunicorn-conf PATH"
-    )
+    """The gunicorn config serve runs with: ``explicit`` (made absolute) or PROJECT_CONF.
+
+    A ``./gunicorn.conf.py`` is never used unless named: whoever can write the folder a
+    privileged user starts the proxy from would otherwise run code as that user.
+    """
+    path = Path(explicit).resolve() if explicit else PROJECT_CONF
+    if not path.is_file():
+        hint = "pass an existing file" if explicit else "pass --gunicorn-conf PATH (a copy of the project's)"
+        raise ConfigError(f"no gunicorn config at {path}: {hint}")
+    return path
+
+
+def _without_dir(paths: list[str], folder: str) -> list[str]:
+    """sys.path without ``folder`` (nor ``""``, the current one): gunicorn would otherwise
+    import modules planted there, in the master and in every worker."""
+    return [p for p in paths if p not in ("", ".", folder)]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -49,10 +61,22 @@ def serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[variable] = str(value)
     conf = find_gunicorn_conf(args.gunicorn_conf)
-    from gunicorn.app.wsgiapp import run
+    from gunicorn.app.wsgiapp import WSGIApplication
 
-    sys.argv = ["gunicorn", "--config", str(conf)]
-    run()  # gunicorn exits the process itself
+    started_in = os.getcwd()
+
+    class ProxyApplication(WSGIApplication):
+        # gunicorn's chdir() puts its folder first on sys.path, by default the current one;
+        # only a chdir the config asks for is added.
+        def chdir(self) -> None:
+            os.chdir(self.cfg.chdir)
+            if self.cfg.chdir != started_in and self.cfg.chdir not in sys.path:
+                sys.path.insert(0, self.cfg.chdir)
+
+    sys.path[:] = _without_dir(sys.path, started_in)
+    # An explicit --config: gunicorn's own default is ./gunicorn.conf.py.
+    sys.argv = ["js-host-proxy", "--config", str(conf)]
+    ProxyApplication("%(prog)s serve [OPTIONS]", prog="js-host-proxy").run()  # exits itself
     return 0
 
 
@@ -93,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the proxy under gunicorn")
     for option, (variable, text) in SERVE_OPTIONS.items():
         serve_parser.add_argument("--" + option.replace("_", "-"), help=f"{text} (sets {variable})")
-    serve_parser.add_argument("--gunicorn-conf", help="gunicorn config file (default ./gunicorn.conf.py)")
+    serve_parser.add_argument("--gunicorn-conf", help=f"gunicorn config file (default {PROJECT_CONF})")
     serve_parser.set_defaults(handler=serve)
     purge_parser = commands.add_parser("purge", help="empty the cache")
     purge_parser.add_argument("--cache", help="cache URL (default: JS_HOST_PROXY_CACHE)")

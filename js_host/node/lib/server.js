@@ -1,14 +1,16 @@
 'use strict';
 
 // What the host and the manager share: config with defaults, /status, a plain
-// node:http server (no middleware chain), JSON bodies with a size limit, one
-// send() for every response (it also writes the request log line), the Host
-// header check, and a graceful close.
+// node:http server (no middleware chain) with per-connection limits
+// (connections.js), JSON bodies with a size limit, one send() for every
+// response (it also writes the request log line), the Host header check, and a
+// graceful close.
 
 const http = require('node:http');
 const { performance } = require('node:perf_hooks');
 const { parseBytes } = require('./bytes');
 const { ConfigError, withDefaults, serializableConfig } = require('./config');
+const { admit, connectionLimits, serverOptions, watchConnections } = require('./connections');
 const { Logger, createSilent } = require('./logger');
 const { createHostCheck } = require('./security');
 const version = require('./version');
@@ -49,11 +51,25 @@ class BaseServer {
       throw new ConfigError('allowedHosts must be a list of host names');
     }
 
+    // Read, not defaulted into the config: /status shows what js-host 0.11 shows.
+    this.limits = connectionLimits(this.config);
+
     this.hostCheck = createHostCheck(this.config.address, this.config.allowedHosts);
     this.lastAllowedHost = null;
     this.closing = false;
     this.statusBody = null;
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
+    watchConnections(this.server, this.limits, (socket) =>
+      this.logger.warn(
+        `${this.name}: closed a connection from ${socket.remoteAddress}:${socket.remotePort}: ` +
+          `it took none of its answers for ${this.limits.sendTimeout}ms (sendTimeout)`,
+      ),
+    );
+    this.onTooMany = (socket) =>
+      this.logger.warn(
+        `${this.name}: closed a connection from ${socket.remoteAddress}:${socket.remotePort}: it sent more than ` +
+          `${this.limits.maxPipelinedRequests} requests without reading the answers (maxPipelinedRequests)`,
+      );
     this.server.on('checkContinue', (req, res) => this.checkContinue(req, res));
   }
 
@@ -120,6 +136,7 @@ class BaseServer {
   }
 
   handle(req, res) {
+    if (!admit(req, res, this.limits, this.onTooMany)) return;
     res.jsHostStart = performance.now();
     if (this.hostCheck !== null) {
       const host = rawHeader(req, 'host');

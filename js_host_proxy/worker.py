@@ -1,0 +1,401 @@
+"""A gthread worker that reads each request whole before a thread handles it.
+
+gunicorn's ``gthread`` worker hands a connection to a thread as soon as it is readable, and the
+thread then blocks reading the request head and body: a client that sends them a byte a second
+holds the thread, and ``workers x threads`` such clients stop the proxy. This worker reads the
+head and the body without blocking in the worker's event loop instead, with a deadline for each
+(408 and closed when one passes) and bounds on the bytes it buffers, and submits a connection to
+a thread only once its request is complete; the thread parses the buffered bytes with gunicorn's
+own parser and never waits on the client to send. New and kept-alive connections alike.
+
+    worker_class = "js_host_proxy.worker.DeadlineThreadWorker"   # gunicorn.conf.py
+
+gunicorn.conf.py's ``post_fork`` hook gives each worker its ``client_limits`` from the
+``JS_HOST_PROXY_*`` settings; without it the defaults below apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import selectors
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httptools
+from gunicorn.http import RequestParser
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+RECV_SIZE = 65536
+#: How often the event loop looks for connections past their deadline (seconds).
+SWEEP_INTERVAL = 0.25
+
+# What RequestReader.feed() found.
+MORE, READY, READY_CLOSE, BAD = "more", "ready", "ready-close", "bad"
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What a client may take to send a request, and how much of it is buffered."""
+
+    # Seconds from a new connection (or a kept-alive one's first byte) to the end of the head.
+    header_timeout: float = 10.0
+    # Seconds from the end of the head to the end of the body; also the longest a thread spends
+    # on one socket operation, e.g. sending one answer (sendall's timeout is a total).
+    body_timeout: float = 30.0
+    # Largest request head in bytes (then 431).
+    max_head: int = 65536
+    # Largest body buffered; a longer one goes to the app with what arrived, which answers
+    # 413 (the proxy's JS_HOST_PROXY_MAX_BODY), and the connection is closed after it.
+    max_body: int = 10 * 1024 * 1024
+    # Body bytes one worker buffers for incomplete requests at once (then 503).
+    max_buffered: int = 64 * 1024 * 1024
+
+
+class RequestReader:
+    """One request's bytes as they arrive; httptools (llhttp) finds where it ends.
+
+    A request that arrives in one read (the usual case) costs one parse and one callback; the
+    head is looked into only while a request is incomplete."""
+
+    __slots__ = (
+        "chunks",
+        "complete",
+        "declared",
+        "error",
+        "expects",
+        "head_at",
+        "head_size",
+        "parser",
+        "size",
+        "started",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.started = now
+        self.complete = False
+        self.head_size = 0  # 0 until the head is complete
+        self.head_at = 0.0
+        self.declared = 0  # Content-Length
+        self.expects = False  # Expect: 100-continue
+        self.error = ""
+
+    def reset(self, now: float) -> RequestReader:
+        """Ready for the connection's next request (its parser is between two requests)."""
+        self.chunks = []
+        self.size = 0
+        self.started = now
+        self.complete = False
+        self.head_size = 0
+        self.declared = 0
+        self.expects = False
+        return self
+
+    def on_message_complete(self) -> None:  # httptools' callback
+        self.complete = True
+
+    def deadline(self, limits: ClientLimits) -> float:
+        if not self.head_size:
+            return self.started + limits.header_timeout
+        return self.head_at + limits.body_timeout
+
+    def feed(self, data: bytes, limits: ClientLimits) -> str:
+        """MORE, READY (the request is complete), READY_CLOSE (its body is over max_body: the
+        app answers 413 from what arrived) or BAD (``self.error`` says why)."""
+        self.chunks.append(data)
+        self.size += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.error = "upgrade"  # not to be reused
+            return READY  # the app refuses it; it is not read further here
+        except httptools.HttpParserError as err:
+            if self.complete:  # bytes after a complete request: the next one, dealt with then
+                self.error = "after"
+                return READY
+            self.error = f"malformed request ({err})"
+            return BAD
+        if self.complete:
+            return READY
+        if not self.head_size:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                if self.size > limits.max_head:
+                    self.error = "head"
+                    return BAD
+                return MORE
+            self.head_size = end + 4
+            self.head_at = time.monotonic()
+            self._read_head(data[:end])
+        if self.size - self.head_size > limits.max_body or self.declared > limits.max_body:
+            return READY_CLOSE
+        return MORE
+
+    def _read_head(self, head: bytes) -> None:
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip()
+            if name == b"content-length" and value.isdigit():
+                self.declared = int(value)
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expects = True
+
+    def take(self) -> bytes:
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks = []
+        return data
+
+
+class DeadlineConn(TConn):
+    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any, io_timeout: float) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.io_timeout = io_timeout
+        self.reader: RequestReader | None = None
+        self.spare: RequestReader | None = None  # the last one, reused for the next request
+        self.counted = 0  # bytes of the reader's counted in the worker's budget
+        self.pending = b""  # bytes read but not yet parsed by gunicorn
+        self.must_close = False
+        self.continued = False  # "100 Continue" sent while the body was read here
+
+    def init(self) -> None:
+        """For a thread: a socket with a timeout rather than gthread's blocking one, so that a
+        thread never waits on a client longer than that: one that does not read its answer, or a
+        request gunicorn's parser finds unfinished."""
+        self.initialized = True
+        self.sock.settimeout(self.io_timeout)
+        if self.parser is None:
+            self.parser = RequestParser(self.cfg, self.sock, self.client)
+
+
+def status_response(status: int, reason: str, text: str) -> bytes:
+    body = text.encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class DeadlineThreadWorker(ThreadWorker):
+    """gthread, but a thread gets a connection only once its request has arrived whole."""
+
+    client_limits = ClientLimits()
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        super().check_config(cfg, log)
+        if cfg.is_ssl:
+            # TLS bytes cannot be read ahead of the handshake in the event loop.
+            raise RuntimeError(
+                f"{cls.__module__}.{cls.__name__} does not terminate TLS (certfile/keyfile are set): "
+                "terminate TLS in front of the proxy, or set JS_HOST_PROXY_WORKER_CLASS=gthread"
+            )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Connections whose request is arriving, each in the poller until it is complete.
+        self._reading: dict[DeadlineConn, None] = {}
+        self._buffered = 0  # body bytes they hold, all together
+        self._next_sweep = 0.0
+
+    def accept(self, server: Any, listener: Any) -> None:
+        try:
+            sock, client = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        conn = DeadlineConn(self.cfg, sock, client, server, self.client_limits.body_timeout)
+        self.nr_conns += 1
+        # The head deadline runs from the accept: a connection that sends nothing is closed too.
+        conn.reader = RequestReader(time.monotonic())
+        with self._lock:
+            self._reading[conn] = None
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+            )
+
+    def on_client_socket_readable(self, conn: DeadlineConn, client: Any) -> None:
+        # Out of the poller, as gthread does; back in only if the request is still incomplete.
+        with self._lock:
+            self.poller.unregister(client)
+            if conn.reader is None:  # a kept-alive connection's next request starts
+                try:
+                    self._keep.remove(conn)
+                except ValueError:
+                    return  # closed by the keep-alive timeout meanwhile
+            else:
+                self._release(conn)
+        if conn.reader is None:  # the last request's reader ended where its request did
+            spare = conn.spare
+            conn.reader = (
+                spare.reset(time.monotonic()) if spare is not None else RequestReader(time.monotonic())
+            )
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            data = b""
+        if not data and data is not None:
+            self._drop(conn)
+            return
+        self._take_bytes(conn, data or b"")
+
+    def _take_bytes(self, conn: DeadlineConn, data: bytes) -> None:
+        """Feed ``data`` to the connection's reader (out of the poller) and act on what it says."""
+        limits = self.client_limits
+        reader = conn.reader
+        assert reader is not None
+        verdict = reader.feed(data, limits) if data else MORE
+        if verdict in (READY, READY_CLOSE):
+            conn.reader = None
+            conn.spare = reader if verdict == READY and not reader.error else None
+            conn.pending = reader.take()
+            conn.must_close = verdict == READY_CLOSE
+            self.enqueue_req(conn)
+            return
+        if verdict == BAD:
+            if reader.error == "head":
+                text = f"the request head is larger than {limits.max_head} bytes (JS_HOST_PROXY_MAX_HEAD)"
+                self._refuse(conn, 431, "Request Header Fields Too Large", text)
+            else:
+                self._refuse(conn, 400, "Bad Request", reader.error)
+            return
+        # Still arriving: back in the poller, under the deadlines and the budget.
+        with self._lock:
+            over = self._buffered + reader.size > limits.max_buffered
+            if not over:
+                self._buffered += reader.size
+                conn.counted = reader.size
+                self._reading[conn] = None
+                self.poller.register(
+                    conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+                )
+        if over:
+            self._refuse(conn, 503, "Service Unavailable", "too many requests are arriving at once; retry")
+        elif reader.expects and reader.head_size and not conn.continued:
+            # RFC 9110 10.1.1: the client waits for this before it sends the body.
+            conn.continued = True
+            with contextlib.suppress(OSError):
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _watch(self, conn: DeadlineConn) -> None:
+        """In the poller until more of its request arrives (the lock is held)."""
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+
+    def _release(self, conn: DeadlineConn) -> None:
+        """Out of the connections being read and of the budget (the lock is held)."""
+        self._reading.pop(conn, None)
+        self._buffered -= conn.counted
+        conn.counted = 0
+
+    def _drop(self, conn: DeadlineConn) -> None:
+        with self._lock:
+            self._release(conn)
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+            self.nr_conns -= 1
+        conn.reader = None
+        conn.close()
+
+    def _refuse(self, conn: DeadlineConn, status: int, reason: str, text: str) -> None:
+        self.log.info("js-host-proxy: %s %s to %s: %s", status, reason, conn.client, text)
+        # A short answer fits in the socket's buffer: never wait for a slow reader.
+        with contextlib.suppress(OSError):
+            conn.sock.send(status_response(status, reason, f"js-host-proxy: {text}\n"))
+        self._drop(conn)
+
+    def enqueue_req(self, conn: DeadlineConn) -> None:
+        conn.init()
+        if conn.pending:
+            conn.parser.unreader.unread(conn.pending)
+            conn.pending = b""
+        fs = self.tpool.submit(self.handle, conn)
+        self._wrap_future(fs, conn)
+
+    def handle_request(self, req: Any, conn: DeadlineConn) -> bool:
+        if conn.must_close:
+            req.must_close = True  # the body was not read whole: answer, then close
+        if conn.continued:  # sent already: gunicorn would send a second one
+            conn.continued = False
+            req.headers = [(name, value) for name, value in req.headers if name != "EXPECT"]
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:  # the socket's timeout: said once, without gthread's traceback
+            self.log.info(
+                "js-host-proxy: closed the connection of %s: it did not take its answer within %g s "
+                "(JS_HOST_PROXY_BODY_TIMEOUT)",
+                conn.client,
+                conn.io_timeout,
+            )
+            raise StopIteration from None  # gthread's handle() closes the connection
+
+    def handle(self, conn: DeadlineConn) -> tuple[bool, DeadlineConn]:
+        keepalive, conn = super().handle(conn)
+        if keepalive:
+            try:
+                conn.pending = _rest_after_request(conn)
+            except Exception:  # an unfinished body: close rather than wait for it
+                return False, conn
+        return keepalive, conn
+
+    def finish_request(self, fs: Any) -> None:
+        conn = fs.conn
+        if conn.pending and self.alive and not fs.cancelled() and fs.exception() is None:
+            keepalive, _ = fs.result()
+            if keepalive:
+                # Pipelined: the next request's first bytes arrived with this one.
+                conn.sock.setblocking(False)
+                data, conn.pending = conn.pending, b""
+                conn.spare = None  # its parser went on into this request
+                conn.reader = RequestReader(time.monotonic())
+                self._take_bytes(conn, data)
+                return
+        super().finish_request(fs)
+
+    def murder_keepalived(self) -> None:
+        super().murder_keepalived()
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        limits = self.client_limits
+        with self._lock:
+            late = [
+                conn
+                for conn in self._reading
+                if conn.reader is not None and conn.reader.deadline(limits) <= now
+            ]
+        for conn in late:
+            reader = conn.reader
+            if reader is None or reader.size == 0:  # nothing sent: just close, like an idle keep-alive
+                self._drop(conn)
+            else:
+                late, seconds, setting = (
+                    ("head", limits.header_timeout, "HEADER")
+                    if not reader.head_size
+                    else ("body", limits.body_timeout, "BODY")
+                )
+                text = f"the request {late} did not arrive within {seconds:g} s"
+                text += f" (JS_HOST_PROXY_{setting}_TIMEOUT)"
+                self._refuse(conn, 408, "Request Timeout", text)
+
+
+def _rest_after_request(conn: DeadlineConn) -> bytes:
+    """After an answer: skip what the app left of the body (it arrived whole), and return the
+    bytes already read past it (a pipelined request), which gunicorn's parser holds."""
+    parser = conn.parser
+    unreader = parser.unreader
+    if unreader.buf.tell() == 0:  # the usual case: the app read its body, nothing follows
+        return b""
+    if parser.mesg is not None:
+        while parser.mesg.body.read(8192):
+            pass
+    rest = unreader.buf.getvalue()
+    unreader.buf = io.BytesIO()
+    return rest
