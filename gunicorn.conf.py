@@ -20,8 +20,10 @@ def _env(name, default):
 #   JS_HOST_PROXY_UPSTREAM          host base URL(s), comma separated   http://127.0.0.1:9009
 #                                   (round-robin; one that refuses connections is skipped)
 #   JS_HOST_PROXY_CACHE             file:///path | redis://host:port/db | memory://
-#                                   default file://$TMPDIR/js-host-proxy-<uid>/cache (TMPDIR or /tmp)
-#   JS_HOST_PROXY_TTL               seconds fresh when the host sends no Cache-Control   300
+#                                   default file://$TMPDIR/js-host-proxy-<uid>/cache (TMPDIR or /tmp);
+#                                   $XDG_CACHE_HOME/js-host-proxy (~/.cache/...) if another user took it
+#   JS_HOST_PROXY_TTL               seconds fresh when the host says nothing about       300
+#                                   freshness (no s-maxage, max-age, Expires)
 #   JS_HOST_PROXY_STALE_TTL         seconds an expired entry may still be served while
 #                                   the host is down (stale-if-error)                    86400
 #   JS_HOST_PROXY_NAMESPACE         part of every key: change it to separate deploys     ""
@@ -30,6 +32,7 @@ def _env(name, default):
 #   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5
 #   JS_HOST_PROXY_LOCK_TIMEOUT      longest wait for an identical call in flight         UPSTREAM_TIMEOUT + 5
 #   JS_HOST_PROXY_MAX_BODY          largest request body in bytes (then 413)             10485760
+#   JS_HOST_PROXY_MAX_RESPONSE      largest answer read from a host in bytes (then 502)  10485760
 
 # The app is created in each worker on first use, from the environment above.
 wsgi_app = "js_host_proxy.wsgi:app"
