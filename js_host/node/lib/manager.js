@@ -16,34 +16,15 @@
 // logged; /host/restart brings one back on its port), a host that fails to
 // start gets a 500 with the end of its logfile.
 
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
-const fs = require('node:fs');
 const path = require('node:path');
 const { finished } = require('node:stream');
+const { AuthenticatedServer } = require('./authenticated_server');
 const { ConfigError } = require('./config');
-const { capLogfile, ensurePrivateDir, managedHostLogfile, openChecked, RUNTIME_DIR_WHAT, runtimeDirSetting } = require('./runtime');
-const {
-  AUTH_NAME,
-  AUTH_SCHEME,
-  CHALLENGE_HEADER,
-  NONCE_PATTERN,
-  NonceStore,
-  isLoopbackAddress,
-  managerProof,
-  parseAuthParams,
-  requestMac,
-  responseMac,
-  safeEqualHex,
-} = require('./security');
-const { BaseServer, BodyReader, rawHeader } = require('./server');
+const { describeExit, logTail, spawnHost, stopProcess } = require('./host_process');
+const { capLogfile, ensurePrivateDir, managedHostLogfile, RUNTIME_DIR_WHAT, runtimeDirSetting } = require('./runtime');
+const { AUTH_NAME, isLoopbackAddress } = require('./security');
 
-const BIN = path.join(__dirname, '..', 'bin', 'js-host.js');
-// A config that loads slowly (bundlers) still starts within this.
-const HOST_START_TIMEOUT_MS = 60000;
-// SIGTERM lets a host finish its requests; after this it gets SIGKILL.
-const HOST_STOP_TIMEOUT_MS = 5000;
-const LOG_TAIL_BYTES = 4096;
 // A manager without hosts exits after IDLE_EXIT_FACTOR x disconnectTimeout
 // (60 s with the default 5 s), never sooner than IDLE_EXIT_MIN_MS: time for the
 // client that started it to ask for its first host.
@@ -51,14 +32,12 @@ const IDLE_EXIT_FACTOR = 12;
 const IDLE_EXIT_MIN_MS = 2000;
 
 const HOST_ACTIONS = new Set(['start', 'stop', 'restart', 'status', 'connect', 'disconnect']);
-// The server nonce of an authenticated request: its answer carries a MAC.
-const kNonce = Symbol('js-host.manager.nonce');
 
-class Manager extends BaseServer {
+class Manager extends AuthenticatedServer {
   static defaults = {
     disconnectTimeout: 5 * 1000,
     stopManagerIfNoConnections: true,
-    ...BaseServer.defaults,
+    ...AuthenticatedServer.defaults,
   };
 
   /**
@@ -85,9 +64,6 @@ class Manager extends BaseServer {
     this.idleExitTimeout = Math.max(IDLE_EXIT_MIN_MS, IDLE_EXIT_FACTOR * timeout);
     this.idleTimer = null;
     this.runtimeDir = options.runtimeDir || null;
-    this.secretFile = options.secret ? options.secret.file : null;
-    this.secret = options.secret ? options.secret.secret : null;
-    this.nonces = new NonceStore();
     this.onExit = options.onExit || (() => {});
     this.hosts = new Map(); // config path -> record of the running host
     this.locks = new Map(); // config path -> promise of the start/stop/restart in progress
@@ -109,59 +85,6 @@ class Manager extends BaseServer {
 
   getStatus() {
     return { ...super.getStatus(), auth: AUTH_NAME };
-  }
-
-  /** Only requests that carry a valid MAC are served (see security.js). */
-  route(req, res) {
-    const auth = parseAuthParams(rawHeader(req, 'authorization'));
-    const given = auth !== null && auth.scheme.toLowerCase() === AUTH_SCHEME.toLowerCase() ? auth.params : null;
-    if (this.secret === null || given === null || !given.nonce || !given.mac) {
-      this.refuse(req, res, false);
-      return;
-    }
-    if (!this.nonces.consume(given.nonce)) {
-      // Unknown, expired or already used (a replay): the client starts over.
-      this.refuse(req, res, true);
-      return;
-    }
-    this.readJson(req, new AuthenticatedRequest(this, req, res, given.nonce, given.mac));
-  }
-
-  /**
-   * 401, with a challenge when the client sent a nonce of its own: a fresh
-   * server nonce and the proof that this manager knows the secret.
-   */
-  refuse(req, res, stale) {
-    const params = [`realm="js-host manager"`];
-    const clientNonce = rawHeader(req, CHALLENGE_HEADER);
-    if (this.secret !== null && clientNonce !== undefined && NONCE_PATTERN.test(clientNonce)) {
-      const nonce = this.nonces.issue();
-      params.push(`nonce="${nonce}"`, `proof="${managerProof(this.secret, clientNonce, nonce)}"`);
-      if (stale) params.push('stale=true');
-    }
-    res.setHeader('WWW-Authenticate', `${AUTH_SCHEME} ${params.join(', ')}`);
-    this.send(
-      req,
-      res,
-      401,
-      `Unauthorized: the js-host manager only serves requests authenticated with the secret in ${this.secretFile} ` +
-        `(challenge-response "${AUTH_SCHEME}": send ${CHALLENGE_HEADER}, check the proof, then sign the request; ` +
-        'the Python client js_host does this)',
-    );
-  }
-
-  /**
-   * Every answer to an authenticated request carries its MAC and a nonce for
-   * the client's next request (RFC 7615 Authentication-Info).
-   */
-  send(req, res, status, body, type, cacheControl) {
-    const nonce = req[kNonce];
-    if (nonce !== undefined && !res.headersSent) {
-      const next = this.nonces.issue();
-      const mac = responseMac(this.secret, nonce, status, body, next);
-      res.setHeader('Authentication-Info', `nextnonce="${next}", mac="${mac}"`);
-    }
-    super.send(req, res, status, body, type, cacheControl);
   }
 
   /** An authenticated request, its body read and parsed. */
@@ -250,7 +173,7 @@ class Manager extends BaseServer {
       }
       const body = this.serializeHost(record);
       this.forget(record);
-      await this.stopProcess(record.process);
+      await stopProcess(record.process);
       this.logger.info(`Manager: stopped child host with config: ${config}`);
       stopped = true;
       this.sendJson(req, res, 200, body);
@@ -270,7 +193,7 @@ class Manager extends BaseServer {
       // The new host keeps the port, the logfile, the connections and a
       // pending stop of the old one (a crashed one is revived the same way).
       this.forgetCrashed(config);
-      await this.stopProcess(old.process);
+      await stopProcess(old.process);
       try {
         const record = await this.startHost(config, {
           port: old.port,
@@ -370,7 +293,7 @@ class Manager extends BaseServer {
       const record = this.hosts.get(config);
       if (record === undefined || record.connections.length > 0) return;
       this.forget(record);
-      await this.stopProcess(record.process);
+      await stopProcess(record.process);
       this.logger.info(`Manager: stopped child host with config: ${config}`);
     }).then(() => this.exitIfNoHosts());
   }
@@ -457,71 +380,26 @@ class Manager extends BaseServer {
     } catch (err) {
       this.logger.warn(`Manager: cannot cap the logfile ${file}: ${err.message}`);
     }
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, config, '--port', String(port), '--json', '--logfile', file], {
-        // The IPC channel only tells the host when the manager is gone.
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-        env: { ...process.env, JS_HOST_MANAGED: '1' },
-      });
-      child.expectedExit = false;
-      this.children.add(child);
-      let settled = false;
-      let stdout = '';
-      let stderr = '';
-
-      const fail = (reason) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (child.exitCode === null && child.signalCode === null) {
-          child.expectedExit = true;
-          child.kill('SIGKILL');
-        }
-        reject(new Error(`Host with config ${config} failed to start: ${reason}.\n${logTail(file, stderr)}`));
+    return spawnHost(config, {
+      port,
+      logfile: file,
+      onSpawn: (child) => {
+        this.children.add(child);
+        child.on('exit', () => this.children.delete(child));
+      },
+    }).then(({ child, line, status }) => {
+      const record = {
+        output: `${line}\n`,
+        config,
+        process: child,
+        logfile: file,
+        connections,
+        port: status.config.port,
+        stopTimer: null,
       };
-      const timer = setTimeout(() => fail(`no status within ${HOST_START_TIMEOUT_MS}ms`), HOST_START_TIMEOUT_MS);
-
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk) => {
-        if (settled) return;
-        stdout += chunk;
-        const newline = stdout.indexOf('\n');
-        if (newline === -1) return;
-        const line = stdout.slice(0, newline);
-        let status;
-        try {
-          status = JSON.parse(line);
-        } catch {
-          status = null;
-        }
-        if (status === null || status.type !== 'Host' || !status.config) {
-          fail(`unexpected output ${JSON.stringify(line.slice(0, 200))}`);
-          return;
-        }
-        settled = true;
-        clearTimeout(timer);
-        const record = {
-          output: `${line}\n`,
-          config,
-          process: child,
-          logfile: file,
-          connections,
-          port: status.config.port,
-          stopTimer: null,
-        };
-        child.on('exit', (code, signal) => this.onHostExit(record, code, signal));
-        this.logger.info(`Manager: started host with config ${config} at ${status.config.address}:${status.config.port}`);
-        resolve(record);
-      });
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk) => {
-        stderr = (stderr + chunk).slice(-LOG_TAIL_BYTES);
-      });
-      child.on('error', (err) => fail(err.message));
-      child.on('exit', (code, signal) => {
-        this.children.delete(child);
-        fail(`it exited (${describeExit(code, signal)}) before listening`);
-      });
+      child.on('exit', (code, signal) => this.onHostExit(record, code, signal));
+      this.logger.info(`Manager: started host with config ${config} at ${status.config.address}:${status.config.port}`);
+      return record;
     });
   }
 
@@ -545,20 +423,6 @@ class Manager extends BaseServer {
     }
   }
 
-  /** SIGTERM, then SIGKILL after HOST_STOP_TIMEOUT_MS; resolves once it exited. */
-  stopProcess(child) {
-    child.expectedExit = true;
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), HOST_STOP_TIMEOUT_MS);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
-  }
-
   /** Stop every host, then close the server; `callback` once all is done. */
   stop(callback) {
     if (this.stopping) return;
@@ -571,61 +435,11 @@ class Manager extends BaseServer {
     this.hosts.clear();
     const children = Array.from(this.children);
     if (children.length > 0) this.logger.info(`Manager: stopping ${children.length} host(s)...`);
-    Promise.all(children.map((child) => this.stopProcess(child))).then(() => {
+    Promise.all(children.map(stopProcess)).then(() => {
       this.logger.info('Manager: stopping process...');
       this.close(callback);
     });
   }
-}
-
-/** A request with `Authorization: JSHost-HMAC`: its MAC is checked over the body's bytes. */
-class AuthenticatedRequest extends BodyReader {
-  constructor(manager, req, res, nonce, mac) {
-    super(manager, req, res);
-    this.nonce = nonce;
-    this.mac = mac;
-  }
-
-  acceptBody(body) {
-    const { server, req, res } = this;
-    if (!safeEqualHex(this.mac, requestMac(server.secret, this.nonce, req.method, req.url, body))) {
-      server.refuse(req, res, false);
-      return false;
-    }
-    req[kNonce] = this.nonce;
-    return true;
-  }
-
-  onBody(data) {
-    this.server.dispatch(this.req, this.res, data);
-  }
-}
-
-function describeExit(code, signal) {
-  return signal ? `signal ${signal}` : `exit code ${code}`;
-}
-
-/** The last lines of a host's logfile (or of its stderr when the logfile is empty). */
-function logTail(file, stderr) {
-  let text = '';
-  try {
-    // Never through a link: what is read here goes into an HTTP answer.
-    const fd = openChecked(file, fs.constants.O_RDONLY, { singleLink: true });
-    try {
-      const size = fs.fstatSync(fd).size;
-      const length = Math.min(size, LOG_TAIL_BYTES);
-      const buffer = Buffer.alloc(length);
-      fs.readSync(fd, buffer, 0, length, size - length);
-      text = buffer.toString('utf8');
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // No logfile yet: stderr is all there is.
-  }
-  if (text.trim() === '') text = stderr;
-  if (text.trim() === '') return `Its logfile ${file} is empty.`;
-  return `End of its logfile ${file}:\n${text}`;
 }
 
 module.exports = { Manager };
