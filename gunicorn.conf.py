@@ -136,7 +136,7 @@ def post_fork(server, worker):
     if not hasattr(worker, "client_limits"):
         return  # another worker class (JS_HOST_PROXY_WORKER_CLASS)
     from js_host_proxy.config import ProxyConfig
-    from js_host_proxy.worker import ClientLimits
+    from js_host_proxy.request_reader import ClientLimits
 
     worker.client_limits = ClientLimits(
         header_timeout=header_timeout,
