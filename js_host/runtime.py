@@ -16,7 +16,8 @@ the secret and the other reads it:
   created under a random temporary name (``O_EXCL``) and ``link()``-ed into place.
 
 It also holds the lock files that serialise host starts between the processes
-of one machine (:func:`host_start_lock`).
+of one machine (:func:`host_start_lock`), and reads the end of the logfiles
+that managed hosts write there (:func:`tail`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import fcntl
 import hashlib
 import os
 import secrets
+import stat
 import threading
+from collections import deque
 from collections.abc import Iterator
 
 from .exceptions import ConfigError
@@ -100,6 +103,19 @@ def host_start_lock(config_file: str) -> Iterator[str]:
         yield path
     finally:
         os.close(fd)  # releases the lock
+
+
+def tail(path: str, lines: int) -> str:
+    """The last ``lines`` lines of the file at ``path`` (for messages), or why they cannot be read."""
+    # Never through a link, and only a regular file: what is shown may reach a web page.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open(fd, encoding="utf-8", errors="replace") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "(cannot read it: not a regular file)"
+            return "".join(deque(fh, maxlen=lines)).rstrip("\n") or "(empty)"
+    except OSError as err:
+        return f"(cannot read it: {err})"
 
 
 def secret_path() -> str:
