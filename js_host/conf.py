@@ -1,10 +1,15 @@
 """Settings: ``js_host.conf.settings.configure(**settings)``.
 
-Each ``configure()`` call starts again from the defaults below, validates every
-value (a :class:`~js_host.exceptions.ConfigError` names the bad value and the
-fix; nothing is changed when one is raised), drops the previous default host
-(closing its connection) and, with ``CONNECT_ONCE_CONFIGURED``, connects to the
-host at once so that configuration errors show up at start-up.
+Each ``configure()`` call starts again from the defaults below and validates
+every value (a :class:`~js_host.exceptions.ConfigError` names the bad value and
+the fix; nothing is changed when one is raised). The module also resolves the
+paths the settings name (node, the js-host binary, config files).
+
+This module validates, stores and notifies, nothing more: what depends on the
+settings subscribes (:meth:`Settings.subscribe`) and is called after each
+``configure()`` and ``reset()``. :mod:`js_host.host` does so to drop the
+previous default host, connect at once with ``CONNECT_ONCE_CONFIGURED`` and
+show js_host's output on the console at ``VERBOSITY``.
 
 Reading a setting before ``configure()`` gives its default; nothing is read
 from the filesystem and nothing is started on import.
@@ -15,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from . import verbosity
@@ -46,6 +51,18 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class Paths(NamedTuple):
+    """The files a host or a manager runs with, as absolute paths."""
+
+    config_file: str
+    path_to_node: str
+    bin_path: str
+
+
+#: Called with the settings after each configure() and reset().
+Subscriber = Callable[["Settings"], None]
+
+
 class Settings:
     """The library's settings; see the module docstring."""
 
@@ -63,6 +80,7 @@ class Settings:
         self._lock = threading.RLock()
         self.configured = False
         self._explicit: frozenset[str] = frozenset()
+        self._subscribers: list[Subscriber] = []
         self._apply(dict(DEFAULTS), frozenset())
 
     def _apply(self, values: dict[str, Any], explicit: frozenset[str]) -> None:
@@ -74,28 +92,31 @@ class Settings:
     def source_root(self) -> str:
         return self.SOURCE_ROOT if self.SOURCE_ROOT is not None else os.getcwd()
 
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(settings)`` after each ``configure()`` and ``reset()``, in the order
+        of subscription (once, however often it subscribes). Its errors reach the caller."""
+        with self._lock:
+            if subscriber not in self._subscribers:
+                self._subscribers.append(subscriber)
+
     def configure(self, **settings: Any) -> None:
-        """Validate and apply ``settings`` (over the defaults), then connect if asked."""
+        """Validate and apply ``settings`` (over the defaults), then notify the subscribers."""
         values = validate(settings)
         with self._lock:
-            from . import host as host_module
-            from .log import install_console_handler
-
             self._apply(values, frozenset(settings))
             self.configured = True
-            install_console_handler(self.VERBOSITY)
-            host_module.reset_default_host()
-        if self.CONNECT_ONCE_CONFIGURED:
-            host_module.get_default_host().connect()
+        self._notify()
 
     def reset(self) -> None:
-        """Back to the defaults, unconfigured; the default host is dropped (and disconnected)."""
-        from . import host as host_module
-
+        """Back to the defaults, unconfigured, then notify the subscribers."""
         with self._lock:
             self._apply(dict(DEFAULTS), frozenset())
             self.configured = False
-            host_module.reset_default_host()
+        self._notify()
+
+    def _notify(self) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber(self)
 
     # Resolved paths, each raising a ConfigError that says what to do.
 
@@ -107,6 +128,36 @@ class Settings:
 
     def get_config_file(self) -> str:
         return resolve_config_file(self.CONFIG_FILE, self.source_root)
+
+    def resolve_paths(
+        self,
+        config_file: str | None = None,
+        path_to_node: str | None = None,
+        bin_path: str | None = None,
+        *,
+        lenient: bool = False,
+    ) -> Paths:
+        """The paths a host or manager runs with: each argument, else its setting.
+
+        ``lenient``: for a host reached through URL_OVERRIDE, which runs nothing
+        here: a path that does not exist is kept as given (it only appears in messages).
+        """
+        root = self.source_root
+
+        def node() -> str:
+            return resolve_node(path_to_node) if path_to_node else self.get_path_to_node()
+
+        def binary() -> str:
+            return resolve_bin(bin_path, root, explicit=True) if bin_path else self.get_path_to_bin()
+
+        if lenient:
+            return Paths(
+                config_file_path(config_file if config_file is not None else self.CONFIG_FILE, root),
+                lenient_path(node, path_to_node or self.PATH_TO_NODE),
+                lenient_path(binary, os.path.join(root, bin_path or self.BIN_PATH)),
+            )
+        config = resolve_config_file(config_file, root) if config_file is not None else self.get_config_file()
+        return Paths(config, node(), binary())
 
 
 def validate(settings: dict[str, Any]) -> dict[str, Any]:

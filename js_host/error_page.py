@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from .host import tail
+from .runtime import tail
 
 Headers = list[tuple[str, str]]
 

@@ -22,15 +22,11 @@ from typing import Any
 from urllib.parse import quote
 
 from . import verbosity
-from .conf import settings
-from .exceptions import ConfigError, ConnectionError, FunctionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .exceptions import ConfigError, FunctionError, FunctionTimeout, UnexpectedResponse
 from .host import JSHost, get_default_host
 from .log import emit
-from .transport import pool
 
 logger = logging.getLogger(__name__)
-
-_HEADERS = b"Content-Type: application/json\r\n"
 
 
 #: Top-level strings longer than this take the fast path of encode_parts().
@@ -114,7 +110,8 @@ def encode_request(data: dict[str, Any], function_name: str = "?") -> tuple[byte
 class Function:
     """A JavaScript function named ``name`` on ``host`` (default: ``js_host.host.host``).
 
-    ``timeout`` (seconds) overrides ``settings.FUNCTION_TIMEOUT`` for this function.
+    ``timeout`` (seconds) overrides the host's ``function_timeout`` (``settings.FUNCTION_TIMEOUT``)
+    for this function.
     """
 
     def __init__(self, name: str, host: JSHost | None = None, timeout: float | None = None) -> None:
@@ -138,21 +135,15 @@ class Function:
         return self.host if self.host is not None else get_default_host()
 
     def get_timeout(self) -> float:
-        return self.timeout if self.timeout is not None else settings.FUNCTION_TIMEOUT
+        return self.timeout if self.timeout is not None else self.get_host().function_timeout
 
     def call(self, **kwargs: Any) -> str:
         """Call the function with ``kwargs`` as its data; returns its output text."""
         host = self.get_host()
-        target = host.get_target()
         name = self.name
-        if name not in target.functions:
-            raise ConfigError(
-                f"The host at {host.get_url()} has no function {name!r} (it has "
-                f"{', '.join(sorted(target.functions)) or 'none'}). Add it to {host.config_file} and "
-                "restart the host."
-            )
+        host.require_function(name)
         body, digest = encode_request(kwargs, name)
-        timeout = self.get_timeout()
+        timeout = self.timeout if self.timeout is not None else host.function_timeout
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
@@ -161,18 +152,8 @@ class Function:
                 name,
                 _head(body, 1000).decode("utf-8", "replace"),
             )
-        path = f"{target.prefix}{self._path}{digest}"
-        try:
-            response = pool.request(
-                target.address, target.port, "POST", path, body, headers=_HEADERS, timeout=timeout
-            )
-        except FunctionTimeout as err:
-            raise FunctionTimeout(
-                f"Function {name!r} did not answer within {timeout:g} s ({host.get_url()}). Raise "
-                "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
-            ) from err
-        except ConnectionError as err:
-            raise host.crashed_error(err) from err
+        # Transport errors and a proxy's 502/503/504 are raised by the host.
+        response = host.request_function(name, f"{self._path}{digest}", body, timeout)
         status = response.status
         if status == 200:
             return response.body.decode("utf-8")
@@ -181,17 +162,6 @@ class Function:
             js_message = js_error_message(text)
             raise FunctionError(
                 f"Function {name!r} failed: {js_message}\n{text}", js_message=js_message, js_stack=text
-            )
-        if host.url_override and status in (502, 503, 504):
-            # The proxy (DESIGN.md: upstream down -> 502, timeout -> 504) speaks for a host it cannot use.
-            if status == 504:
-                raise FunctionTimeout(
-                    f"Function {name!r}: {host.url_override} gave up waiting for the host (it answered "
-                    f"504). {host.url_override} said: {text.strip()}"
-                )
-            raise ConnectionError(
-                f"Function {name!r}: the host behind {host.url_override} cannot be reached (it answered "
-                f"{status}); check that the host runs. {host.url_override} said: {text.strip()}"
             )
         if status == 504:
             raise FunctionTimeout(f"Function {name!r}: the host gave up waiting for it: {text.strip()}")

@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import verbosity
-from .conf import resolve_bin, resolve_config_file, resolve_node, settings
+from .conf import settings
+from .config_status import node_env, read_config_status
 from .endpoint import DEFAULT_ADDRESS, config_url, is_loopback, parse_status, request
 from .exceptions import (
     ConfigError,
@@ -37,7 +38,6 @@ from .exceptions import (
 from .log import emit
 from .manager_auth import AUTH_NAME, NotTheManager, exchange
 from .runtime import manager_secret, runtime_dir, secret_path
-from .status import node_env, read_config_status
 from .transport import Response
 
 logger = logging.getLogger(__name__)
@@ -68,12 +68,9 @@ class JSHostManager:
         path_to_node: str | None = None,
         bin_path: str | None = None,
     ) -> None:
-        root = settings.source_root
-        self.config_file = (
-            resolve_config_file(config_file, root) if config_file is not None else settings.get_config_file()
+        self.config_file, self.path_to_node, self.bin_path = settings.resolve_paths(
+            config_file, path_to_node, bin_path
         )
-        self.path_to_node = resolve_node(path_to_node) if path_to_node else settings.get_path_to_node()
-        self.bin_path = resolve_bin(bin_path, root, explicit=True) if bin_path else settings.get_path_to_bin()
 
     def __repr__(self) -> str:
         # Nothing is read or run for a repr (get_name() reads the config file with node).
@@ -208,7 +205,7 @@ class JSHostManager:
         """Spawn the detached manager unless one already runs; returns self."""
         if self.is_running():
             return self
-        # Make sure the port is not a stale cached one (see js_host.status).
+        # Make sure the port is not a stale cached one (see js_host.config_status).
         read_config_status(self.path_to_node, self.bin_path, self.config_file, manager=True, fresh=True)
         status, error = self._probe()
         if status is not None and status.get("type") == self.expected_type_name:

@@ -17,7 +17,8 @@ the secret and the other reads it:
 
 It also holds the lock files that serialise work on one config file between
 the processes of one machine (:class:`MachineLock`): host starts
-(:func:`host_start_lock`) and the development reloader's record.
+(:func:`host_start_lock`) and the development reloader's record; and it reads
+the end of the logfiles that managed hosts write there (:func:`tail`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,6 +164,19 @@ def host_start_lock(config_file: str) -> Iterator[str]:
     with MachineLock("host-start", config_file) as lock:
         assert lock.path is not None
         yield lock.path
+
+
+def tail(path: str, lines: int) -> str:
+    """The last ``lines`` lines of the file at ``path`` (for messages), or why they cannot be read."""
+    # Never through a link, and only a regular file: what is shown may reach a web page.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open(fd, encoding="utf-8", errors="replace") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "(cannot read it: not a regular file)"
+            return "".join(deque(fh, maxlen=lines)).rstrip("\n") or "(empty)"
+    except OSError as err:
+        return f"(cannot read it: {err})"
 
 
 def secret_path() -> str:

@@ -264,12 +264,12 @@ def proxy_in_front(impl, running_host):
 def test_url_override_needs_neither_node_nor_the_config_file(
     tmp_path, proxy_in_front, client_settings, monkeypatch
 ) -> None:
-    from js_host import status
+    from js_host import config_status
 
     def no_node(*args, **kwargs):
         raise AssertionError(f"node was run: {args}")
 
-    monkeypatch.setattr(status, "_run_config", no_node)
+    monkeypatch.setattr(config_status, "_run_config", no_node)
     url, _ = proxy_in_front
     empty = tmp_path / "app"  # no config file, no node_modules
     empty.mkdir()

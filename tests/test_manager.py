@@ -203,7 +203,7 @@ def test_the_config_status_cache_is_read_only_from_private_files(tmp_path, monke
     # A cached status decides where calls go: another user must not be able to plant one.
     import logging
 
-    from js_host import status
+    from js_host import config_status
 
     runtime = tmp_path / "rt"
     monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
@@ -214,11 +214,11 @@ def test_the_config_status_cache_is_read_only_from_private_files(tmp_path, monke
         runs.append(config_file)
         return {"config": {"port": 9}}
 
-    monkeypatch.setattr(status, "_run_config", run_config)
+    monkeypatch.setattr(config_status, "_run_config", run_config)
 
     def port_read() -> int:  # as a new process reads it: from disk
-        status.clear_cache()
-        return status.read_config_status("node", str(NPM_BIN), str(config))["config"]["port"]
+        config_status.clear_cache()
+        return config_status.read_config_status("node", str(NPM_BIN), str(config))["config"]["port"]
 
     try:
         assert port_read() == 9 and len(runs) == 1
@@ -241,12 +241,12 @@ def test_the_config_status_cache_is_read_only_from_private_files(tmp_path, monke
         # A runtime dir that others can enter is not read (nor written) at all.
         plant()
         os.chmod(runtime, 0o755)
-        caplog.set_level(logging.DEBUG, logger="js_host.status")
+        caplog.set_level(logging.DEBUG, logger="js_host.config_status")
         count = len(runs)
         assert port_read() == 9 and len(runs) == count + 1
         assert any(str(runtime) in r.getMessage() and "chmod 700" in r.getMessage() for r in caplog.records)
     finally:
-        status.clear_cache()
+        config_status.clear_cache()
 
 
 def test_secret_get_or_create_agrees_between_processes(tmp_path, monkeypatch) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from js_host import runtime, status
+from js_host import config_status, runtime
 from js_host.conf import settings
 from js_host.exceptions import ConfigError, JSHostError
 from js_host.function import Function
@@ -206,7 +206,7 @@ def victim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     for name in ("JS_HOST_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(runtime, "_cached", {})
-    status.clear_cache()
+    config_status.clear_cache()
     before = suite_processes()
     config = write_config(tmp_path, port=free_port(), disconnectTimeout=300)
     yield {
@@ -220,7 +220,7 @@ def victim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
 def stop_manager(config: Path, before: set[int]) -> None:
     """Stop the manager of ``config`` if one runs, and wait for its processes to be gone."""
     settings.reset()
-    status.clear_cache()
+    config_status.clear_cache()
     if not os.path.isdir(runtime.runtime_dir()):
         return  # gone with its shared folder (asking would make it again): stopped before
     try:
@@ -236,7 +236,7 @@ def stop_manager(config: Path, before: set[int]) -> None:
 
 def call_hello(victim: dict[str, Any]) -> str:
     runtime._cached.clear()
-    status.clear_cache()
+    config_status.clear_cache()
     settings.reset()
     settings.configure(**victim["settings"])
     return Function("hello_world").call()
@@ -334,7 +334,7 @@ def check_python_files(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rt = shared / "rt"
     monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(rt))
     with runtime.open_runtime_dir() as directory:
-        cache = directory.subdir(status.CACHE_DIRNAME)
+        cache = directory.subdir(config_status.CACHE_DIRNAME)
         cache.close()
     config = "/some/host.config.js"
     key = hashlib.sha1(config.encode()).hexdigest()[:16]
@@ -348,12 +348,12 @@ def check_python_files(shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         pass
     # A status cache entry that is a link is not read, and writing replaces the link itself.
-    entry = status._disk_cache_name(("k",))
-    plant_as_other(rt / status.CACHE_DIRNAME, {entry: canary.file}, through=(rt,))
-    assert status._read_disk_cache(("k",)) is None
-    status._write_disk_cache(("k",), {"config": {"port": 1}})
-    assert not (rt / status.CACHE_DIRNAME / entry).is_symlink()
-    assert status._read_disk_cache(("k",)) == {"config": {"port": 1}}
+    entry = config_status._disk_cache_name(("k",))
+    plant_as_other(rt / config_status.CACHE_DIRNAME, {entry: canary.file}, through=(rt,))
+    assert config_status._read_disk_cache(("k",)) is None
+    config_status._write_disk_cache(("k",), {"config": {"port": 1}})
+    assert not (rt / config_status.CACHE_DIRNAME / entry).is_symlink()
+    assert config_status._read_disk_cache(("k",)) == {"config": {"port": 1}}
     canary.assert_untouched()
 
 

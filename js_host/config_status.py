@@ -1,4 +1,4 @@
-"""Reading a config file's status without a running process: ``node <bin> <config> --config``.
+"""A config file's status, read by running ``node <bin> <config> --config`` (no host needed).
 
 This is how the client learns a host's (or, with ``--manager``, a manager's)
 address and port. Starting node costs ~70 ms, so results are cached per node
