@@ -15,8 +15,8 @@ import pytest
 from js_host_proxy.__main__ import main
 from js_host_proxy.caches import Entry, cache_key
 from js_host_proxy.file_cache import FileCache
-from tests.proxy.conftest import Proxy, Upstream, call_path, sha1
 from tests.support.processes import free_port
+from tests.support.proxy import Proxy, Upstream, call_path, sha1
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,7 @@ import requests
 from js_host_proxy.caches import Entry, MemoryCache, cache_key
 from js_host_proxy.file_cache import READ_SIZE, FileCache
 from js_host_proxy.upstream import UpstreamPool
-from tests.proxy.conftest import Proxy, Upstream, sha1
+from tests.support.proxy import Proxy, Upstream, sha1
 
 pytestmark = pytest.mark.timeout(60)
 

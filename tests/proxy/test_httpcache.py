@@ -11,7 +11,7 @@ import pytest
 
 from js_host_proxy.caches import Entry, MemoryCache, cache_key
 from js_host_proxy.httpcache import KeyedCache, caching_session
-from tests.proxy.conftest import Upstream, call_path, sha1
+from tests.support.proxy import Upstream, call_path, sha1
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -25,8 +25,8 @@ from js_host_proxy.__main__ import main
 from js_host_proxy.caches import Entry, MemoryCache
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.file_cache import FileCache
-from tests.proxy.conftest import Proxy, Upstream, call_path
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
+from tests.support.proxy import Proxy, Upstream, call_path
 
 pytestmark = pytest.mark.timeout(120)
 

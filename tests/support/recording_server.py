@@ -1,0 +1,95 @@
+"""A threaded HTTP/1.1 server that answers like a host and records the requests it gets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+from js_host.endpoint import format_url
+
+
+class RecordingServer:
+    """A threaded HTTP/1.1 server that answers like a host and records requests.
+
+    ``close_after`` makes it close a kept-alive connection when its Nth request
+    arrives (without answering it), as a server whose keep-alive timer fired.
+    ``status_code`` is the code of function responses. While ``hang`` is true,
+    requests are recorded but never answered (a host that hangs).
+    """
+
+    def __init__(
+        self,
+        functions: list[str],
+        *,
+        close_after: int = 0,
+        status_code: int = 200,
+        hang: bool = False,
+        address: str = "127.0.0.1",
+    ) -> None:
+        self.functions = functions
+        self.close_after = close_after
+        self.status_code = status_code
+        self.hang = hang
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        self.sock.bind((address, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = format_url(address, self.port)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        buf = b""
+        served = 0
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+                length = int(headers.get("content-length", 0))
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                body, buf = buf[:length], buf[length:]
+                served += 1
+                if self.close_after and served == self.close_after:
+                    return  # closed without an answer
+                method, target, _ = lines[0].split(" ")
+                self.requests.append({"method": method, "target": target, "headers": headers, "body": body})
+                if self.hang:
+                    while conn.recv(65536):  # until the client gives up
+                        pass
+                    return
+                if target == "/status":
+                    code = 200
+                    out = json.dumps(
+                        {"type": "Host", "version": "test", "config": {"functions": self.functions}}
+                    ).encode()
+                else:
+                    code = self.status_code
+                    out = b"ok:" + body
+                reason = {200: "OK", 504: "Gateway Timeout"}.get(code, "X")
+                conn.sendall(f"HTTP/1.1 {code} {reason}\r\nContent-Length: {len(out)}\r\n\r\n".encode() + out)
+
+    def function_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["target"].startswith("/function/")]
+
+    def close(self) -> None:
+        self.sock.close()
