@@ -1,21 +1,23 @@
-"""Fixtures shared by the whole suite: real Node hosts, and a check that the
-suite leaves no Node, gunicorn or redis-server process behind."""
+"""The suite's root: registers the fixture plugins of tests/support (once, for every
+group), and checks that the suite leaves no Node, gunicorn or redis-server process
+behind."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tests.support.processes import IMPLEMENTATIONS, SESSION_MARKER, NodeProcess, suite_processes
+from tests.support.processes import SESSION_MARKER, suite_processes
 
-# The client's fixtures (settings reset, managers on free ports) serve several suites.
-pytest_plugins = ["tests.client_fixtures"]
+# Fixtures used by more than one group; a group's own fixtures are in its conftest.py.
+pytest_plugins = [
+    "tests.support.host_fixtures",
+    "tests.support.client_fixtures",
+    "tests.support.proxy_fixtures",
+]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -35,21 +37,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             f"FAILED: the suite left processes behind: {sorted(left)}", red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-@pytest.fixture
-def start_host(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    """Start ``js-host <config> --json`` (the bundled one unless ``impl`` says
-    otherwise) on a free port; every host started is stopped after the test."""
-    started: list[NodeProcess] = []
-
-    def start(config: Path | str, *args: str, impl: str = "bundled") -> NodeProcess:
-        if "--port" not in args and "-p" not in args:
-            args = (*args, "--port", "0")
-        proc = NodeProcess(IMPLEMENTATIONS[impl], config, *args, logdir=tmp_path)
-        started.append(proc)
-        return proc.start()
-
-    yield start
-    for proc in started:
-        proc.stop()

@@ -1,82 +1,18 @@
-"""Fixtures for the proxy tests: a real upstream host that counts its calls, the
-proxy in-process (werkzeug's test client) or under real gunicorn, and a real
-redis-server. Everything started here is stopped here."""
+"""Fixtures used only by the proxy tests: each upstream implementation in turn, and
+the scripted upstream (raw bytes a Node host does not send) with a proxy in front."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import socket
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Callable
 
 import pytest
-import requests
-from werkzeug.test import Client
 
 from js_host_proxy.app import ProxyApp
-from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig
-from tests.support.processes import BUNDLED_BIN, NodeProcess, OwnedProcess, free_port
-
-HERE = Path(__file__).parent
-#: Implementations the upstream can be: our host when it exists, and js-host 0.11.
-IMPLS = ["bundled", "npm-0.11"]
-CONFIGS = {"bundled": HERE / "upstream.config.js", "npm-0.11": HERE / "upstream-0.11.config.js"}
-
-
-def body_of(data: dict[str, Any]) -> bytes:
-    """The client's canonical body: json.dumps(data, sort_keys=True)."""
-    return json.dumps(data, sort_keys=True).encode()
-
-
-def sha1(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()
-
-
-def call_path(name: str, data: dict[str, Any]) -> tuple[str, bytes]:
-    body = body_of(data)
-    return f"/function/{name}?hash={sha1(body)}", body
-
-
-@dataclass
-class Upstream:
-    host: NodeProcess
-    impl: str
-
-    @property
-    def url(self) -> str:
-        return self.host.url
-
-    def calls(self, name: str, data: dict[str, Any] | None = None) -> int:
-        """How many calls of ``name`` (with exactly ``data``, when given) reached the host."""
-        query = {"name": name, "data": data} if data is not None else {}
-        answer = requests.post(f"{self.url}/function/calls", json=query, timeout=5).json()
-        return answer if data is not None else answer.get(name, 0)
-
-    def stop(self) -> None:
-        self.host.stop()
-
-
-@pytest.fixture
-def start_upstream(start_host: Callable[..., NodeProcess]) -> Callable[..., Upstream]:
-    def start(impl: str | None = None) -> Upstream:
-        impl = impl or ("bundled" if BUNDLED_BIN.exists() else "npm-0.11")
-        if impl == "bundled" and not BUNDLED_BIN.exists():
-            pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-        return Upstream(start_host(CONFIGS[impl], impl=impl), impl)
-
-    return start
-
-
-@pytest.fixture
-def upstream(start_upstream: Callable[..., Upstream]) -> Upstream:
-    return start_upstream()
+from tests.support.proxy import IMPLS, Proxy, Upstream
+from tests.support.scripted_upstream import ScriptedUpstream
 
 
 @pytest.fixture(params=IMPLS)
@@ -85,116 +21,24 @@ def any_upstream(request: pytest.FixtureRequest, start_upstream: Callable[..., U
     return start_upstream(request.param)
 
 
-class Proxy:
-    """A ProxyApp and werkzeug's test client over it."""
-
-    def __init__(self, app: ProxyApp) -> None:
-        self.app = app
-        self.client = Client(app)
-
-    def call(self, name: str, data: dict[str, Any], **kwargs: Any) -> Any:
-        path, body = call_path(name, data)
-        kwargs.setdefault("content_type", "application/json")
-        return self.client.post(path, data=body, **kwargs)
+@pytest.fixture
+def scripted() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture
-def make_proxy(upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
-    """``make_proxy(backend=None, **config)``: the app in-process, in front of ``upstream``
-    with a memory cache unless told otherwise."""
+def scripted_proxy(scripted: ScriptedUpstream) -> Iterator[Callable[..., Proxy]]:
+    """``scripted_proxy(**config)``: the app in-process in front of ``scripted``, memory cache."""
     made: list[ProxyApp] = []
 
-    def make(*, backend: CacheBackend | None = None, **overrides: Any) -> Proxy:
-        overrides.setdefault("upstreams", (upstream.url,))
+    def make(**overrides: Any) -> Proxy:
+        overrides.setdefault("upstreams", (scripted.url,))
         overrides.setdefault("cache_url", "memory://")
-        app = ProxyApp(replace(ProxyConfig(), **overrides), backend=backend)
+        app = ProxyApp(replace(ProxyConfig(), **overrides))
         made.append(app)
         return Proxy(app)
 
     yield make
     for app in made:
         app.close()
-
-
-# -- real processes -----------------------------------------------------------------------
-
-
-class Server(OwnedProcess):
-    """A server process: started once its port accepts connections (and ``ready()``)."""
-
-    def start(self, port: int, timeout: float = 15.0, ready: Callable[[], bool] | None = None) -> Server:
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            except OSError:
-                return False
-            return ready is None or ready()
-
-        self.spawn()
-        self.wait_until(listening, timeout)
-        return self
-
-
-@pytest.fixture
-def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Server]]]:
-    """``start_gunicorn(**JS_HOST_PROXY_settings)``: ``gunicorn`` in the project root (so
-    gunicorn.conf.py) with 2 workers on a free port; returns (base URL, server)."""
-    started: list[Server] = []
-
-    def start(
-        *, cmd: list[str] | None = None, port: int | None = None, gunicorn_args: str = "", **settings: Any
-    ) -> tuple[str, Server]:
-        """``cmd`` instead of ``python -m gunicorn``; ``port``: where ``cmd`` listens;
-        ``gunicorn_args``: more gunicorn options (GUNICORN_CMD_ARGS)."""
-        listen = port or free_port()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JS_HOST_PROXY_")}
-        env.update(
-            JS_HOST_PROXY_BIND=f"127.0.0.1:{listen if cmd is None else port}",
-            JS_HOST_PROXY_WORKERS="2",
-            JS_HOST_PROXY_THREADS="8",
-            JS_HOST_PROXY_CACHE=f"file://{tmp_path}/cache",
-            JS_HOST_PROXY_LOG_LEVEL="debug",
-        )
-        env.update({f"JS_HOST_PROXY_{k.upper()}": str(v) for k, v in settings.items()})
-        env["GUNICORN_CMD_ARGS"] = gunicorn_args
-        log = tmp_path / f"gunicorn-{listen}.log"
-        server = Server(cmd or [sys.executable, "-m", "gunicorn"], log=log, env=env)
-        started.append(server)
-        # Both workers booted, so that concurrent requests can reach both.
-        workers = int(env["JS_HOST_PROXY_WORKERS"])
-        server.start(listen, ready=lambda: server.log.count("Booting worker") >= workers)
-        return f"http://127.0.0.1:{listen}", server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[str, Server]]:
-    """A real redis-server on a free port, nothing saved to disk; (URL, server)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (scripts/install.sh installs it)")
-    port = free_port()
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    cmd = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(folder),
-        "--daemonize",
-        "no",
-    ]
-    server = Server(cmd, log=folder / "redis.log").start(port)
-    yield f"redis://127.0.0.1:{port}/0", server
-    server.stop()

@@ -17,8 +17,8 @@ from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
 from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.httpcache import stored_response
-from tests.proxy.conftest import Proxy, Upstream, call_path, sha1
 from tests.support.processes import free_port
+from tests.support.proxy import Proxy, Upstream, call_path, sha1
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,7 @@ from js_host_proxy.cache.file import READ_SIZE, FileCache
 from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.upstream import UpstreamPool
-from tests.proxy.conftest import Proxy, Upstream, sha1
+from tests.support.proxy import Proxy, Upstream, sha1
 
 pytestmark = pytest.mark.timeout(60)
 

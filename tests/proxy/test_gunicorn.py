@@ -12,8 +12,8 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from tests.proxy.conftest import Server, Upstream, call_path
 from tests.support.processes import free_port
+from tests.support.proxy import Server, Upstream, call_path
 
 pytestmark = pytest.mark.timeout(90)
 

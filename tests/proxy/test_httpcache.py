@@ -13,7 +13,7 @@ from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.httpcache import KeyedCache, caching_session
-from tests.proxy.conftest import Upstream, call_path, sha1
+from tests.support.proxy import Upstream, call_path, sha1
 
 pytestmark = pytest.mark.timeout(30)
 

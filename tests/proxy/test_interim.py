@@ -8,7 +8,6 @@ output. Here many distinct calls run at once, through the app in-process and und
 gunicorn, and every answer, live and stored, must be the one of its own input.
 """
 
-# ruff: noqa: F811 (the scripted upstream's fixtures are imported, then named as parameters)
 from __future__ import annotations
 
 import json
@@ -17,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.client import HTTPConnection
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -26,13 +24,12 @@ import requests
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.connections import AlignedHTTPConnection
-from tests.proxy.conftest import Proxy, Upstream, call_path
-from tests.proxy.scripted_upstream import ScriptedUpstream, scripted, scripted_proxy  # noqa: F401 - fixtures
 from tests.support.processes import BUNDLED_BIN, NodeProcess
+from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path
+from tests.support.scripted_upstream import ScriptedUpstream
 
 pytestmark = pytest.mark.timeout(120)
 
-HERE = Path(__file__).parent
 FUNCTIONS = ["hints", "processing", "continued", "several", "echo"]
 THREADS = 8
 CALLS_PER_THREAD = 40
@@ -42,7 +39,7 @@ CALLS_PER_THREAD = 40
 def interim_upstream(start_host: Callable[..., NodeProcess]) -> Upstream:
     if not BUNDLED_BIN.exists():
         pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-    return Upstream(start_host(HERE / "interim.config.js"), "bundled")
+    return Upstream(start_host(FIXTURES / "interim.config.js"), "bundled")
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.config import ProxyConfig
-from tests.proxy.conftest import Proxy, Upstream, call_path
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
+from tests.support.proxy import Proxy, Upstream, call_path
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (the scripted upstream's fixtures are imported, then named as parameters)
 """The proxy is a shared cache (RFC 9111): what it must not store reaches the host on
 every call, no answer depends on who asks, and no answer carries a header the host
 did not send. Each test counts the calls that reached the host."""
@@ -11,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -21,13 +19,12 @@ from werkzeug.test import Client
 from js_host.exceptions import ConfigError
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
-from tests.proxy.conftest import Proxy, Upstream, call_path
-from tests.proxy.scripted_upstream import ScriptedUpstream, scripted, scripted_proxy  # noqa: F401 - fixtures
 from tests.support.processes import BUNDLED_BIN, NodeProcess
+from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path
+from tests.support.scripted_upstream import ScriptedUpstream
 
 pytestmark = pytest.mark.timeout(60)
 
-HERE = Path(__file__).parent
 #: Functions of shared.config.js whose answers a shared cache must not store.
 NOT_STORED = {
     "cookie": ("Set-Cookie", "session=for-one-client; HttpOnly"),
@@ -51,7 +48,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "content-length", "transfer-encoding"}
 def shared_upstream(start_host: Callable[..., NodeProcess]) -> Upstream:
     if not BUNDLED_BIN.exists():
         pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-    return Upstream(start_host(HERE / "shared.config.js"), "bundled")
+    return Upstream(start_host(FIXTURES / "shared.config.js"), "bundled")
 
 
 @pytest.fixture

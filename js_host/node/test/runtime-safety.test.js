@@ -2,7 +2,7 @@
 
 // The runtime dir and the files in it are never used through a link or when
 // another user could change them: the secret, a host's logfile, the output
-// file of a `--detached` copy. (tests/test_security_runtime.py plays another
+// file of a `--detached` copy. (tests/system/test_security_runtime.py plays another
 // local user for real and checks that Python says the same.)
 
 const assert = require('node:assert/strict');

@@ -19,9 +19,10 @@ from js_host.exceptions import FunctionError
 from js_host.function import Function
 from js_host.host import JSHost
 from js_host.middleware import ENVIRON_MIDDLEWARE, JSHostMiddleware, report_error
-from tests.client_helpers import RecordingServer, wait_for
-from tests.middleware_fixtures import HOST_BIN, write_test_config
 from tests.support.processes import ROOT, NodeProcess, free_port
+from tests.support.recording_server import RecordingServer
+from tests.support.waiting import wait_for
+from tests.support.wsgi_app import HOST_BIN, write_test_config
 
 pytestmark = pytest.mark.timeout(60)
 

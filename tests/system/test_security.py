@@ -17,17 +17,12 @@ from js_host.conf import settings
 from js_host.function import Function
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret
-from tests.client_helpers import FUNCTIONS_JS, RecordingServer
-from tests.proxy import conftest as proxy_fixtures
-from tests.proxy.conftest import Proxy, Server, Upstream, body_of, call_path
-from tests.reliability_fixtures import descendants, is_loopback, listening, raw_exchange, request
+from tests.support.client import FUNCTIONS_JS
+from tests.support.proc import descendants, is_loopback, listening
 from tests.support.processes import NodeProcess
-
-# The proxy tests' fixtures (real upstream host, in-process proxy, gunicorn, redis-server).
-make_proxy = proxy_fixtures.make_proxy
-start_gunicorn = proxy_fixtures.start_gunicorn
-start_upstream = proxy_fixtures.start_upstream
-upstream = proxy_fixtures.upstream
+from tests.support.proxy import Proxy, Server, Upstream, body_of, call_path
+from tests.support.raw_http import raw_exchange, request
+from tests.support.recording_server import RecordingServer
 
 FOREIGN_HOSTS = [
     "evil.example",
@@ -276,7 +271,7 @@ def test_nothing_listens_on_a_non_loopback_address(
     # The manager and the host it spawns (both detached from this process).
     settings.configure(VERBOSITY=0, **manager_env["settings"])
     host_pid = int(Function("pid").call())
-    from tests.reliability_fixtures import pid_listening_on
+    from tests.support.proc import pid_listening_on
 
     manager_port = int(JSHostManager(str(manager_env["config"])).get_url().rsplit(":", 1)[1])
     manager_pid = pid_listening_on(manager_port)

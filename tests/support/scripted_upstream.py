@@ -1,7 +1,8 @@
 """A stdlib HTTP/1.1 upstream that answers each path with bytes written as given:
 for the framing tricks a Node host does not do (a 101, bytes after an answer, a
 body cut off, a close-delimited or endless body). It counts requests per path and
-connections, and serves in threads of this process until closed."""
+connections, and serves in threads of this process until closed. (Its fixtures are
+in tests/proxy/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -9,15 +10,7 @@ import contextlib
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any, Callable, Union
-
-import pytest
-
-from js_host_proxy.app import ProxyApp
-from js_host_proxy.config import ProxyConfig
-from tests.proxy.conftest import Proxy
+from typing import Callable, Union
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
@@ -105,26 +98,3 @@ class ScriptedUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@pytest.fixture
-def scripted() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def scripted_proxy(scripted: ScriptedUpstream) -> Iterator[Callable[..., Proxy]]:
-    """``scripted_proxy(**config)``: the app in-process in front of ``scripted``, memory cache."""
-    made: list[ProxyApp] = []
-
-    def make(**overrides: Any) -> Proxy:
-        overrides.setdefault("upstreams", (scripted.url,))
-        overrides.setdefault("cache_url", "memory://")
-        app = ProxyApp(replace(ProxyConfig(), **overrides))
-        made.append(app)
-        return Proxy(app)
-
-    yield make
-    for app in made:
-        app.close()

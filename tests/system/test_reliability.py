@@ -26,18 +26,12 @@ import pytest
 from js_host.exceptions import ConnectionError, JSHostError, ProcessError  # noqa: A004
 from js_host.function import Function
 from js_host.host import JSHost
-from tests.client_helpers import FUNCTIONS_JS, pid_alive, wait_for
-from tests.proxy import conftest as proxy_fixtures
-from tests.proxy.conftest import Proxy, Server, Upstream, call_path
-from tests.reliability_fixtures import alive, children, connected_to, pid_listening_on, request, rss_kb
+from tests.support.client import FUNCTIONS_JS, pid_alive
+from tests.support.proc import children, connected_to, pid_listening_on, rss_kb
 from tests.support.processes import NodeProcess, free_port
-
-# The proxy tests' fixtures (real upstream host, in-process proxy, gunicorn, redis-server).
-make_proxy = proxy_fixtures.make_proxy
-redis_server = proxy_fixtures.redis_server
-start_gunicorn = proxy_fixtures.start_gunicorn
-start_upstream = proxy_fixtures.start_upstream
-upstream = proxy_fixtures.upstream
+from tests.support.proxy import Proxy, Server, Upstream, call_path
+from tests.support.raw_http import alive, request
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ import pytest
 from js_host.exceptions import UnexpectedResponse
 from js_host.function import Function
 from js_host.transport import Pool
-from tests.client_helpers import FIXTURES, bin_setting, wait_for
+from tests.support.client import FIXTURES, bin_setting
 from tests.support.processes import NodeProcess, free_port
-from tests.test_client_transport import idle_local_ports, read_request
+from tests.support.sockets import idle_local_ports, read_request
+from tests.support.waiting import wait_for
 
 INTERIM_FUNCTIONS = ["early_hints", "processing", "continue", "two_hints"]
 

@@ -24,9 +24,9 @@ from js_host.function import Function
 from js_host.host import JSHost
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
-from tests.proxy.conftest import CONFIGS, body_of, call_path
-from tests.reliability_fixtures import alive, request
 from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess
+from tests.support.proxy import CONFIGS, body_of, call_path
+from tests.support.raw_http import alive, request
 
 FUZZ = settings(
     max_examples=40,

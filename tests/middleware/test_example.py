@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.middleware_fixtures import (
-    HOST_BIN,
-    Server,
-    base_env,
-    get,
-    gunicorn,
-    hit_all_workers,
-    reap,
-    wait_for,
-)
 from tests.support.processes import NPM_BIN, ROOT, free_port, process_stats
+from tests.support.servers import Server, base_env, get, gunicorn, hit_all_workers, reap
+from tests.support.waiting import wait_for
+from tests.support.wsgi_app import HOST_BIN
 
 pytestmark = pytest.mark.timeout(120)
 

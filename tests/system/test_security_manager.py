@@ -27,9 +27,10 @@ from js_host.function import Function
 from js_host.host import JSHost
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret
-from tests.client_helpers import config_port, wait_for, write_config
+from tests.support.client import config_port, write_config
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
 from tests.support.processes import free_port, suite_processes
+from tests.support.waiting import wait_for
 
 pytestmark = requires_root
 

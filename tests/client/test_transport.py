@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import socket
 import struct
@@ -18,17 +17,11 @@ import pytest
 from js_host import transport
 from js_host.exceptions import ConnectionError  # noqa: A004 - the spec's name
 from js_host.function import Function
-from js_host.transport import Pool, pool
-from tests.client_helpers import wait_for, write_config
+from js_host.transport import Pool
+from tests.support.client import write_config
 from tests.support.processes import NPM_BIN
-
-
-def idle_local_ports() -> set[int]:
-    """Local ports of the idle sockets to the default host."""
-    from js_host.host import host
-
-    target = host.get_target()
-    return {conn.sock.getsockname()[1] for conn in pool._idle.get((target.address, target.port), [])}
+from tests.support.sockets import idle_local_ports, read_request
+from tests.support.waiting import wait_for
 
 
 def test_sockets_are_kept_alive(configured) -> None:
@@ -164,27 +157,6 @@ class RawServer:
 
 
 DROP, CLOSE, RESET = "drop", "close", "reset"
-
-
-def read_request(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes]:
-    """Read one request on ``conn`` (``buf``: bytes already read); returns its head,
-    its body and the bytes after it. A request without Content-Length has no body (RFC
-    9112, section 6.3): any client may connect to the server's port, not only
-    the transport, which always sends one. OSError when the client goes away."""
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise OSError("the client closed the connection")
-        buf += chunk
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    match = re.search(rb"(?im)^content-length: *(\d+)", head)
-    length = int(match.group(1)) if match else 0
-    while len(buf) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise OSError("the client closed the connection mid-request")
-        buf += chunk
-    return head, buf[:length], buf[length:]
 
 
 @pytest.fixture

@@ -24,16 +24,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.proxy import conftest as proxy_fixtures
-from tests.proxy.conftest import Server, Upstream, call_path
-from tests.reliability_fixtures import rss_kb
+from tests.support.proc import rss_kb
 from tests.support.processes import ROOT, NodeProcess, free_port
+from tests.support.proxy import Server, Upstream, call_path
 
-start_gunicorn = proxy_fixtures.start_gunicorn
-start_upstream = proxy_fixtures.start_upstream
-upstream = proxy_fixtures.upstream
-
-HERE = Path(__file__).parent
+FIXTURES = ROOT / "tests" / "fixtures" / "system"
 
 
 def address(base: str) -> tuple[str, int]:
@@ -271,7 +266,7 @@ def test_serve_names_the_missing_config(tmp_path: Path) -> None:
 
 # -- the Node host --------------------------------------------------------------------------------
 
-HOST_CONFIG = HERE / "fixtures" / "slow_clients.config.js"
+HOST_CONFIG = FIXTURES / "slow_clients.config.js"
 
 
 @pytest.mark.timeout(90)

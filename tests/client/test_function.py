@@ -21,7 +21,7 @@ from js_host.exceptions import (
 )
 from js_host.function import Function, encode_request, serialize
 from js_host.host import JSHost
-from tests.client_helpers import bin_setting, without_logging_config, write_config
+from tests.support.client import bin_setting, without_logging_config, write_config
 from tests.support.processes import NPM_BIN
 
 VECTOR = "bc4919c6adf7168088eaea06e27a5b23f0f9f9da"

@@ -2,7 +2,8 @@
 free ports, managers in a private runtime dir (stopped after each test), and a
 small recording HTTP server that speaks the host protocol.
 
-Test modules import the fixtures they use from here.
+A plugin: tests/conftest.py registers it, test modules name these fixtures as
+parameters and never import them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 from js_host import verbosity
 from js_host.conf import settings
 from js_host.manager import JSHostManager
-from tests.client_helpers import RecordingServer, bin_setting, config_port, write_config
+from tests.support.client import bin_setting, config_port, write_config
 from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess, free_port, suite_processes
+from tests.support.recording_server import RecordingServer
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

@@ -1,14 +1,11 @@
-"""Real gunicorn servers for the middleware, example and run-script tests.
-
-Also the small WSGI app those tests serve: ``gunicorn tests.middleware_fixtures:application``
-builds it from the environment (``JS_HOST_TEST_*``), so the same module is the
-fixture code and the app under test. Importing it starts nothing.
+"""Helpers for the middleware, example, run-script and Docker tests: real gunicorn
+(or other) servers started once a URL answers, plain GETs that report any status,
+and the processes a test left behind. The app they serve is tests/support/wsgi_app.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -17,37 +14,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
 
-from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NPM_BIN, ROOT, OwnedProcess
-
-#: The host the tests run: the bundled one once it exists, else js-host 0.11 from npm
-#: (JS_HOST_TEST_IMPL=npm-0.11 or bundled chooses).
-HOST_BIN = IMPLEMENTATIONS.get(
-    os.environ.get("JS_HOST_TEST_IMPL", ""), BUNDLED_BIN if BUNDLED_BIN.exists() else NPM_BIN
-)
-
-TEST_CONFIG = """\
-'use strict';
-// Written by tests/middleware_fixtures.py.
-module.exports = {
-  port: %(port)d,
-  disconnectTimeout: 300,
-  functions: {
-    answer: function(data, cb) { cb(null, %(answer)s); },
-    pid: function(data, cb) { cb(null, String(process.pid)); },
-    crash: function(data, cb) {
-      setTimeout(function() { throw new Error('boom from the crash function'); }, 10);
-    }
-  }
-};
-"""
-
-
-def write_test_config(path: Path, *, port: int, answer: str = "answer-v1") -> Path:
-    path.write_text(TEST_CONFIG % {"port": port, "answer": json.dumps(answer)})
-    return path
-
+from tests.support.processes import ROOT, OwnedProcess
 
 # HTTP
 
@@ -75,23 +43,6 @@ def get(url: str, timeout: float = 30.0) -> Reply:
     except urllib.error.HTTPError as err:
         headers = {k.lower(): v for k, v in err.headers.items()}
         return Reply(err.code, headers, err.read().decode("utf-8", "replace"))
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns a truthy value (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except Exception as err:  # not ready yet
-            last = err
-        else:
-            if result:
-                return result
-            last = result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def hit_all_workers(url: str, workers: int, *, attempts: int = 8) -> dict[int, Reply]:
@@ -203,71 +154,3 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "NODE_NO_WARNINGS": "1", "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     return env
-
-
-# The app under test (built in the gunicorn process from JS_HOST_TEST_* variables)
-
-
-def _build_application() -> Any:
-    from js_host import verbosity
-    from js_host.conf import settings
-    from js_host.function import Function
-    from js_host.middleware import JSHostMiddleware
-
-    mode = os.environ["JS_HOST_TEST_MODE"]  # "production" or "development"
-    options: dict[str, Any] = {
-        "SOURCE_ROOT": os.path.dirname(os.environ["JS_HOST_TEST_CONFIG"]),
-        "CONFIG_FILE": os.environ["JS_HOST_TEST_CONFIG"],
-        "CONNECT_ONCE_CONFIGURED": False,
-        "VERBOSITY": verbosity.VERBOSE,
-        "USE_MANAGER": mode == "development",
-    }
-    if os.environ.get("JS_HOST_BIN_PATH"):
-        options["BIN_PATH"] = os.environ["JS_HOST_BIN_PATH"]
-    if mode == "production":
-        options["URL_OVERRIDE"] = os.environ["JS_HOST_TEST_URL"]
-    settings.configure(**options)
-
-    answer = Function("answer")
-    host_pid = Function("pid")
-    crash = Function("crash", timeout=5)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if path == "/health":
-            body = "ok"
-        elif path == "/boom":
-            raise RuntimeError("an error of the app itself")
-        elif path == "/pid":
-            body = host_pid.call()
-        elif path == "/crash":
-            body = crash.call()
-        else:
-            if path == "/slow":
-                time.sleep(0.3)
-            body = answer.call()
-        payload = f"{os.getpid()} {body}".encode()
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "text/plain"),
-                ("Content-Length", str(len(payload))),
-                ("X-Worker-Pid", str(os.getpid())),
-            ],
-        )
-        return [payload]
-
-    watch = [path for path in os.environ.get("JS_HOST_TEST_WATCH", "").split(os.pathsep) if path]
-    return JSHostMiddleware(app, watch=watch, watch_interval=0)
-
-
-_application: Any = None
-
-
-def __getattr__(name: str) -> Any:
-    global _application
-    if name == "application":
-        if _application is None:
-            _application = _build_application()
-        return _application
-    raise AttributeError(name)

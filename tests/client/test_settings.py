@@ -14,7 +14,7 @@ import pytest
 from js_host import verbosity
 from js_host.conf import BUNDLED_BIN_PATH, Settings, settings
 from js_host.exceptions import ConfigError
-from tests.client_helpers import bin_setting, without_logging_config, write_config
+from tests.support.client import bin_setting, without_logging_config, write_config
 from tests.support.processes import NPM_BIN, ROOT
 
 

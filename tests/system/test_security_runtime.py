@@ -29,7 +29,7 @@ from js_host.conf import settings
 from js_host.exceptions import ConfigError, JSHostError
 from js_host.function import Function
 from js_host.manager import JSHostManager
-from tests.client_helpers import write_config
+from tests.support.client import write_config
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
 from tests.support.processes import BUNDLED_BIN, ROOT, free_port, suite_processes
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.client_helpers import bin_setting
+from tests.support.client import bin_setting
 from tests.support.processes import ROOT
 
 pytest.importorskip("django")

@@ -9,21 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.middleware_fixtures import (
-    HOST_BIN,
-    base_env,
-    get,
-    gunicorn,
-    hit_all_workers,
-    reap,
-    wait_for,
-    write_test_config,
-)
 from tests.support.processes import NodeProcess, free_port
+from tests.support.servers import base_env, get, gunicorn, hit_all_workers, reap
+from tests.support.waiting import wait_for
+from tests.support.wsgi_app import HOST_BIN, write_test_config
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = "tests.middleware_fixtures:application"
+APP = "tests.support.wsgi_app:application"
 MODES = [("sync", False), ("sync", True), ("gthread", False), ("gthread", True)]
 MODE_IDS = [f"{cls}{'-preload' if preload else ''}" for cls, preload in MODES]
 

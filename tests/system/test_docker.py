@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.middleware_fixtures import Server, base_env, get, wait_for
 from tests.support.processes import ROOT, free_port
+from tests.support.servers import Server, base_env, get
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

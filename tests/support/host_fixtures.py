@@ -1,0 +1,32 @@
+"""The fixture that starts real Node hosts, for every group of tests.
+
+A plugin: tests/conftest.py registers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.support.processes import IMPLEMENTATIONS, NodeProcess
+
+
+@pytest.fixture
+def start_host(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """Start ``js-host <config> --json`` (the bundled one unless ``impl`` says
+    otherwise) on a free port; every host started is stopped after the test."""
+    started: list[NodeProcess] = []
+
+    def start(config: Path | str, *args: str, impl: str = "bundled") -> NodeProcess:
+        if "--port" not in args and "-p" not in args:
+            args = (*args, "--port", "0")
+        proc = NodeProcess(IMPLEMENTATIONS[impl], config, *args, logdir=tmp_path)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()
