@@ -33,6 +33,7 @@ import re
 import secrets
 import threading
 import time
+from typing import NamedTuple
 
 from .endpoint import request, split_url
 from .exceptions import UnexpectedResponse
@@ -135,8 +136,9 @@ def exchange(
     ConnectionError when nothing listens.
     """
     address, port, prefix = split_url(url)
+    call = _Call(url, prefix + path, method, path, body, secret, headers, timeout)
     try:
-        return _exchange(url, prefix + path, method, path, body, secret, headers, timeout, challenge_timeout)
+        return _exchange(call, challenge_timeout)
     except NotTheManager:
         # Not kept for later: the next request starts afresh, e.g. to a manager started
         # once that process has gone (its port would stay held by our socket meanwhile).
@@ -144,39 +146,42 @@ def exchange(
         raise
 
 
-def _exchange(
-    url: str,
-    target: str,
-    method: str,
-    path: str,
-    body: bytes,
-    secret: str,
-    headers: bytes,
-    timeout: float,
-    challenge_timeout: float,
-) -> Response:
-    key = (url, secret)
+class _Call(NamedTuple):
+    """One request to the manager, as sent: ``target`` is what the MAC covers."""
+
+    url: str
+    target: str
+    method: str
+    path: str
+    body: bytes
+    secret: str
+    headers: bytes
+    timeout: float
+
+
+def _exchange(call: _Call, challenge_timeout: float) -> Response:
+    key = (call.url, call.secret)
     given = _next_nonces.take(key)
     if given is not None:
         # A nonce from an answer of this manager: one round trip. A 401 means that the
         # manager that gave it has gone or forgotten it: start over with a challenge.
-        response = _signed_request(url, target, method, path, body, secret, headers, timeout, given)
+        response = _signed_request(call, given)
         if response.status != 401:
             return _checked_answer(response, key, given)
     for _ in range(_ATTEMPTS):
         client_nonce = secrets.token_hex(32)
         try:
             challenged = request(
-                url,
-                method,
-                path,
+                call.url,
+                call.method,
+                call.path,
                 headers=f"{CHALLENGE_HEADER}: {client_nonce}\r\n".encode(),
-                timeout=min(timeout, challenge_timeout),
+                timeout=min(call.timeout, challenge_timeout),
             )
         except UnexpectedResponse as err:
             raise NotTheManager(f"its answer is not HTTP ({err})") from err
-        server_nonce = check_challenge(challenged, secret, client_nonce)
-        response = _signed_request(url, target, method, path, body, secret, headers, timeout, server_nonce)
+        server_nonce = check_challenge(challenged, call.secret, client_nonce)
+        response = _signed_request(call, server_nonce)
         if response.status == 401 and _stale(response):
             continue  # our nonce was pushed out or expired: once more from the start
         if response.status == 401:
@@ -185,21 +190,12 @@ def _exchange(
     raise NotTheManager("it refused the nonces it had just given")
 
 
-def _signed_request(
-    url: str,
-    target: str,
-    method: str,
-    path: str,
-    body: bytes,
-    secret: str,
-    headers: bytes,
-    timeout: float,
-    server_nonce: str,
-) -> Response:
-    signature = request_mac(secret, server_nonce, method, target, body)
+def _signed_request(call: _Call, server_nonce: str) -> Response:
+    signature = request_mac(call.secret, server_nonce, call.method, call.target, call.body)
     authorization = f'Authorization: {SCHEME} nonce="{server_nonce}", mac="{signature}"\r\n'.encode()
     try:
-        return request(url, method, path, body, headers=headers + authorization, timeout=timeout)
+        headers = call.headers + authorization
+        return request(call.url, call.method, call.path, call.body, headers=headers, timeout=call.timeout)
     except UnexpectedResponse as err:
         raise NotTheManager(f"its answer is not HTTP ({err})") from err
 

@@ -9,29 +9,18 @@ const path = require('node:path');
 const { describe, test } = require('node:test');
 const VERSION = require('../lib/version');
 const {
-  FIXTURES,
-  runCli,
-  startServer,
-  request,
-  managerRequest,
-  call,
-  tempRuntimeDir,
-  waitClosed,
-  sleep,
+  // configs and the CLI
+  FIXTURES, runCli, writeConfig, tempRuntimeDir,
+  // servers and requests
+  startServer, request, managerRequest, call, waitClosed, sleep,
 } = require('./helpers');
 const runtime = require('../lib/runtime');
 
 const CONFIG = path.join(FIXTURES, 'host.config.js');
 
-function writeConfig(t, name, text) {
-  const file = path.join(tempRuntimeDir(t), name);
-  fs.writeFileSync(file, text);
-  return file;
-}
-
 describe('cli outputs', () => {
   test('--config prints the status JSON, in js-host 0.11 key order', (t) => {
-    const config = writeConfig(t, 'a.config.js', 'module.exports = {functions: {b: (d, cb) => cb(null, 1)}, extra: 1};');
+    const { config } = writeConfig(t, 'a.config.js', 'module.exports = {functions: {b: (d, cb) => cb(null, 1)}, extra: 1};');
     const result = runCli([config, '--config']);
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stderr, '');
@@ -47,7 +36,7 @@ describe('cli outputs', () => {
   });
 
   test('a config without functions reports functions: null; its port comes first', (t) => {
-    const config = writeConfig(t, 'b.config.js', 'module.exports = {port: 9321};');
+    const { config } = writeConfig(t, 'b.config.js', 'module.exports = {port: 9321};');
     const status = JSON.parse(runCli([config, '-c']).stdout);
     assert.deepEqual(status.config, { port: 9321, functions: null, address: '127.0.0.1', requestDataLimit: '10mb' });
   });
@@ -139,7 +128,7 @@ describe('signals', () => {
   });
 
   test('a second signal exits 1 at once', async (t) => {
-    const config = writeConfig(t, 'hang.config.js', 'module.exports = {functionTimeout: 0, functions: {never: () => {}}};');
+    const { config } = writeConfig(t, 'hang.config.js', 'module.exports = {functionTimeout: 0, functions: {never: () => {}}};');
     const host = await startServer(t, config);
     const pending = call(host, 'never').catch((err) => err);
     await sleep(100);
@@ -194,17 +183,14 @@ describe('--detached', () => {
   });
 
   test('a detached copy that fails reports on stderr and exits 1', (t) => {
-    const dir = tempRuntimeDir(t);
-    const config = path.join(dir, 'throws-later.config.js');
     // Loads fine in the parent, fails in the copy (the marker file exists then).
-    const marker = path.join(dir, 'loaded-once');
-    fs.writeFileSync(
-      config,
-      `const fs = require('fs');
-       if (fs.existsSync(${JSON.stringify(marker)})) throw new Error('second load fails');
-       fs.writeFileSync(${JSON.stringify(marker)}, '');
-       module.exports = {functions: {}};`,
-    );
+    const { dir, config } = writeConfig(t, 'throws-later.config.js', (folder) => {
+      const marker = JSON.stringify(path.join(folder, 'loaded-once'));
+      return `const fs = require('fs');
+        if (fs.existsSync(${marker})) throw new Error('second load fails');
+        fs.writeFileSync(${marker}, '');
+        module.exports = {functions: {}};`;
+    });
     const result = runCli([config, '--detached', '-p', '0'], { runtimeDir: dir });
     assert.equal(result.status, 1);
     assert.equal(result.stdout, '');

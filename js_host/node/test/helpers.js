@@ -24,6 +24,17 @@ function tempRuntimeDir(t) {
   return dir;
 }
 
+/**
+ * A config file `name` in a new private temp dir: {dir, config}. `source` is its
+ * text, or a function of the dir giving it (for configs that name files there).
+ */
+function writeConfig(t, name, source) {
+  const dir = tempRuntimeDir(t);
+  const config = path.join(dir, name);
+  fs.writeFileSync(config, typeof source === 'function' ? source(dir) : source);
+  return { dir, config };
+}
+
 function envFor(runtimeDir) {
   return { ...process.env, JS_HOST_RUNTIME_DIR: runtimeDir };
 }
@@ -208,6 +219,7 @@ module.exports = {
   BIN,
   FIXTURES,
   tempRuntimeDir,
+  writeConfig,
   envFor,
   runCli,
   startServer,

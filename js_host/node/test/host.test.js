@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { before, after, describe, test } = require('node:test');
-const { FIXTURES, runCli, startServer, request, call, tempRuntimeDir } = require('./helpers');
+const { FIXTURES, runCli, startServer, request, call, tempRuntimeDir, writeConfig } = require('./helpers');
 const VERSION = require('../lib/version');
 
 const CONFIG = path.join(FIXTURES, 'host.config.js');
@@ -212,10 +212,9 @@ describe('host', () => {
 
 describe('host config', () => {
   test('requestDataLimit as a number of bytes, and Host check off on 0.0.0.0', async (t) => {
-    const dir = tempRuntimeDir(t);
-    const config = path.join(dir, 'small.config.js');
-    fs.writeFileSync(
-      config,
+    const { config } = writeConfig(
+      t,
+      'small.config.js',
       `module.exports = {address: '0.0.0.0', requestDataLimit: 100, functions: {echo: (d, cb) => cb(null, d)}};`,
     );
     const host = await startServer(t, config);
@@ -231,10 +230,9 @@ describe('host config', () => {
 
 describe('host config hooks', () => {
   test('extendHost(host) may add functions; they are listed in /status and --config', async (t) => {
-    const dir = tempRuntimeDir(t);
-    const config = path.join(dir, 'extend.config.js');
-    fs.writeFileSync(
-      config,
+    const { config } = writeConfig(
+      t,
+      'extend.config.js',
       `module.exports = {
         functions: {a: (d, cb) => cb(null, 'a')},
         extendHost: function (host) {
@@ -253,18 +251,18 @@ describe('host config hooks', () => {
   });
 
   test('config.logger replaces the console; -l still gets every line', async (t) => {
-    const dir = tempRuntimeDir(t);
-    const config = path.join(dir, 'logger.config.js');
-    const custom = path.join(dir, 'custom.log');
-    fs.writeFileSync(
-      config,
-      `const fs = require('fs');
-      const write = (level) => (message) => fs.appendFileSync(${JSON.stringify(custom)}, level + ' ' + message + '\\n');
-      module.exports = {
-        logger: {info: write('INFO'), warn: write('WARN'), error: write('ERROR')},
-        functions: {a: (d, cb) => cb(null, 'a')},
-      };`,
+    const { dir, config } = writeConfig(
+      t,
+      'logger.config.js',
+      (folder) => `const fs = require('fs');
+        const write = (level) => (message) =>
+          fs.appendFileSync(${JSON.stringify(path.join(folder, 'custom.log'))}, level + ' ' + message + '\\n');
+        module.exports = {
+          logger: {info: write('INFO'), warn: write('WARN'), error: write('ERROR')},
+          functions: {a: (d, cb) => cb(null, 'a')},
+        };`,
     );
+    const custom = path.join(dir, 'custom.log');
     const logfile = path.join(dir, 'file.log');
     const host = await startServer(t, config, ['-l', logfile]);
     assert.equal((await call(host, 'a')).status, 200);
@@ -275,10 +273,9 @@ describe('host config hooks', () => {
 });
 
 test('an uncaught exception: the stack goes to the logfile, the host exits 1', async (t) => {
-  const dir = tempRuntimeDir(t);
-  const config = path.join(dir, 'async-throw.config.js');
-  fs.writeFileSync(
-    config,
+  const { dir, config } = writeConfig(
+    t,
+    'async-throw.config.js',
     `module.exports = {functions: {later: (d, cb) => { cb(null, 'ok'); setTimeout(() => { throw new Error('async boom'); }, 10); }}};`,
   );
   const logfile = path.join(dir, 'host.log');
