@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def other_uid() -> int:
     return pwd.getpwnam(OTHER_USER).pw_uid
 
 
-def _drop_privileges() -> dict[str, object]:
+def _drop_privileges() -> dict[str, Any]:
     entry = pwd.getpwnam(OTHER_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -65,18 +66,8 @@ class OtherUserProcess(OwnedProcess):
     def __init__(self, code: str, *args: str, log: Path) -> None:
         super().__init__([OTHER_PYTHON, "-c", code, *args], log=log, env=_env(), cwd=Path("/"))
 
-    def spawn(self) -> None:
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-                **_drop_privileges(),  # type: ignore[arg-type]
-            )
+    def popen_options(self) -> dict[str, Any]:
+        return _drop_privileges()
 
 
 @contextmanager

@@ -63,7 +63,12 @@ class OwnedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                **self.popen_options(),
             )
+
+    def popen_options(self) -> dict[str, Any]:
+        """More keyword arguments for ``subprocess.Popen`` (e.g. another user to run as)."""
+        return {}
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
         assert self.process is not None
