@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
-import struct
 import time
 
+from .connection import Connection, open_connection, remaining, request_url
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
-from .response import BadResponse, Response, ResponseParser
+from .response import BadResponse, Response
 
 __all__ = ["MAX_IDLE", "Pool", "Response", "pool"]
 
@@ -50,37 +49,6 @@ class _Stale(Exception):
     processed the request: retried on a fresh socket."""
 
 
-class _Conn:
-    """A socket and what the pool knows about it."""
-
-    __slots__ = ("poller", "proto", "sock", "timeout")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.proto = ResponseParser()
-        self.timeout: float | None = None  # the kernel-level timeout currently set
-        # A poll object per socket: poll(0) costs half a select() on the hot path.
-        self.poller = select.poll()
-        self.poller.register(sock, select.POLLIN)
-
-    def idle_and_open(self) -> bool:
-        """Whether nothing has arrived since the last answer: neither EOF, RST nor
-        bytes nobody asked for (which would otherwise be read as the next answer)."""
-        return not self.poller.poll(0)
-
-    def set_timeout(self, timeout: float | None) -> None:
-        # SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket rather than settimeout():
-        # Python's timeouts cost an extra poll() per send and recv, and a fcntl()
-        # per change. A kernel timeout makes send/recv fail with EAGAIN instead.
-        if timeout == self.timeout:
-            return
-        seconds = 0.0 if timeout is None else max(timeout, 0.001)
-        value = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-        self.timeout = timeout
-
-
 class Pool:
     """Idle kept-alive sockets per (host, port).
 
@@ -95,10 +63,10 @@ class Pool:
 
     def _reset(self) -> None:
         # list.pop() and list.append() are atomic: no lock on the hot path.
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._pid = os.getpid()
 
-    def _get(self, key: tuple[str, int]) -> _Conn | None:
+    def _get(self, key: tuple[str, int]) -> Connection | None:
         if self._pid != os.getpid():  # fork() by other means than os.fork()
             self._reset()
         idle = self._idle.get(key)
@@ -113,10 +81,10 @@ class Pool:
             # read as the answer to the next one.
             if conn.idle_and_open():
                 return conn
-            _close_idle(conn, key)
+            conn.close_idle(key)
         return None
 
-    def _put(self, key: tuple[str, int], conn: _Conn) -> None:
+    def _put(self, key: tuple[str, int], conn: Connection) -> None:
         idle = self._idle.get(key)
         if idle is None:
             idle = self._idle.setdefault(key, [])
@@ -191,24 +159,13 @@ class Pool:
                 )
             except _Stale:
                 pass  # the server closed it before processing the request: once more on a fresh socket
-        conn = self._connect(host, port, deadline)
+        conn = open_connection(host, port, deadline)
         return self._exchange(key, conn, data, deadline, timeout, target, reused=False, get=False)
-
-    def _connect(self, host: str, port: int, deadline: float | None) -> _Conn:
-        try:
-            sock = socket.create_connection((host, port), _remaining(deadline, host, port))
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except socket.timeout as err:
-            raise FunctionTimeout(f"Timed out connecting to http://{host}:{port}") from err
-        except OSError as err:
-            raise ConnectionError(f"Cannot connect to http://{host}:{port}: {err}") from err
-        return _Conn(sock)
 
     def _exchange(
         self,
         key: tuple[str, int],
-        conn: _Conn,
+        conn: Connection,
         data: bytes | list[bytes],
         deadline: float | None,
         timeout: float | None,
@@ -227,7 +184,7 @@ class Pool:
                 if isinstance(data, bytes):
                     sock.sendall(data)
                 else:
-                    _sendall_parts(sock, data)
+                    conn.sendall_parts(data)
             except (BrokenPipeError, ConnectionResetError) as err:
                 # The request did not get through whole: the server cannot have processed it.
                 if reused:
@@ -242,7 +199,7 @@ class Pool:
             raise FunctionTimeout(f"http://{host}:{port} did not answer within {timeout} s") from err
         except OSError as err:
             sock.close()
-            raise ConnectionError(f"Request to {_url(host, port, target)} failed: {err}") from err
+            raise ConnectionError(f"Request to {request_url(host, port, target)} failed: {err}") from err
         except BaseException:
             sock.close()
             raise
@@ -254,12 +211,12 @@ class Pool:
                 logger.warning(
                     "%s: the server sent more than the answer (a second response or stray bytes): "
                     "the connection was closed rather than reused",
-                    _url(host, port, target),
+                    request_url(host, port, target),
                 )
         return response
 
     def _read(
-        self, conn: _Conn, deadline: float | None, host: str, port: int, target: str, *, retry_eof: bool
+        self, conn: Connection, deadline: float | None, host: str, port: int, target: str, *, retry_eof: bool
     ) -> Response:
         sock = conn.sock
         proto = conn.proto
@@ -267,7 +224,7 @@ class Pool:
         first = True
         while not proto.complete:
             if not first and deadline is not None:
-                left = _remaining(deadline, host, port)
+                left = remaining(deadline, host, port)
                 if conn.timeout is None or left < conn.timeout:
                     conn.set_timeout(left)
             try:
@@ -281,67 +238,23 @@ class Pool:
                     if retry_eof:
                         raise _Stale()
                     raise ConnectionError(
-                        f"{_url(host, port, target)}: the server closed the connection without "
+                        f"{request_url(host, port, target)}: the server closed the connection without "
                         "answering (the request may have been processed: not retried)"
                     )
                 if proto.headers_complete and proto.is_close_delimited():
                     break  # a body delimited by the end of the connection
                 raise ConnectionError(
-                    f"{_url(host, port, target)}: the server closed the connection mid-response"
+                    f"{request_url(host, port, target)}: the server closed the connection mid-response"
                 )
             first = False
             try:
                 proto.feed(chunk)
             except BadResponse as err:
                 raise UnexpectedResponse(
-                    f"{_url(host, port, target)} {err}; the connection was closed "
+                    f"{request_url(host, port, target)} {err}; the connection was closed "
                     "(a function that writes to this.res itself can cause this)"
                 ) from None
         return proto.response()
-
-
-def _close_idle(conn: _Conn, key: tuple[str, int]) -> None:
-    """Close a pooled socket found readable; a warning when it held bytes (the
-    server answered what nobody asked), not when the server merely closed it."""
-    try:
-        data = conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:  # reset by the server, or nothing after all
-        data = b""
-    if data:
-        logger.warning(
-            "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
-            "the connection was closed, not reused",
-            _url(*key, ""),
-        )
-    conn.sock.close()
-
-
-def _sendall_parts(sock: socket.socket, parts: list[bytes]) -> None:
-    """sendall() for a list of buffers: sendmsg (gather) without joining them."""
-    views = [memoryview(part) for part in parts if part]
-    while views:
-        sent = sock.sendmsg(views)
-        while views and sent >= len(views[0]):
-            sent -= len(views[0])
-            views.pop(0)
-        if sent:
-            views[0] = views[0][sent:]
-
-
-def _url(host: str, port: int, target: str) -> str:
-    """The URL of a request, for error messages (IPv6 addresses in brackets)."""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}{target}"
-
-
-def _remaining(deadline: float | None, host: str, port: int) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise FunctionTimeout(f"http://{host}:{port} did not answer in time")
-    return left
 
 
 #: The process's pool.

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from js_host import transport
+from js_host import connection
 from js_host.exceptions import ConnectionError  # noqa: A004 - the spec's name
 from js_host.function import Function
 from js_host.transport import Pool
@@ -233,7 +233,7 @@ def test_a_socket_the_server_closed_while_idle_is_not_used(raw_server, close) ->
 
 def test_a_failed_send_on_a_reused_socket_is_retried(raw_server, monkeypatch) -> None:
     # The RST arrives just after the check before reuse: the send fails.
-    monkeypatch.setattr(transport._Conn, "idle_and_open", lambda conn: True)
+    monkeypatch.setattr(connection.Connection, "idle_and_open", lambda conn: True)
     server = raw_server([OK, RESET], [OK])
     pool_ = Pool()
     pool_.request("127.0.0.1", server.port, "GET", "/status", timeout=10)

@@ -19,7 +19,8 @@ const {
   responseMac,
   safeEqualHex,
 } = require('./security');
-const { BaseServer, BodyReader, rawHeader } = require('./server');
+const { BodyReader } = require('./body_reader');
+const { BaseServer, rawHeader } = require('./server');
 
 // The server nonce of an authenticated request: its answer carries a MAC.
 const kNonce = Symbol('js-host.authenticated.nonce');

@@ -6,7 +6,8 @@
 // the call, a synchronous throw is a 500, a call that never completes is a 504
 // after functionTimeout, and a second callback is logged, not fatal.
 
-const { BodyReader, TEXT } = require('./server');
+const { BodyReader } = require('./body_reader');
+const { TEXT } = require('./server');
 
 class FunctionCall extends BodyReader {
   constructor(host, entry, req, res) {

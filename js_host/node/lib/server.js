@@ -8,6 +8,7 @@
 
 const http = require('node:http');
 const { performance } = require('node:perf_hooks');
+const { readBody } = require('./body_reader');
 const { parseBytes } = require('./bytes');
 const { ConfigError, withDefaults, serializableConfig } = require('./config');
 const { admit, connectionLimits, serverOptions, watchConnections } = require('./connections');
@@ -179,10 +180,7 @@ class BaseServer {
    * lives in it, so that no closure is created per request.
    */
   readJson(req, reader) {
-    req[kReader] = reader;
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
+    readBody(req, reader);
     const declared = rawHeader(req, 'content-length');
     if (declared !== undefined && Number(declared) > this.bodyLimit) this.tooLarge(reader);
   }
@@ -242,97 +240,6 @@ class BaseServer {
   }
 }
 
-const kReader = Symbol('js-host.reader');
-const EMPTY = Buffer.alloc(0);
-
-/** A request body being read; subclasses implement onBody(data). */
-class BodyReader {
-  constructor(server, req, res) {
-    this.server = server;
-    this.req = req;
-    this.res = res;
-    this.first = null;
-    this.chunks = null;
-    this.size = 0;
-    this.failed = false;
-    this.drainTimer = null;
-  }
-
-  /**
-   * The whole body, before it is parsed: false if this method has answered
-   * the request (the manager checks the MAC over the bytes here).
-   */
-  // eslint-disable-next-line no-unused-vars
-  acceptBody(body) {
-    return true;
-  }
-
-  // eslint-disable-next-line no-unused-vars
-  onBody(data) {}
-}
-
-/** A BodyReader that hands the data to a function. */
-class CallbackReader extends BodyReader {
-  constructor(server, req, res, callback) {
-    super(server, req, res);
-    this.callback = callback;
-  }
-
-  onBody(data) {
-    this.callback(data);
-  }
-}
-
-// The 'data'/'end'/'error' listeners of every request (`this` is the request).
-function onData(chunk) {
-  const reader = this[kReader];
-  if (reader.failed) return;
-  reader.size += chunk.length;
-  if (reader.size > reader.server.bodyLimit) {
-    reader.server.tooLarge(reader);
-  } else if (reader.first === null) {
-    reader.first = chunk;
-  } else {
-    if (reader.chunks === null) reader.chunks = [reader.first];
-    reader.chunks.push(chunk);
-  }
-}
-
-function onEnd() {
-  const reader = this[kReader];
-  if (reader.drainTimer !== null) {
-    clearTimeout(reader.drainTimer);
-    reader.server.sendTooLarge(this, reader.res);
-    return;
-  }
-  if (reader.failed) return;
-  const { server, res } = reader;
-  let data;
-  if (reader.size === 0) {
-    if (!reader.acceptBody(EMPTY)) return;
-    data = {};
-  } else {
-    const body = reader.chunks === null ? reader.first : Buffer.concat(reader.chunks, reader.size);
-    reader.first = reader.chunks = null;
-    if (!reader.acceptBody(body)) return;
-    try {
-      data = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      server.send(this, res, 400, `Bad request: the body is not valid JSON (${err.message})`);
-      return;
-    }
-    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-      server.send(this, res, 400, 'Bad request: the body must be a JSON object');
-      return;
-    }
-  }
-  reader.onBody(data);
-}
-
-function onError() {
-  this[kReader].failed = true;
-}
-
 /** A request header by lower-case name, read without building req.headers. */
 function rawHeader(req, name) {
   const raw = req.rawHeaders;
@@ -350,4 +257,4 @@ function createLogger(config, options = {}) {
   return new Logger(options);
 }
 
-module.exports = { BaseServer, BodyReader, CallbackReader, createLogger, rawHeader, TEXT, JSON_TYPE };
+module.exports = { BaseServer, createLogger, rawHeader, TEXT, JSON_TYPE };

@@ -1,0 +1,106 @@
+"""One kept-alive socket to a host, and what the pool knows about it.
+
+:class:`Connection` holds the socket, its response parser, the kernel-level
+timeout it has and a ``poll`` object for the idle check made before every reuse
+(see :mod:`js_host.transport`, the pool that owns these).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import struct
+import time
+
+from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
+from .response import ResponseParser
+
+# The pool's logger: what happens to its sockets is logged as the transport's.
+logger = logging.getLogger("js_host.transport")
+
+
+class Connection:
+    """A socket and what the pool knows about it."""
+
+    __slots__ = ("poller", "proto", "sock", "timeout")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.proto = ResponseParser()
+        self.timeout: float | None = None  # the kernel-level timeout currently set
+        # A poll object per socket: poll(0) costs half a select() on the hot path.
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+
+    def idle_and_open(self) -> bool:
+        """Whether nothing has arrived since the last answer: neither EOF, RST nor
+        bytes nobody asked for (which would otherwise be read as the next answer)."""
+        return not self.poller.poll(0)
+
+    def set_timeout(self, timeout: float | None) -> None:
+        # SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket rather than settimeout():
+        # Python's timeouts cost an extra poll() per send and recv, and a fcntl()
+        # per change. A kernel timeout makes send/recv fail with EAGAIN instead.
+        if timeout == self.timeout:
+            return
+        seconds = 0.0 if timeout is None else max(timeout, 0.001)
+        value = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        self.timeout = timeout
+
+    def close_idle(self, key: tuple[str, int]) -> None:
+        """Close a pooled socket found readable; a warning when it held bytes (the
+        server answered what nobody asked), not when the server merely closed it."""
+        try:
+            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:  # reset by the server, or nothing after all
+            data = b""
+        if data:
+            logger.warning(
+                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+                "the connection was closed, not reused",
+                request_url(*key, ""),
+            )
+        self.sock.close()
+
+    def sendall_parts(self, parts: list[bytes]) -> None:
+        """sendall() for a list of buffers: sendmsg (gather) without joining them."""
+        views = [memoryview(part) for part in parts if part]
+        while views:
+            sent = self.sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]
+
+
+def open_connection(host: str, port: int, deadline: float | None) -> Connection:
+    """A new socket to ``host:port`` (TCP_NODELAY), within ``deadline``."""
+    try:
+        sock = socket.create_connection((host, port), remaining(deadline, host, port))
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except socket.timeout as err:
+        raise FunctionTimeout(f"Timed out connecting to http://{host}:{port}") from err
+    except OSError as err:
+        raise ConnectionError(f"Cannot connect to http://{host}:{port}: {err}") from err
+    return Connection(sock)
+
+
+def request_url(host: str, port: int, target: str) -> str:
+    """The URL of a request, for error messages (IPv6 addresses in brackets)."""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{target}"
+
+
+def remaining(deadline: float | None, host: str, port: int) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FunctionTimeout(f"http://{host}:{port} did not answer in time")
+    return left

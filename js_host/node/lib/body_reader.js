@@ -1,0 +1,97 @@
+'use strict';
+
+// Reading a request's JSON body: a BodyReader holds one request's state (its
+// chunks, its size against the server's requestDataLimit), and the same three
+// listeners serve every request. An oversized body is handed to the server's
+// tooLarge() (413 once it is drained), a bad one gets 400, a good one reaches
+// the reader's onBody(data); acceptBody(bytes) sees the raw bytes first (the
+// manager checks a request's MAC over them).
+
+const kReader = Symbol('js-host.reader');
+const EMPTY = Buffer.alloc(0);
+
+/** A request body being read; subclasses implement onBody(data). */
+class BodyReader {
+  constructor(server, req, res) {
+    this.server = server;
+    this.req = req;
+    this.res = res;
+    this.first = null;
+    this.chunks = null;
+    this.size = 0;
+    this.failed = false;
+    this.drainTimer = null;
+  }
+
+  /**
+   * The whole body, before it is parsed: false if this method has answered
+   * the request (the manager checks the MAC over the bytes here).
+   */
+  // eslint-disable-next-line no-unused-vars
+  acceptBody(body) {
+    return true;
+  }
+
+  // eslint-disable-next-line no-unused-vars
+  onBody(data) {}
+}
+
+/** Read `req`'s body into `reader`: its state lives there, no closure per request. */
+function readBody(req, reader) {
+  req[kReader] = reader;
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', onError);
+}
+
+// The 'data'/'end'/'error' listeners of every request (`this` is the request).
+function onData(chunk) {
+  const reader = this[kReader];
+  if (reader.failed) return;
+  reader.size += chunk.length;
+  if (reader.size > reader.server.bodyLimit) {
+    reader.server.tooLarge(reader);
+  } else if (reader.first === null) {
+    reader.first = chunk;
+  } else {
+    if (reader.chunks === null) reader.chunks = [reader.first];
+    reader.chunks.push(chunk);
+  }
+}
+
+function onEnd() {
+  const reader = this[kReader];
+  if (reader.drainTimer !== null) {
+    clearTimeout(reader.drainTimer);
+    reader.server.sendTooLarge(this, reader.res);
+    return;
+  }
+  if (reader.failed) return;
+  const { server, res } = reader;
+  let data;
+  if (reader.size === 0) {
+    if (!reader.acceptBody(EMPTY)) return;
+    data = {};
+  } else {
+    const body = reader.chunks === null ? reader.first : Buffer.concat(reader.chunks, reader.size);
+    reader.first = reader.chunks = null;
+    if (!reader.acceptBody(body)) return;
+    try {
+      data = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      server.send(this, res, 400, `Bad request: the body is not valid JSON (${err.message})`);
+      return;
+    }
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      server.send(this, res, 400, 'Bad request: the body must be a JSON object');
+      return;
+    }
+  }
+  reader.onBody(data);
+}
+
+function onError() {
+  this[kReader].failed = true;
+}
+
+module.exports = { BodyReader, readBody };
