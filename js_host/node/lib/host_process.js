@@ -2,8 +2,9 @@
 
 // One managed host as a child process: spawned with `js-host <config> --port N
 // --json --logfile F`, ready once it prints its status line, stopped with
-// SIGTERM then SIGKILL. The manager (manager.js) decides when; this module
-// knows how, and how to describe an exit and the end of a host's logfile.
+// SIGTERM then SIGKILL. The manager's registry (host_registry.js) decides
+// when; this module knows how, and how to describe an exit and the end of a
+// host's logfile.
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');

@@ -14,15 +14,16 @@
 // authenticated by a challenge-response on the user's secret (see security.js;
 // "auth" in /status announces the scheme), crashed hosts are forgotten (and
 // logged; /host/restart brings one back on its port), a host that fails to
-// start gets a 500 with the end of its logfile.
+// start gets a 500 with the end of its logfile. The records of the hosts, their
+// locks, processes and stop timers are host_registry.js's; this module answers
+// the requests and decides when the manager exits.
 
-const crypto = require('node:crypto');
 const path = require('node:path');
 const { finished } = require('node:stream');
 const { AuthenticatedServer } = require('./authenticated_server');
 const { ConfigError } = require('./config');
-const { describeExit, logTail, spawnHost, stopProcess } = require('./host_process');
-const { capLogfile, ensurePrivateDir, managedHostLogfile, RUNTIME_DIR_WHAT, runtimeDirSetting } = require('./runtime');
+const { stopProcess } = require('./host_process');
+const { HostRegistry } = require('./host_registry');
 const { AUTH_NAME, isLoopbackAddress } = require('./security');
 
 // A manager without hosts exits after IDLE_EXIT_FACTOR x disconnectTimeout
@@ -63,15 +64,14 @@ class Manager extends AuthenticatedServer {
     this.disconnectTimeout = timeout;
     this.idleExitTimeout = Math.max(IDLE_EXIT_MIN_MS, IDLE_EXIT_FACTOR * timeout);
     this.idleTimer = null;
-    this.runtimeDir = options.runtimeDir || null;
     this.onExit = options.onExit || (() => {});
-    this.hosts = new Map(); // config path -> record of the running host
-    this.locks = new Map(); // config path -> promise of the start/stop/restart in progress
-    this.starting = new Set(); // config paths of the hosts being started
-    // config path -> record of a host that exited by itself, kept for
-    // /host/restart while it has connections (or for disconnectTimeout if none)
-    this.crashed = new Map();
-    this.children = new Set(); // every host process alive, starting ones included
+    // The running and crashed hosts, their locks, processes and stop timers.
+    this.registry = new HostRegistry({
+      logger: this.logger,
+      runtimeDir: options.runtimeDir || null,
+      disconnectTimeout: timeout,
+      onHostGone: () => this.exitIfNoHosts(),
+    });
     this.stopping = false;
   }
 
@@ -132,49 +132,48 @@ class Manager extends AuthenticatedServer {
   startAction(req, res, config) {
     // A start that arrives while the same host is starting gets that host
     // (200), not 'Host already running': both clients asked for the same thing.
-    const joined = this.starting.has(config);
+    const registry = this.registry;
+    const joined = registry.starting.has(config);
     this.cancelIdleExit();
     let failed = false;
-    this.withLock(config, async () => {
-      const running = this.hosts.get(config);
+    registry.withLock(config, async () => {
+      const running = registry.hosts.get(config);
       if (running !== undefined) {
         if (joined) this.sendJson(req, res, 200, this.serializeHost(running));
         else this.send(req, res, 500, 'Host already running');
         return;
       }
-      this.starting.add(config);
-      this.forgetCrashed(config);
+      registry.starting.add(config);
+      registry.forgetCrashed(config);
       try {
-        const record = await this.startHost(config);
-        this.hosts.set(config, record);
+        const record = await registry.startHost(config);
+        registry.hosts.set(config, record);
         // Stopped like after a last disconnect, unless a client connects.
-        this.scheduleStop(record);
+        registry.scheduleStop(record);
         this.sendJson(req, res, 200, this.serializeHost(record));
       } catch (err) {
         failed = true;
         this.logger.error(`Manager: error starting host: ${err.message}`);
         this.send(req, res, 500, err.message);
       } finally {
-        this.starting.delete(config);
+        registry.starting.delete(config);
       }
     }).then(() => {
       // Back to a manager without hosts: wait for a start again (the user may fix the config).
-      if (failed && !this.hasHosts()) this.scheduleIdleExit();
+      if (failed && !this.registry.hasHosts()) this.scheduleIdleExit();
     });
   }
 
   stopAction(req, res, config) {
     let stopped = false;
-    this.withLock(config, async () => {
-      const record = this.hosts.get(config);
+    this.registry.withLock(config, async () => {
+      const record = this.registry.hosts.get(config);
       if (record === undefined) {
         this.send(req, res, 500, `No known host with config: ${config}`);
         return;
       }
       const body = this.serializeHost(record);
-      this.forget(record);
-      await stopProcess(record.process);
-      this.logger.info(`Manager: stopped child host with config: ${config}`);
+      await this.registry.stopHost(record);
       stopped = true;
       this.sendJson(req, res, 200, body);
     }).then(() => {
@@ -183,30 +182,31 @@ class Manager extends AuthenticatedServer {
   }
 
   restartAction(req, res, config) {
+    const registry = this.registry;
     let failed = false;
-    this.withLock(config, async () => {
-      const old = this.hosts.get(config) || this.crashed.get(config);
+    registry.withLock(config, async () => {
+      const old = registry.hosts.get(config) || registry.crashed.get(config);
       if (old === undefined) {
         this.send(req, res, 500, `No known host with config: ${config}`);
         return;
       }
       // The new host keeps the port, the logfile, the connections and a
       // pending stop of the old one (a crashed one is revived the same way).
-      this.forgetCrashed(config);
+      registry.forgetCrashed(config);
       await stopProcess(old.process);
       try {
-        const record = await this.startHost(config, {
+        const record = await registry.startHost(config, {
           port: old.port,
           logfile: old.logfile,
           connections: old.connections,
         });
         record.stopTimer = old.stopTimer;
-        if (old.crashed && record.connections.length === 0) this.scheduleStop(record);
-        this.hosts.set(config, record);
+        if (old.crashed && record.connections.length === 0) registry.scheduleStop(record);
+        registry.hosts.set(config, record);
         this.sendJson(req, res, 200, this.serializeHost(record));
       } catch (err) {
         failed = true;
-        this.forget(old);
+        registry.forget(old);
         this.logger.error(`Manager: error restarting host: ${err.message}`);
         this.send(req, res, 500, err.message);
       }
@@ -216,27 +216,19 @@ class Manager extends AuthenticatedServer {
   }
 
   statusAction(req, res, config) {
-    const record = this.hosts.get(config);
+    const record = this.registry.hosts.get(config);
     if (record === undefined) this.sendJson(req, res, 200, { started: false });
     else this.sendJson(req, res, 200, { started: true, host: this.serializeHost(record) });
   }
 
   connectAction(req, res, config) {
-    const record = this.hosts.get(config);
+    const record = this.registry.hosts.get(config);
     if (record === undefined) {
       this.send(req, res, 500, `No known host with config: ${config}`);
       return;
     }
-    if (record.stopTimer !== null) {
-      clearTimeout(record.stopTimer);
-      record.stopTimer = null;
-      this.logger.info(`Manager: the host with config ${config} has had its stop timeout cancelled`);
-    }
-    const body = this.serializeHost(record);
-    body.connection = `${Date.now()}-${crypto.randomUUID()}`;
-    record.connections.push(body.connection);
-    this.logger.info(`Manager: connection ${body.connection} opened to host with config ${config}`);
-    this.sendJson(req, res, 200, body);
+    const connection = this.registry.connect(record);
+    this.sendJson(req, res, 200, { ...this.serializeHost(record), connection });
   }
 
   disconnectAction(req, res, config, data) {
@@ -245,67 +237,32 @@ class Manager extends AuthenticatedServer {
       this.send(req, res, 500, 'No `connection` data provided');
       return;
     }
-    const record = this.hosts.get(config);
+    const record = this.registry.hosts.get(config);
     const body = { started: record !== undefined, config, stopTimeout: null };
     if (record === undefined) {
       body.status = 'Host has already stopped';
-      const closed = this.closeCrashedConnection(config, connection);
+      const closed = this.registry.closeCrashedConnection(config, connection);
       this.sendJson(req, res, 200, body);
       if (closed) this.exitAfterResponse(res);
       return;
     }
     this.logger.info(`Manager: connection ${connection} closed to host with config ${config}`);
-    const index = record.connections.indexOf(connection);
-    if (index !== -1) {
-      record.connections.splice(index, 1);
-      if (record.connections.length === 0) {
-        this.scheduleStop(record);
-        this.logger.info(
-          `Manager: the host with config ${config} no longer has any connections. ` +
-            `Stopping host in ${this.disconnectTimeout}ms`,
-        );
-        body.stopTimeout = this.disconnectTimeout;
-        body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
-      }
+    if (this.registry.disconnect(record, connection)) {
+      this.logger.info(
+        `Manager: the host with config ${config} no longer has any connections. ` +
+          `Stopping host in ${this.disconnectTimeout}ms`,
+      );
+      body.stopTimeout = this.disconnectTimeout;
+      body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
+    } else {
+      body.status = 'Disconnected';
     }
-    if (!body.status) body.status = 'Disconnected';
     this.sendJson(req, res, 200, body);
-  }
-
-  /** A crashed host's client went away: forget the host once it has no clients. */
-  closeCrashedConnection(config, connection) {
-    const crashed = this.crashed.get(config);
-    const index = crashed === undefined ? -1 : crashed.connections.indexOf(connection);
-    if (index === -1) return false;
-    this.logger.info(`Manager: connection ${connection} closed to crashed host with config ${config}`);
-    crashed.connections.splice(index, 1);
-    if (crashed.connections.length === 0) this.forgetCrashed(config);
-    return true;
-  }
-
-  scheduleStop(record) {
-    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
-    record.stopTimer = setTimeout(() => this.timedStop(record.config), this.disconnectTimeout);
-  }
-
-  timedStop(config) {
-    this.withLock(config, async () => {
-      const record = this.hosts.get(config);
-      if (record === undefined || record.connections.length > 0) return;
-      this.forget(record);
-      await stopProcess(record.process);
-      this.logger.info(`Manager: stopped child host with config: ${config}`);
-    }).then(() => this.exitIfNoHosts());
-  }
-
-  /** A host running, being started/stopped/restarted, or crashed and still remembered. */
-  hasHosts() {
-    return this.hosts.size > 0 || this.locks.size > 0 || this.crashed.size > 0;
   }
 
   exitIfNoHosts() {
     if (!this.config.stopManagerIfNoConnections || this.stopping) return;
-    if (!this.hasHosts()) {
+    if (!this.registry.hasHosts()) {
       this.logger.info('Manager: all hosts have stopped. Shutting down manager');
       this.stop(() => this.onExit('no hosts left'));
     }
@@ -321,7 +278,7 @@ class Manager extends AuthenticatedServer {
     this.cancelIdleExit();
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
-      if (this.hasHosts()) return;
+      if (this.registry.hasHosts()) return;
       this.logger.info(`Manager: no host was started within ${this.idleExitTimeout}ms`);
       this.exitIfNoHosts();
     }, this.idleExitTimeout);
@@ -332,110 +289,12 @@ class Manager extends AuthenticatedServer {
     this.idleTimer = null;
   }
 
-  /** Run `task` after any start/stop/restart of the same config has finished. */
-  withLock(config, task) {
-    const previous = this.locks.get(config) || Promise.resolve();
-    const current = previous.then(task).catch((err) => {
-      this.logger.error(`Manager: ${err.stack}`);
-    });
-    this.locks.set(config, current);
-    return current.then(() => {
-      if (this.locks.get(config) === current) this.locks.delete(config);
-    });
-  }
-
-  forget(record) {
-    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
-    record.stopTimer = null;
-    record.process.expectedExit = true;
-    if (this.hosts.get(record.config) === record) this.hosts.delete(record.config);
-    this.logger.info(`Manager: removed record of host with config: ${record.config}`);
-  }
-
-  forgetCrashed(config) {
-    const record = this.crashed.get(config);
-    if (record === undefined) return;
-    if (record.stopTimer !== null) clearTimeout(record.stopTimer);
-    record.stopTimer = null;
-    this.crashed.delete(config);
-    this.logger.info(`Manager: removed record of crashed host with config: ${config}`);
-  }
-
-  /** Spawn `js-host <config> --port N --json --logfile F`; resolves once it listens. */
-  startHost(config, { port = 0, logfile = null, connections = [] } = {}) {
-    if (this.stopping) return Promise.reject(new Error('The manager is stopping'));
-    const file = logfile || managedHostLogfile(this.runtimeDir, config);
-    this.logger.info(`Manager: starting child host with config: ${config}`);
-    try {
-      // Checked again at every start: a cleaner of /tmp may have removed it since,
-      // and another user made something else of the name.
-      if (this.runtimeDir !== null) {
-        ensurePrivateDir(this.runtimeDir, { what: RUNTIME_DIR_WHAT, setting: runtimeDirSetting() });
-      }
-    } catch (err) {
-      return Promise.reject(new Error(`Host with config ${config} failed to start: ${err.message}`));
-    }
-    try {
-      if (capLogfile(file)) this.logger.info(`Manager: cut the beginning of the logfile ${file}`);
-    } catch (err) {
-      this.logger.warn(`Manager: cannot cap the logfile ${file}: ${err.message}`);
-    }
-    return spawnHost(config, {
-      port,
-      logfile: file,
-      onSpawn: (child) => {
-        this.children.add(child);
-        child.on('exit', () => this.children.delete(child));
-      },
-    }).then(({ child, line, status }) => {
-      const record = {
-        output: `${line}\n`,
-        config,
-        process: child,
-        logfile: file,
-        connections,
-        port: status.config.port,
-        stopTimer: null,
-      };
-      child.on('exit', (code, signal) => this.onHostExit(record, code, signal));
-      this.logger.info(`Manager: started host with config ${config} at ${status.config.address}:${status.config.port}`);
-      return record;
-    });
-  }
-
-  onHostExit(record, code, signal) {
-    if (record.process.expectedExit) return;
-    this.forget(record);
-    // Remembered for /host/restart: a crashed host comes back on its port.
-    record.crashed = true;
-    this.crashed.set(record.config, record);
-    this.logger.error(
-      `Manager: the host with config ${record.config} exited unexpectedly (${describeExit(code, signal)}). ` +
-        `${logTail(record.logfile, '')}`,
-    );
-    // No client to restart it: forgotten when it would have been stopped.
-    if (record.connections.length === 0) {
-      record.stopTimer = setTimeout(() => {
-        if (this.crashed.get(record.config) !== record) return;
-        this.forgetCrashed(record.config);
-        this.exitIfNoHosts();
-      }, this.disconnectTimeout);
-    }
-  }
-
   /** Stop every host, then close the server; `callback` once all is done. */
   stop(callback) {
     if (this.stopping) return;
     this.stopping = true;
     this.cancelIdleExit();
-    for (const config of Array.from(this.crashed.keys())) this.forgetCrashed(config);
-    for (const record of this.hosts.values()) {
-      if (record.stopTimer !== null) clearTimeout(record.stopTimer);
-    }
-    this.hosts.clear();
-    const children = Array.from(this.children);
-    if (children.length > 0) this.logger.info(`Manager: stopping ${children.length} host(s)...`);
-    Promise.all(children.map(stopProcess)).then(() => {
+    this.registry.stopAll().then(() => {
       this.logger.info('Manager: stopping process...');
       this.close(callback);
     });
