@@ -164,10 +164,6 @@ class DeadlineThreadWorker(ThreadWorker):
             with contextlib.suppress(OSError):
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def _watch(self, conn: DeadlineConn) -> None:
-        """In the poller until more of its request arrives (the lock is held)."""
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
-
     def _release(self, conn: DeadlineConn) -> None:
         """Out of the connections being read and of the budget (the lock is held)."""
         self._reading.pop(conn, None)
@@ -256,12 +252,12 @@ class DeadlineThreadWorker(ThreadWorker):
             if reader is None or reader.size == 0:  # nothing sent: just close, like an idle keep-alive
                 self._drop(conn)
             else:
-                late, seconds, setting = (
+                part, seconds, setting = (
                     ("head", limits.header_timeout, "HEADER")
                     if not reader.head_size
                     else ("body", limits.body_timeout, "BODY")
                 )
-                text = f"the request {late} did not arrive within {seconds:g} s"
+                text = f"the request {part} did not arrive within {seconds:g} s"
                 text += f" (JS_HOST_PROXY_{setting}_TIMEOUT)"
                 self._refuse(conn, 408, "Request Timeout", text)
 
