@@ -8,7 +8,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from js_host.endpoint import format_url
 
@@ -52,12 +52,12 @@ S = TypeVar("S", bound=ThreadedServer)
 
 @contextmanager
 def closing_servers(server_class: Callable[..., S]) -> Iterator[Callable[..., S]]:
-    """Within: ``make(*args)`` makes a ``server_class(*args)``; every server made is
-    closed on the way out."""
+    """Within: ``make(*args, **kwargs)`` makes a ``server_class(*args, **kwargs)``;
+    every server made is closed on the way out."""
     servers: list[S] = []
 
-    def make(*args: object) -> S:
-        servers.append(server_class(*args))
+    def make(*args: Any, **kwargs: Any) -> S:
+        servers.append(server_class(*args, **kwargs))
         return servers[-1]
 
     try:
