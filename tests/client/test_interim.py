@@ -27,6 +27,7 @@ from tests.support.client import FIXTURES, bin_setting
 from tests.support.processes import NodeProcess, free_port
 from tests.support.sockets import idle_local_ports, read_request
 from tests.support.threaded_server import ThreadedServer, closing_servers
+from tests.support.threads import run_on_threads
 from tests.support.waiting import wait_for
 
 INTERIM_FUNCTIONS = ["early_hints", "processing", "continue", "two_hints"]
@@ -88,11 +89,7 @@ def test_each_call_gets_its_own_answer_through_interim_answers(interim_host) -> 
             errors.append(err)
         results[n] = got
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    run_on_threads(work, 8, timeout=120)
     assert not errors, errors
     for n in range(8):
         assert len(results[n]) == 40

@@ -22,6 +22,7 @@ from tests.support.client import write_config
 from tests.support.processes import NPM_BIN
 from tests.support.sockets import idle_local_ports, read_request
 from tests.support.threaded_server import ThreadedServer, closing_servers
+from tests.support.threads import run_on_threads
 from tests.support.waiting import wait_for
 
 
@@ -68,11 +69,7 @@ def test_eight_threads(configured) -> None:
         except BaseException as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_on_threads(work, 8, timeout=60)
     assert not errors, errors
     for n in range(8):
         assert results[n] == [f"{n}-{i}" for i in range(40)]

@@ -23,6 +23,7 @@ import requests
 from js_host_proxy.connections import AlignedHTTPConnection
 from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path, in_process_proxies
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,11 +61,7 @@ def _run_threads(work: Callable[[int], list[str]]) -> list[str]:
         except BaseException as err:  # reported below, with the thread's number
             errors.append(err)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(90)
+    run_on_threads(run, THREADS, timeout=90)
     assert not errors, errors
     return [m for ms in found for m in ms]
 

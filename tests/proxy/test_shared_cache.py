@@ -19,6 +19,7 @@ from js_host.exceptions import ConfigError
 from js_host_proxy.config import ProxyConfig
 from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path, in_process_proxies
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,11 +82,7 @@ def test_a_set_cookie_answer_is_never_handed_to_waiting_requests(
         start.wait()
         answers[i] = client.call("cookie", {"same": True})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, 5, timeout=30)
     assert [a.headers["X-Cache"] for a in answers] == ["MISS"] * 5
     assert shared_upstream.calls("cookie") == 5
 
@@ -183,11 +180,7 @@ def test_waiters_on_a_failed_call_call_the_host_themselves(
         start.wait()
         answers[i] = client.call("slow", {"ms": 3000})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, 10, timeout=30)
     assert [a.status_code for a in answers] == [504] * 10
     assert [a.headers["X-Cache"] for a in answers] == ["MISS"] * 10  # none is another's answer
     assert all(upstream.url in a.text for a in answers)
