@@ -26,6 +26,8 @@ from js_host.transport import Pool
 from tests.support.client import FIXTURES, bin_setting
 from tests.support.processes import NodeProcess, free_port
 from tests.support.sockets import idle_local_ports, read_request
+from tests.support.threaded_server import ThreadedServer, closing_servers
+from tests.support.threads import run_on_threads
 from tests.support.waiting import wait_for
 
 INTERIM_FUNCTIONS = ["early_hints", "processing", "continue", "two_hints"]
@@ -87,11 +89,7 @@ def test_each_call_gets_its_own_answer_through_interim_answers(interim_host) -> 
             errors.append(err)
         results[n] = got
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    run_on_threads(work, 8, timeout=120)
     assert not errors, errors
     for n in range(8):
         assert len(results[n]) == 40
@@ -114,7 +112,7 @@ def ok(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-class ScriptedServer:
+class ScriptedServer(ThreadedServer):
     """Serves connection N by ``scripts[N]``, a list of steps:
 
     - a callable: read a request, send callable(body) (bytes, or a list of pieces
@@ -128,25 +126,11 @@ class ScriptedServer:
     def __init__(self, *scripts: list) -> None:
         self.scripts = list(scripts)
         self.requests: list[tuple[int, bytes]] = []
-        self.connections = 0
         self.pushed = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            number = self.connections
-            self.connections += 1
-            script = self.scripts[number] if number < len(self.scripts) else [lambda body: ok(body)] * 100
-            threading.Thread(target=self._handle, args=(conn, number, script), daemon=True).start()
-
-    def _handle(self, conn: socket.socket, number: int, script: list) -> None:
+    def handle(self, conn: socket.socket, number: int) -> None:
+        script = self.scripts[number] if number < len(self.scripts) else [lambda body: ok(body)] * 100
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = b""
         with conn:
@@ -167,21 +151,11 @@ class ScriptedServer:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        self.sock.close()
-
 
 @pytest.fixture
 def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def make(*scripts: list) -> ScriptedServer:
-        servers.append(ScriptedServer(*scripts))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+    with closing_servers(ScriptedServer) as make:
+        yield make
 
 
 def call(pool_: Pool, server: ScriptedServer, body: bytes) -> bytes:

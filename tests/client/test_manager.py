@@ -403,15 +403,7 @@ def lock_key(config: str) -> str:
 
 def host_processes(config: str) -> set[int]:
     """PIDs of the hosts (not the manager) running ``config``."""
-    pids = set()
-    for pid in suite_processes():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if config.encode() in argv and b"--manager" not in argv:
-            pids.add(pid)
-    return pids
+    return config_processes(config, managers=False)
 
 
 def test_looking_at_a_managed_host_starts_nothing(manager_env) -> None:
@@ -519,14 +511,14 @@ def test_a_relative_runtime_dir_is_the_same_for_node(manager_env, monkeypatch, t
     assert not (tmp_path / "rt").exists()
 
 
-def config_processes(config: str) -> set[int]:
-    """PIDs of the managers and hosts running ``config``."""
+def config_processes(config: str, *, managers: bool = True) -> set[int]:
+    """PIDs of the managers (unless ``managers`` is false) and hosts running ``config``."""
     pids = set()
     for pid in suite_processes():
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if config.encode() in argv:
+        if config.encode() in argv and (managers or b"--manager" not in argv):
             pids.add(pid)
     return pids

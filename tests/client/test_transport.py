@@ -21,6 +21,8 @@ from js_host.transport import Pool
 from tests.support.client import write_config
 from tests.support.processes import NPM_BIN
 from tests.support.sockets import idle_local_ports, read_request
+from tests.support.threaded_server import ThreadedServer, closing_servers
+from tests.support.threads import run_on_threads
 from tests.support.waiting import wait_for
 
 
@@ -67,11 +69,7 @@ def test_eight_threads(configured) -> None:
         except BaseException as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_on_threads(work, 8, timeout=60)
     assert not errors, errors
     for n in range(8):
         assert results[n] == [f"{n}-{i}" for i in range(40)]
@@ -100,7 +98,7 @@ def test_a_call_the_server_dropped_unanswered_is_not_sent_again(
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-class RawServer:
+class RawServer(ThreadedServer):
     """Serves each accepted connection by a script, one step per step:
 
     - bytes: read a request, send these bytes;
@@ -115,24 +113,10 @@ class RawServer:
         self.scripts = list(scripts)
         self.requests: list[tuple[int, str]] = []
         self.closed = [threading.Event() for _ in scripts]
-        self.connections = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            number = self.connections
-            self.connections += 1
-            script = self.scripts[number] if number < len(self.scripts) else []
-            threading.Thread(target=self._handle, args=(conn, number, script), daemon=True).start()
-
-    def _handle(self, conn: socket.socket, number: int, script: list[bytes | str]) -> None:
+    def handle(self, conn: socket.socket, number: int) -> None:
+        script = self.scripts[number] if number < len(self.scripts) else []
         buf = b""
         for step in script:
             if step == RESET:
@@ -152,24 +136,14 @@ class RawServer:
         if number < len(self.closed):
             self.closed[number].set()
 
-    def close(self) -> None:
-        self.sock.close()
-
 
 DROP, CLOSE, RESET = "drop", "close", "reset"
 
 
 @pytest.fixture
 def raw_server():
-    servers: list[RawServer] = []
-
-    def make(*scripts: list[bytes | str]) -> RawServer:
-        servers.append(RawServer(*scripts))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+    with closing_servers(RawServer) as make:
+        yield make
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,11 @@ the scripted upstream (raw bytes a Node host does not send) with a proxy in fron
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
-from js_host_proxy.app import ProxyApp
-from js_host_proxy.config import ProxyConfig
-from tests.support.proxy import IMPLS, Proxy, Upstream
+from tests.support.proxy import IMPLS, Proxy, Upstream, in_process_proxies
 from tests.support.scripted_upstream import ScriptedUpstream
 
 
@@ -30,15 +27,5 @@ def scripted() -> Iterator[ScriptedUpstream]:
 @pytest.fixture
 def scripted_proxy(scripted: ScriptedUpstream) -> Iterator[Callable[..., Proxy]]:
     """``scripted_proxy(**config)``: the app in-process in front of ``scripted``, memory cache."""
-    made: list[ProxyApp] = []
-
-    def make(**overrides: Any) -> Proxy:
-        overrides.setdefault("upstreams", (scripted.url,))
-        overrides.setdefault("cache_url", "memory://")
-        app = ProxyApp(replace(ProxyConfig(), **overrides))
-        made.append(app)
-        return Proxy(app)
-
-    yield make
-    for app in made:
-        app.close()
+    with in_process_proxies(scripted.url) as make:
+        yield make

@@ -19,6 +19,7 @@ from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.httpcache import stored_response
 from tests.support.processes import free_port
 from tests.support.proxy import Proxy, Upstream, call_path, sha1
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -178,11 +179,7 @@ def _concurrently(count: int, call: Callable[[int], Any]) -> list[Any]:
         start.wait()
         results[i] = call(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, count, timeout=30)
     return results
 
 

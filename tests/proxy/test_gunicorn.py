@@ -14,6 +14,7 @@ import requests
 
 from tests.support.processes import free_port
 from tests.support.proxy import Server, Upstream, call_path
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -57,11 +58,7 @@ def test_fifty_concurrent_cold_calls_reach_the_host_once_across_workers(
         start.wait()
         answers[i] = call(base, "slow", {"ms": 1000})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, 50, timeout=30)
     assert [a.status_code for a in answers] == [200] * 50
     assert sorted(a.headers["X-Cache"] for a in answers) == ["HIT"] * 49 + ["MISS"]
     assert upstream.calls("slow") == 1

@@ -14,19 +14,16 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from http.client import HTTPConnection
 from typing import Any, Callable
 
 import pytest
 import requests
 
-from js_host_proxy.app import ProxyApp
-from js_host_proxy.config import ProxyConfig
 from js_host_proxy.connections import AlignedHTTPConnection
-from tests.support.processes import BUNDLED_BIN, NodeProcess
-from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path
+from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path, in_process_proxies
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,17 +33,14 @@ CALLS_PER_THREAD = 40
 
 
 @pytest.fixture
-def interim_upstream(start_host: Callable[..., NodeProcess]) -> Upstream:
-    if not BUNDLED_BIN.exists():
-        pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-    return Upstream(start_host(FIXTURES / "interim.config.js"), "bundled")
+def interim_upstream(start_upstream: Callable[..., Upstream]) -> Upstream:
+    return start_upstream("bundled", FIXTURES / "interim.config.js")
 
 
 @pytest.fixture
 def interim_proxy(interim_upstream: Upstream) -> Iterator[Proxy]:
-    app = ProxyApp(replace(ProxyConfig(), upstreams=(interim_upstream.url,), cache_url="memory://"))
-    yield Proxy(app)
-    app.close()
+    with in_process_proxies(interim_upstream.url) as make:
+        yield make()
 
 
 def _inputs(thread: int) -> list[tuple[str, dict[str, Any]]]:
@@ -67,11 +61,7 @@ def _run_threads(work: Callable[[int], list[str]]) -> list[str]:
         except BaseException as err:  # reported below, with the thread's number
             errors.append(err)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(90)
+    run_on_threads(run, THREADS, timeout=90)
     assert not errors, errors
     return [m for ms in found for m in ms]
 

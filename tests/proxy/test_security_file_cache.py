@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.config import ProxyConfig
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
 from tests.support.proxy import Proxy, Upstream, call_path
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -274,11 +274,7 @@ def test_racing_link_swaps_under_gunicorn_touch_nothing_of_the_victims(
                         )
                         results.append((data, reply))
 
-            threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+            run_on_threads(client, 4, timeout=60)
         finally:
             stop.touch()
             racer.wait(20)

@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any, Callable
 
 import pytest
@@ -17,11 +16,10 @@ import requests
 from werkzeug.test import Client
 
 from js_host.exceptions import ConfigError
-from js_host_proxy.app import ProxyApp
 from js_host_proxy.config import ProxyConfig
-from tests.support.processes import BUNDLED_BIN, NodeProcess
-from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path
+from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path, in_process_proxies
 from tests.support.scripted_upstream import ScriptedUpstream
+from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,26 +43,14 @@ HOP_BY_HOP = {"connection", "keep-alive", "content-length", "transfer-encoding"}
 
 
 @pytest.fixture
-def shared_upstream(start_host: Callable[..., NodeProcess]) -> Upstream:
-    if not BUNDLED_BIN.exists():
-        pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-    return Upstream(start_host(FIXTURES / "shared.config.js"), "bundled")
+def shared_upstream(start_upstream: Callable[..., Upstream]) -> Upstream:
+    return start_upstream("bundled", FIXTURES / "shared.config.js")
 
 
 @pytest.fixture
 def shared_proxy(shared_upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
-    made: list[ProxyApp] = []
-
-    def make(**overrides: Any) -> Proxy:
-        overrides.setdefault("upstreams", (shared_upstream.url,))
-        overrides.setdefault("cache_url", "memory://")
-        app = ProxyApp(replace(ProxyConfig(), **overrides))
-        made.append(app)
-        return Proxy(app)
-
-    yield make
-    for app in made:
-        app.close()
+    with in_process_proxies(shared_upstream.url) as make:
+        yield make
 
 
 def _echoes(answer: Any, data: dict[str, Any]) -> bool:
@@ -96,11 +82,7 @@ def test_a_set_cookie_answer_is_never_handed_to_waiting_requests(
         start.wait()
         answers[i] = client.call("cookie", {"same": True})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, 5, timeout=30)
     assert [a.headers["X-Cache"] for a in answers] == ["MISS"] * 5
     assert shared_upstream.calls("cookie") == 5
 
@@ -198,11 +180,7 @@ def test_waiters_on_a_failed_call_call_the_host_themselves(
         start.wait()
         answers[i] = client.call("slow", {"ms": 3000})
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_on_threads(run, 10, timeout=30)
     assert [a.status_code for a in answers] == [504] * 10
     assert [a.headers["X-Cache"] for a in answers] == ["MISS"] * 10  # none is another's answer
     assert all(upstream.url in a.text for a in answers)

@@ -8,7 +8,6 @@ parameters and never import them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +18,16 @@ from js_host import verbosity
 from js_host.conf import settings
 from js_host.manager import JSHostManager
 from tests.support.client import bin_setting, config_port, write_config
-from tests.support.processes import BUNDLED_BIN, IMPLEMENTATIONS, NodeProcess, free_port, suite_processes
+from tests.support.processes import (
+    BUNDLED_BIN,
+    IMPLEMENTATIONS,
+    NodeProcess,
+    free_port,
+    suite_processes,
+    wait_for_new_processes_to_end,
+)
 from tests.support.recording_server import RecordingServer
+from tests.support.threaded_server import closing_servers
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
@@ -89,20 +96,13 @@ def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> I
             manager.stop()
     except Exception:
         pass
-    deadline = time.monotonic() + 10
-    while suite_processes() - before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_new_processes_to_end(before)
 
 
 @pytest.fixture
 def recording_server() -> Iterator[Callable[..., RecordingServer]]:
-    servers: list[RecordingServer] = []
+    def server(functions: list[str] | None = None, **kw: Any) -> RecordingServer:
+        return RecordingServer(functions or ["hello_world", "echo"], **kw)
 
-    def make(functions: list[str] | None = None, **kw: Any) -> RecordingServer:
-        server = RecordingServer(functions or ["hello_world", "echo"], **kw)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
+    with closing_servers(server) as make:
+        yield make

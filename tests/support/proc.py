@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.processes import process_stats
@@ -64,32 +65,36 @@ def _decode_address(hex_address: str) -> tuple[str, int]:
     return ip, int(port, 16)
 
 
-def listening(pids: set[int]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every TCP socket in LISTEN state owned by ``pids``."""
-    owner = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
-    found = []
+def _tcp_sockets() -> Iterator[list[str]]:
+    """The fields of each row of the kernel's TCP socket tables (IPv4, then IPv6):
+    [1] local address, [2] remote address, [3] state, [9] inode. A table the
+    kernel does not have (no IPv6) is skipped."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and inode in owner:  # 0A = TCP_LISTEN
-                ip, port = _decode_address(local)
-                found.append((owner[inode], ip, port))
+            yield line.split()
+
+
+def listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state owned by ``pids``."""
+    owner = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
+    found = []
+    for fields in _tcp_sockets():
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and inode in owner:  # 0A = TCP_LISTEN
+            ip, port = _decode_address(local)
+            found.append((owner[inode], ip, port))
     return found
 
 
 def pid_listening_on(port: int) -> int | None:
     """The PID of the process listening on 127.0.0.1:``port`` (or ::1), if any."""
-    wanted = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and _decode_address(fields[1])[1] == port:
-                wanted.add(fields[9])
+    wanted = {
+        fields[9] for fields in _tcp_sockets() if fields[3] == "0A" and _decode_address(fields[1])[1] == port
+    }
     if not wanted:
         return None
     for entry in Path("/proc").iterdir():
@@ -108,13 +113,8 @@ def is_loopback(ip: str) -> bool:
 def connected_to(pid: int, port: int) -> bool:
     """Does ``pid`` hold an established TCP connection to a loopback ``port``?"""
     inodes = _socket_inodes(pid)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "01" and fields[9] in inodes and _decode_address(fields[2])[1] == port:
-                return True  # 01 = TCP_ESTABLISHED
-    return False
+    # 01 = TCP_ESTABLISHED
+    return any(
+        fields[3] == "01" and fields[9] in inodes and _decode_address(fields[2])[1] == port
+        for fields in _tcp_sockets()
+    )

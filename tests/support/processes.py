@@ -199,3 +199,11 @@ def suite_processes() -> set[int]:
         if marker is None or _has_session_marker(entry, marker):
             pids.add(int(entry.name))
     return pids
+
+
+def wait_for_new_processes_to_end(before: set[int], timeout: float = 10.0) -> None:
+    """Wait up to ``timeout`` seconds for the suite processes not in ``before`` to be
+    gone (a stopped manager's hosts take a moment); returns either way."""
+    deadline = time.monotonic() + timeout
+    while suite_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.05)

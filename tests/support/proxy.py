@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +18,8 @@ import requests
 from werkzeug.test import Client
 
 from js_host_proxy.app import ProxyApp
+from js_host_proxy.cache.base import CacheBackend
+from js_host_proxy.config import ProxyConfig
 from tests.support.processes import NodeProcess, OwnedProcess
 
 #: The upstream configs (and the proxy tests' other host configs).
@@ -69,6 +73,27 @@ class Proxy:
         path, body = call_path(name, data)
         kwargs.setdefault("content_type", "application/json")
         return self.client.post(path, data=body, **kwargs)
+
+
+@contextmanager
+def in_process_proxies(upstream_url: str) -> Iterator[Callable[..., Proxy]]:
+    """Within: ``make(backend=None, **config)`` makes the app in-process, in front of
+    ``upstream_url`` with a memory cache unless told otherwise. Every app made is
+    closed on the way out."""
+    made: list[ProxyApp] = []
+
+    def make(*, backend: CacheBackend | None = None, **overrides: Any) -> Proxy:
+        overrides.setdefault("upstreams", (upstream_url,))
+        overrides.setdefault("cache_url", "memory://")
+        app = ProxyApp(replace(ProxyConfig(), **overrides), backend=backend)
+        made.append(app)
+        return Proxy(app)
+
+    try:
+        yield make
+    finally:
+        for app in made:
+            app.close()
 
 
 class Server(OwnedProcess):

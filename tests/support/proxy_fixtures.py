@@ -11,26 +11,23 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from js_host_proxy.app import ProxyApp
-from js_host_proxy.cache.base import CacheBackend
-from js_host_proxy.config import ProxyConfig
 from tests.support.processes import BUNDLED_BIN, NodeProcess, free_port
-from tests.support.proxy import CONFIGS, Proxy, Server, Upstream
+from tests.support.proxy import CONFIGS, Proxy, Server, Upstream, in_process_proxies
 
 
 @pytest.fixture
 def start_upstream(start_host: Callable[..., NodeProcess]) -> Callable[..., Upstream]:
-    def start(impl: str | None = None) -> Upstream:
+    def start(impl: str | None = None, config: Path | None = None) -> Upstream:
+        """``config``: another host config than the upstream config of ``impl``."""
         impl = impl or ("bundled" if BUNDLED_BIN.exists() else "npm-0.11")
         if impl == "bundled" and not BUNDLED_BIN.exists():
             pytest.skip("the project's host (js_host/node/bin/js-host.js) does not exist yet")
-        return Upstream(start_host(CONFIGS[impl], impl=impl), impl)
+        return Upstream(start_host(config or CONFIGS[impl], impl=impl), impl)
 
     return start
 
@@ -44,18 +41,8 @@ def upstream(start_upstream: Callable[..., Upstream]) -> Upstream:
 def make_proxy(upstream: Upstream) -> Iterator[Callable[..., Proxy]]:
     """``make_proxy(backend=None, **config)``: the app in-process, in front of ``upstream``
     with a memory cache unless told otherwise."""
-    made: list[ProxyApp] = []
-
-    def make(*, backend: CacheBackend | None = None, **overrides: Any) -> Proxy:
-        overrides.setdefault("upstreams", (upstream.url,))
-        overrides.setdefault("cache_url", "memory://")
-        app = ProxyApp(replace(ProxyConfig(), **overrides), backend=backend)
-        made.append(app)
-        return Proxy(app)
-
-    yield make
-    for app in made:
-        app.close()
+    with in_process_proxies(upstream.url) as make:
+        yield make
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from typing import Any
 
-from js_host.endpoint import format_url
+from tests.support.sockets import read_request
+from tests.support.threaded_server import ThreadedServer
 
 
-class RecordingServer:
+class RecordingServer(ThreadedServer):
     """A threaded HTTP/1.1 server that answers like a host and records requests.
 
     ``close_after`` makes it close a kept-alive connection when its Nth request
@@ -33,41 +33,19 @@ class RecordingServer:
         self.status_code = status_code
         self.hang = hang
         self.requests: list[dict[str, Any]] = []
-        self.connections = 0
-        self.sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-        self.sock.bind((address, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.url = format_url(address, self.port)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(address)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket, number: int) -> None:
         buf = b""
         served = 0
         with conn:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, buf = buf.split(b"\r\n\r\n", 1)
+                try:
+                    head, body, buf = read_request(conn, buf)
+                except OSError:  # the client went away
+                    return
                 lines = head.decode("latin-1").split("\r\n")
                 headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-                length = int(headers.get("content-length", 0))
-                while len(buf) < length:
-                    buf += conn.recv(65536)
-                body, buf = buf[:length], buf[length:]
                 served += 1
                 if self.close_after and served == self.close_after:
                     return  # closed without an answer
@@ -90,6 +68,3 @@ class RecordingServer:
 
     def function_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["target"].startswith("/function/")]
-
-    def close(self) -> None:
-        self.sock.close()

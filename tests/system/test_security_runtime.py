@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,13 @@ from js_host.function import Function
 from js_host.manager import JSHostManager
 from tests.support.client import write_config
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
-from tests.support.processes import BUNDLED_BIN, ROOT, free_port, suite_processes
+from tests.support.processes import (
+    BUNDLED_BIN,
+    ROOT,
+    free_port,
+    suite_processes,
+    wait_for_new_processes_to_end,
+)
 
 RUNTIME_JS = ROOT / "js_host" / "node" / "lib" / "runtime.js"
 UID = os.getuid()
@@ -229,9 +234,7 @@ def stop_manager(config: Path, before: set[int]) -> None:
             manager.stop()
     except JSHostError:
         pass
-    deadline = time.monotonic() + 10
-    while suite_processes() - before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_new_processes_to_end(before)
 
 
 def call_hello(victim: dict[str, Any]) -> str:
