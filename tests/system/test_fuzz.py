@@ -46,11 +46,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         pytest.skip("the project's host does not exist yet")
     folder = tmp_path_factory.mktemp("fuzz-host")
     config = folder / "fuzz.config.js"
-    source = CONFIGS["bundled"].read_text()
-    config.write_text(
-        source.replace("functionTimeout: 0", f"functionTimeout: 0,\n  requestDataLimit: {LIMIT}")
-    )
-    assert f"requestDataLimit: {LIMIT}" in config.read_text()
+    # The upstream config itself (it requires modules beside it), with a smaller limit.
+    upstream = json.dumps(str(CONFIGS["bundled"]))
+    config.write_text(f"module.exports = {{...require({upstream}), requestDataLimit: {LIMIT}}};\n")
     process = NodeProcess(IMPLEMENTATIONS["bundled"], config, "--port", "0", logdir=folder).start()
     yield process
     process.stop()
