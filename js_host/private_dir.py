@@ -25,6 +25,7 @@ import errno
 import os
 import secrets
 import stat
+from typing import NoReturn
 
 from .exceptions import ConfigError
 
@@ -202,29 +203,44 @@ def _replace_fd(old: int, new: int) -> int:
     return new
 
 
+# How often a folder that vanishes between mkdir and open is made again before
+# giving up: a name someone else keeps removing is theirs to fight over, not ours.
+_CREATE_ATTEMPTS = 5
+
+
 def _open_dir(parent_fd: int, name: str, path: str, create: bool, *, what: str, setting: str) -> int:
-    if create:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
-    try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except OSError as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        if err.errno not in (errno.ELOOP, errno.ENOTDIR):
-            raise ConfigError(
-                f"The {what} {path!r} cannot be opened ({err.strerror}). "
-                f"Fix its permissions, or set {setting} to a directory of your own."
-            ) from err
+    for _ in range(_CREATE_ATTEMPTS if create else 1):
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
         try:
-            kind = stat.filemode(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
-        except OSError:
-            kind = "?"
-        link = " a symbolic link" if kind.startswith("l") else f" not a directory ({kind})"
+            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as err:
+            _refuse(err, parent_fd, name, path, what=what, setting=setting)
+    raise ConfigError(
+        f"The {what} {path!r} keeps disappearing while js-host creates it (another user may be "
+        f"removing it). Set {setting} to a directory under a folder of your own."
+    )
+
+
+def _refuse(err: OSError, parent_fd: int, name: str, path: str, *, what: str, setting: str) -> NoReturn:
+    if err.errno not in (errno.ELOOP, errno.ENOTDIR):
         raise ConfigError(
-            f"The {what} {path!r} cannot be used: it is{link}, which js-host never follows "
-            f"(another user may have made it). Remove it, or set {setting} to a directory of your own."
+            f"The {what} {path!r} cannot be opened ({err.strerror}). "
+            f"Fix its permissions, or set {setting} to a directory of your own."
         ) from err
+    try:
+        kind = stat.filemode(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        kind = "?"
+    link = " a symbolic link" if kind.startswith("l") else f" not a directory ({kind})"
+    raise ConfigError(
+        f"The {what} {path!r} cannot be used: it is{link}, which js-host never follows "
+        f"(another user may have made it). Remove it, or set {setting} to a directory of your own."
+    ) from err
 
 
 def _check_ancestor(fd: int, path: str, *, what: str, setting: str, target: str) -> None:

@@ -66,13 +66,28 @@ function realpathOfExisting(p) {
   }
 }
 
-function makeDir(p, create) {
-  if (!create) return;
-  try {
-    fs.mkdirSync(p, { mode: 0o700 });
-  } catch (err) {
-    if (err.code !== 'EEXIST') throw err;
+// How often a folder that vanishes between mkdir and lstat is made again before
+// giving up: a name someone else keeps removing is theirs to fight over, not ours.
+const CREATE_ATTEMPTS = 5;
+
+/** With `create`, make `p` (mode 0700) if missing; its lstat. ENOENT without `create`. */
+function makeDir(p, create, { what, setting }, shown = p) {
+  for (let attempt = 0; attempt < (create ? CREATE_ATTEMPTS : 1); attempt++) {
+    if (create) {
+      try {
+        fs.mkdirSync(p, { mode: 0o700 });
+      } catch (err) {
+        if (err.code !== 'EEXIST') throw err;
+      }
+    }
+    const stat = lstatOrNull(p);
+    if (stat !== null) return stat;
   }
+  if (!create) throw Object.assign(new Error(`ENOENT: no such directory, '${shown}'`), { code: 'ENOENT' });
+  throw new RuntimeDirError(
+    `The ${what} ${quote(shown)} keeps disappearing while js-host creates it (another user may be ` +
+      `removing it). Set ${setting} to a directory under a folder of your own.`,
+  );
 }
 
 function notADirectory(what, p, setting, stat) {
@@ -112,17 +127,13 @@ function ensurePrivateDir(dir, { what, setting, create = true }) {
   for (const part of parts) {
     checkAncestor(fs.lstatSync(current), current, opts);
     const child = path.join(current, part);
-    makeDir(child, create);
-    const stat = lstatOrNull(child);
-    if (stat === null) throw Object.assign(new Error(`ENOENT: no such directory, '${child}'`), { code: 'ENOENT' });
+    const stat = makeDir(child, create, opts);
     // A link here appeared after realpath(): someone is swapping it.
     if (!stat.isDirectory()) throw notADirectory(what, child, setting, stat);
     current = child;
   }
   checkAncestor(fs.lstatSync(current), current, opts);
-  makeDir(leaf, create);
-  const stat = lstatOrNull(leaf);
-  if (stat === null) throw Object.assign(new Error(`ENOENT: no such directory, '${target}'`), { code: 'ENOENT' });
+  const stat = makeDir(leaf, create, opts, target);
   if (!stat.isDirectory()) throw notADirectory(what, target, setting, stat);
   const uid = process.getuid();
   if (stat.uid !== uid) {
