@@ -4,9 +4,12 @@
 //   GET  /status          -> {"type": "Host", "version", "config": {...}}
 //   POST /function/<name> -> 200 output | 500 error stack | 404 unknown name
 //                            | 504 functionTimeout | 400 bad JSON | 413 too large
+// Every answer carries the version of the code (JS-Host-Code-Version, and
+// "codeVersion" in /status): see code_version.js.
 
 const { ConfigError } = require('./config');
 const { FunctionCall } = require('./call');
+const { codeVersion } = require('./code_version');
 const { BaseServer } = require('./server');
 
 const FUNCTION_PREFIX = '/function/';
@@ -19,6 +22,7 @@ class Host extends BaseServer {
 
   constructor(config, options) {
     super(config, options);
+    // The config's modules are loaded by now (extendHost may load more: counted too, below).
     const { functions, functionTimeout = 30000, cacheControl = {} } = this.config;
     if (!Number.isFinite(functionTimeout) || functionTimeout < 0) {
       throw new ConfigError(`functionTimeout must be a number of milliseconds (0 disables it), not ${JSON.stringify(functionTimeout)}`);
@@ -42,6 +46,11 @@ class Host extends BaseServer {
         throw new ConfigError(`extendHost(host) failed: ${String(err && err.message).split('\n')[0]}`);
       }
     }
+    this.codeVersion = options && options.codeVersion !== undefined ? options.codeVersion : codeVersion();
+  }
+
+  getStatus() {
+    return { ...super.getStatus(), codeVersion: this.codeVersion };
   }
 
   /** Add a function (also usable from config.extendHost(host)). */

@@ -18,6 +18,8 @@ const version = require('./version');
 
 const TEXT = 'text/plain; charset=utf-8';
 const JSON_TYPE = 'application/json; charset=utf-8';
+// The version of the code that answered (a host's; see code_version.js).
+const CODE_VERSION_HEADER = 'JS-Host-Code-Version';
 
 // How long to keep reading (and discarding) an oversized body before the 413.
 const DRAIN_AFTER_413_MS = 5000;
@@ -228,6 +230,7 @@ class BaseServer {
     }
     const headers = ['Content-Type', type, 'Content-Length', Buffer.byteLength(body)];
     if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
+    if (this.codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, this.codeVersion);
     if (this.closing) headers.push('Connection', 'close');
     res.writeHead(status, headers);
     res.end(body);
@@ -257,4 +260,4 @@ function createLogger(config, options = {}) {
   return new Logger(options);
 }
 
-module.exports = { BaseServer, createLogger, rawHeader, TEXT, JSON_TYPE };
+module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, rawHeader, TEXT, JSON_TYPE };

@@ -10,6 +10,7 @@ const path = require('node:path');
 const { describe, test } = require('node:test');
 const { parseArgs, UsageError } = require('../lib/args');
 const { parseBytes } = require('../lib/bytes');
+const { codeVersion } = require('../lib/code_version');
 const { serializableConfig, withDefaults } = require('../lib/config');
 const runtime = require('../lib/runtime');
 const { createHostCheck, hostname, isLoopbackAddress } = require('../lib/security');
@@ -155,4 +156,20 @@ test('config serialization follows js-host 0.11', () => {
   assert.deepEqual(serializableConfig(config), {
     functions: ['a', 'b'], x: 1, address: '127.0.0.1', port: '9009', requestDataLimit: '10mb',
   });
+});
+
+test('code version: the files\' contents, not their times; any change gives another', (t) => {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'js-host-cv-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'host.config.js');
+  const component = path.join(dir, 'component.js');
+  fs.writeFileSync(config, "module.exports = require('./component');");
+  fs.writeFileSync(component, 'module.exports = 1;');
+  const first = codeVersion([config, component]);
+  assert.match(first, /^[0-9a-f]{16}$/);
+  fs.utimesSync(component, new Date(0), new Date(0));
+  assert.equal(codeVersion([component, config]), first);
+  fs.writeFileSync(component, 'module.exports = 2;');
+  assert.notEqual(codeVersion([config, component]), first);
+  assert.notEqual(codeVersion([config]), codeVersion([config, component]));
 });

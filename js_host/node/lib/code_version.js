@@ -1,0 +1,39 @@
+'use strict';
+
+// A version of the code a host runs: a digest of the contents of every module
+// the process has loaded (the config file and all it required), so that caches
+// keyed on it (the proxy's, the client's local cache) never answer a call with
+// the output of other code. Contents, not mtimes: a restart with unchanged code
+// keeps the same version, and so its cache entries.
+//
+// It is computed once the config is loaded: a module a function first requires
+// later, in the middle of a call, is not part of it (require it at the top of
+// the config, as is usual, or set the proxy's namespace by hand).
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+
+// Hex digits kept: 64 bits, enough to tell versions of one project apart.
+const LENGTH = 16;
+
+/**
+ * The code version of the files in `files` (by default every file in
+ * require.cache): sha256 over their sorted paths and contents, LENGTH hex digits.
+ * A file that cannot be read any more counts by its path alone.
+ */
+function codeVersion(files = Object.keys(require.cache)) {
+  const hash = crypto.createHash('sha256');
+  for (const file of [...new Set(files)].sort()) {
+    hash.update(file);
+    hash.update('\0');
+    try {
+      hash.update(fs.readFileSync(file));
+    } catch {
+      hash.update('(unreadable)');
+    }
+    hash.update('\0');
+  }
+  return hash.digest('hex').slice(0, LENGTH);
+}
+
+module.exports = { codeVersion, LENGTH };
