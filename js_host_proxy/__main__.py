@@ -1,7 +1,7 @@
 """``js-host-proxy`` / ``python -m js_host_proxy``: run the proxy, or purge its cache.
 
     js-host-proxy serve [--upstream URL[,URL]] [--bind ADDR] [--cache URL] [--workers N] ...
-    js-host-proxy purge [--namespace NS] [--expired] [--cache URL]
+    js-host-proxy purge (--all | --function NAME | --version V | --namespace NS | --expired) [--cache URL]
 
 ``serve`` runs gunicorn with the project's ``gunicorn.conf.py`` (beside the package), or
 the file given with ``--gunicorn-conf``; never one found in the current folder, which may
@@ -84,26 +84,32 @@ def purge(args: argparse.Namespace) -> int:
     from js_host_proxy.cache.factory import open_cache
     from js_host_proxy.config import ProxyConfig
 
+    named = (args.function, args.version, args.namespace)
+    if not (args.all or args.expired) and all(v is None for v in named):
+        print(
+            "js-host-proxy purge: say what to remove: --all, --expired, --function NAME, "
+            "--version V or --namespace NS (they combine: all given at once)",
+            file=sys.stderr,
+        )
+        return 2
     config = ProxyConfig.from_env()
     cache_url = args.cache or config.cache_url
     backend = open_cache(cache_url)
+    if hasattr(backend, "stale_ttl"):  # the file cache's --expired
+        backend.stale_ttl = config.stale_ttl
+    what = {"namespace": args.namespace, "version": args.version, "function": args.function}
     try:
-        if args.expired:
-            from js_host_proxy.cache.file import FileCache
-
-            if not isinstance(backend, FileCache):
-                print("js-host-proxy purge --expired: only the file cache needs it (Redis expires entries)")
-                return 0
-            backend.stale_ttl = config.stale_ttl
-            removed = backend.purge(args.namespace, expired_only=True)
-        else:
-            removed = backend.purge(args.namespace)
+        removed = backend.purge(**what, expired_only=args.expired)
     except Exception as err:  # e.g. Redis unreachable: say so, without a traceback
         print(f"js-host-proxy purge: {cache_url}: {err}", file=sys.stderr)
         return 1
     finally:
         backend.close()
-    scope = "all namespaces" if args.namespace is None else f"namespace {args.namespace!r}"
+    if args.expired and cache_url.startswith(("redis", "rediss", "unix")):
+        print("js-host-proxy purge --expired: Redis expires entries itself; nothing to do")
+    scope = ", ".join(f"{k} {v!r}" for k, v in what.items() if v is not None) or "all namespaces"
+    if args.expired:
+        scope = f"expired, {scope}"
     # The file cache also removes what killed workers left (temporary and unheld lock files).
     leftovers = getattr(backend, "leftovers", 0)
     extra = f" and {leftovers} leftover temporary or lock files" if leftovers else ""
@@ -119,13 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
         serve_parser.add_argument("--" + option.replace("_", "-"), help=f"{text} (sets {variable})")
     serve_parser.add_argument("--gunicorn-conf", help=f"gunicorn config file (default {PROJECT_CONF})")
     serve_parser.set_defaults(handler=serve)
-    purge_parser = commands.add_parser("purge", help="empty the cache")
+    purge_parser = commands.add_parser(
+        "purge",
+        help="remove cache entries",
+        description="Remove the cache's entries: all of them, or those of a function, a code "
+        "version or a namespace (given together: those of all at once), or the expired ones.",
+    )
     purge_parser.add_argument("--cache", help="cache URL (default: JS_HOST_PROXY_CACHE)")
-    purge_parser.add_argument("--namespace", help="only this namespace (default: all)")
+    purge_parser.add_argument("--all", action="store_true", help="every entry (of every namespace)")
+    purge_parser.add_argument("--function", metavar="NAME", help="only the entries of this function")
+    purge_parser.add_argument(
+        "--version", metavar="V", help="only the entries of this code version (JS-Host-Code-Version)"
+    )
+    purge_parser.add_argument("--namespace", metavar="NS", help="only this namespace")
     purge_parser.add_argument(
         "--expired",
         action="store_true",
-        help="only entries past their stale window, and leftovers of killed workers (file cache)",
+        help="only entries past their stale window, and leftovers of killed workers (file, memory)",
     )
     purge_parser.set_defaults(handler=purge)
     return parser

@@ -13,7 +13,8 @@ What it answers:
 
 - ``POST /function/<name>?hash=H`` with ``H == sha1(body)``: from the cache when a
   fresh entry exists (``X-Cache: HIT``), else from the host (``MISS``), stored when
-  a shared cache may store the answer (``policy.py``). The key is the body, so such
+  a shared cache may store the answer (``policy.py``). The key is the namespace, the
+  code version the host runs (``versions.py``), the name and the body's hash, so such
   calls reach the host without the client's ``Cookie`` and ``Authorization``.
   A wrong hash is refused (400); no hash is forwarded uncached (``BYPASS``).
   Host down or timing out: a stale entry when there is one (``STALE``), else 502/504.
@@ -40,13 +41,14 @@ from urllib.parse import parse_qs, quote
 
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.factory import open_cache
-from js_host_proxy.cache.keys import cache_key
+from js_host_proxy.cache.keys import cache_key, unversioned
 from js_host_proxy.calls import HostCalls
 from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
 from js_host_proxy.replies import Reply, StartResponse, text_reply
+from js_host_proxy.versions import CodeVersions
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +60,21 @@ class ProxyApp:
 
     def __init__(self, config: ProxyConfig, *, backend: CacheBackend | None = None) -> None:
         self.config = config
-        self.backend = backend if backend is not None else open_cache(config.cache_url)
+        self.backend = (
+            backend if backend is not None else open_cache(config.cache_url, max_size=config.max_size)
+        )
         if hasattr(self.backend, "stale_ttl"):
             self.backend.stale_ttl = config.stale_ttl
-        self.cache = KeyedCache(self.backend, namespace=config.namespace, stale_ttl=config.stale_ttl)
+        # The code version each upstream runs: part of every key (see versions.py).
+        self.versions = CodeVersions(
+            unversioned=unversioned(config.upstreams),
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.upstream_timeout,
+            max_age=config.version_ttl,
+        )
+        self.cache = KeyedCache(
+            self.backend, namespace=config.namespace, stale_ttl=config.stale_ttl, versions=self.versions
+        )
         self.hits = HitReader(self.backend)
         self.calls = HostCalls(config, self.cache, self.hits)
         self.coalescer: Coalescer[Reply] = Coalescer(self.backend, timeout=config.lock_timeout)
@@ -122,7 +135,9 @@ class ProxyApp:
                 "Send hash=sha1(body) of the exact bytes sent, or no hash to bypass the cache.",
             ).send(start_response)
 
-        key = cache_key(self.config.namespace, name, digest)
+        # Keyed on the code the upstream this call would go to runs, as known now.
+        version = self.versions.current(self.calls.pool.peek())
+        key = cache_key(self.config.namespace, version, name, digest)
         hit = self.hits.read(key)
         if hit is not None:
             logger.debug("HIT %s", key)
@@ -144,6 +159,7 @@ class ProxyApp:
 
     def close(self) -> None:
         self.calls.close()
+        self.versions.close()
         self.backend.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,19 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:9009"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 #: Largest answer the proxy reads from a host (it holds an answer whole to store it).
 DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
+#: Bound of the file and memory caches' entries, in bytes.
+DEFAULT_MAX_SIZE = 512 * 1024 * 1024
+_UNITS = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+
+def parse_size(text: str, setting: str) -> int:
+    """Bytes for ``text``: a number, or one with kb/mb/gb (powers of 1024, as the host's
+    ``requestDataLimit``); raises ConfigError naming ``setting``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ConfigError(f"{setting}={text!r} is not a size; expected bytes, e.g. 536870912 or 512mb")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def default_cache_url() -> str:
@@ -67,8 +81,14 @@ class ProxyConfig:
     ttl: float = 300.0
     # How long an expired entry is kept to be served when the host is down (stale-if-error).
     stale_ttl: float = 86400.0
-    # Part of every cache key: change it to separate deploys.
+    # Part of every cache key, for what the code version cannot know (e.g. a data version).
     namespace: str = ""
+    # Bytes of entries the file or memory cache holds at most (0: no bound); past it the
+    # least recently used are removed, stale and expired ones first.
+    max_size: int = DEFAULT_MAX_SIZE
+    # Seconds an upstream's code version is trusted before it is asked again, even
+    # while the connection that watches the host stays open.
+    version_ttl: float = 60.0
     # Seconds to wait for the host's answer (a function's own timeout is 30 s by default).
     upstream_timeout: float = 35.0
     # Seconds to wait for a connection to the host before trying the next one.
@@ -118,6 +138,8 @@ class ProxyConfig:
             ttl=number("TTL", cls.ttl),
             stale_ttl=number("STALE_TTL", cls.stale_ttl),
             namespace=get("NAMESPACE") or "",
+            max_size=parse_size(get("MAX_SIZE") or str(cls.max_size), "JS_HOST_PROXY_MAX_SIZE"),
+            version_ttl=number("VERSION_TTL", cls.version_ttl),
             upstream_timeout=upstream_timeout,
             connect_timeout=number("CONNECT_TIMEOUT", cls.connect_timeout, minimum=0.001),
             retry_down_after=number("RETRY_DOWN_AFTER", cls.retry_down_after),

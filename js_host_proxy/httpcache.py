@@ -13,7 +13,9 @@ scope, so everything it must do here is set explicitly and checked by the tests
   (``response.storage``); the controller stores by it and by nothing else.
 - No revalidation: no conditional headers are sent and a 304 updates nothing.
 - The key is not the URL: :class:`KeyedCache` turns ``/function/<name>?hash=H`` into
-  namespace + name + hash, whichever upstream the call went to. CacheControl 0.14
+  namespace + code version + name + hash, whichever upstream the call went to; an
+  answer is stored under the version it carries (``JS-Host-Code-Version``), never
+  under what the proxy believed the upstream ran. CacheControl 0.14
   looks entries up by ``request.url`` but stores them by ``cache_url(request.url)``,
   so overriding ``cache_url`` alone would not do; the mapping is in the cache.
 - Freshness: an entry's is computed once, when it is stored (``Entry.fresh_until``);
@@ -44,9 +46,10 @@ from requests.adapters import HTTPAdapter
 
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.entry import Entry
-from js_host_proxy.cache.keys import cache_key
+from js_host_proxy.cache.keys import UNVERSIONED, cache_key
 from js_host_proxy.connections import AlignedAdapter
 from js_host_proxy.policy import Storage, decide
+from js_host_proxy.versions import HEADER, CodeVersions
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -73,28 +76,44 @@ def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 class KeyedCache(BaseCache):
-    """CacheControl's cache interface over a proxy backend, keyed on name + hash + namespace.
+    """CacheControl's cache interface over a proxy backend, keyed on namespace + code
+    version + name + hash.
 
     ``get`` returns fresh entries only: an expired entry stays in the backend (to
     be served if the host is down) but CacheControl never sees it, so it never
-    deletes it either.
+    deletes it either. Lookups use the version ``versions`` knows for the URL's
+    upstream; stores the one the answer carries.
     """
 
-    def __init__(self, backend: CacheBackend, *, namespace: str, stale_ttl: float) -> None:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        namespace: str,
+        stale_ttl: float,
+        versions: CodeVersions | None = None,
+    ) -> None:
         self.backend = backend
         self.namespace = namespace
         self.stale_ttl = stale_ttl
+        self.versions = versions if versions is not None else CodeVersions(unversioned=UNVERSIONED)
 
     def key_for_url(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        if not parts.path.startswith(FUNCTION_PREFIX):
+        """The key to look ``url``'s call up: under the version its upstream runs."""
+        call = _call_of(url)
+        if call is None:
             return None
-        digest = parse_qs(parts.query).get("hash")
-        if not digest:
+        base, name, digest = call
+        return cache_key(self.namespace, self.versions.current(base), name, digest)
+
+    def stored_key(self, url: str, reported: str | None) -> str | None:
+        """The key to store the answer to ``url``'s call under: the version it carried
+        (``reported``; None when it carried none)."""
+        call = _call_of(url)
+        if call is None:
             return None
-        # The app quoted the name's WSGI (latin-1) string; undo exactly that.
-        name = unquote_to_bytes(parts.path[len(FUNCTION_PREFIX) :]).decode("latin-1")
-        return cache_key(self.namespace, name, digest[0].lower())
+        base, name, digest = call
+        return cache_key(self.namespace, self.versions.saw(base, reported), name, digest)
 
     def entry(self, url: str) -> Entry | None:
         """The fresh entry for ``url``, if any."""
@@ -117,8 +136,10 @@ class KeyedCache(BaseCache):
         expires: int | float | datetime | None = None,
         *,
         serve_stale: bool = True,
+        version: str | None = None,
     ) -> None:
-        cache_key_ = self.key_for_url(key)
+        """Store ``value`` for the call of URL ``key``, whose answer carried ``version``."""
+        cache_key_ = self.stored_key(key, version)
         if cache_key_ is None:
             return
         if not isinstance(expires, (int, float)) or expires <= 0:
@@ -134,6 +155,19 @@ class KeyedCache(BaseCache):
         cache_key_ = self.key_for_url(key)
         if cache_key_ is not None:
             self.backend.delete(cache_key_)
+
+
+def _call_of(url: str) -> tuple[str, str, str] | None:
+    """(upstream base URL, function name, hash) of a function call's URL; None for others."""
+    parts = urlsplit(url)
+    if not parts.path.startswith(FUNCTION_PREFIX):
+        return None
+    digest = parse_qs(parts.query).get("hash")
+    if not digest:
+        return None
+    # The app quoted the name's WSGI (latin-1) string; undo exactly that.
+    name = unquote_to_bytes(parts.path[len(FUNCTION_PREFIX) :]).decode("latin-1")
+    return f"{parts.scheme}://{parts.netloc}", name, digest[0].lower()
 
 
 #: The attribute of a urllib3 response that holds its :class:`Storage` decision.
@@ -201,6 +235,7 @@ class SharedCacheController(CacheController):
             self.serializer.dumps(request, response, body),
             expires=storage.lifetime,
             serve_stale=storage.serve_stale,
+            version=response.headers.get(HEADER),
         )
 
 

@@ -73,6 +73,7 @@ class UpstreamPool:
         self.retry_down_after = retry_down_after
         self.max_response = max_response
         self._next = itertools.count()
+        self._started = -1  # where the last order() started
         self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         # Each base URL as requests prepares it (None: has credentials, always prepare in full).
@@ -80,11 +81,21 @@ class UpstreamPool:
 
     def order(self) -> list[str]:
         """The upstreams to try for one call: round-robin, those up first."""
-        start = next(self._next) % len(self.urls)
+        start = self._started = next(self._next) % len(self.urls)
         rotated = self.urls[start:] + self.urls[:start]
         now = time.monotonic()
         up = [u for u in rotated if self._down_until.get(u, 0.0) <= now]
         return up + [u for u in rotated if u not in up]  # all down: try them all anyway
+
+    def peek(self) -> str:
+        """The upstream the next call will go to (unless calls race): the one whose code
+        version keys its lookup."""
+        if len(self.urls) == 1:
+            return self.urls[0]
+        start = (self._started + 1) % len(self.urls)
+        now = time.monotonic()
+        rotated = self.urls[start:] + self.urls[:start]
+        return next((u for u in rotated if self._down_until.get(u, 0.0) <= now), rotated[0])
 
     def mark_down(self, url: str, err: BaseException) -> None:
         with self._lock:

@@ -15,6 +15,10 @@ from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
+#: A bounded backend past its bound evicts down to this share of it, so that the
+#: next writes do not evict again at once.
+LOW_WATER = 0.9
+
 
 class CacheBackend:
     """Bytes by key, plus a cross-process lock per key (see :mod:`js_host_proxy.coalesce`).
@@ -35,8 +39,17 @@ class CacheBackend:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
-    def purge(self, namespace: str | None = None) -> int:
-        """Remove every entry (of ``namespace`` only, when given); returns how many."""
+    def purge(
+        self,
+        namespace: str | None = None,
+        *,
+        version: str | None = None,
+        function: str | None = None,
+        expired_only: bool = False,
+    ) -> int:
+        """Remove the entries of ``namespace``, code ``version`` and ``function`` (each:
+        all when None; all given at once), only those past their stale window with
+        ``expired_only``; returns how many."""
         raise NotImplementedError
 
     @contextlib.contextmanager

@@ -57,3 +57,11 @@ class Entry:
 
     def is_fresh(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) < self.fresh_until
+
+
+def fresh_until(data: bytes, default: float) -> float:
+    """The end of an entry's freshness, read from its header line alone (for eviction)."""
+    try:
+        return float(data[: data.index(b"\n", 0, 120)].split()[2])
+    except (ValueError, IndexError):
+        return default

@@ -5,10 +5,16 @@ The root, namespace and shard folders are :class:`~js_host.private_dir.PrivateDi
 access). A process keeps their descriptors, so that a hit is one ``openat`` in the
 shard folder (see :mod:`js_host_proxy.cache.file`).
 
-A purge moves namespace folders aside, and a user may remove or replace the cache
+Layout: ``<root>/ns-<sha1(namespace)[:16]>/v-<version>.f-<sha1(function)[:16]>/<sha256(key)>``:
+a namespace, a version or a function is purged by moving its folders aside (a
+rename each), and a hit is still one ``openat`` in a held folder. ("Shard" below is
+such a function folder.)
+
+A purge moves namespace or function folders aside, and a user may remove or replace the cache
 folder. So at most every ``REVALIDATE_EVERY`` seconds (and at once when a write
 finds its folder gone) the root is opened again by its path, with every check,
-and each namespace folder again in it: a folder no longer at its path is dropped
+and each namespace folder again in it (and a function folder in its namespace's when
+a key's slot is looked up again): a folder no longer at its path is dropped
 and the one there now is used, so nobody keeps reading a purged folder. A folder
 that fails a check makes the cache unusable until the next look (calls are served
 uncached; the warning names the folder and ``JS_HOST_PROXY_CACHE``).
@@ -32,6 +38,8 @@ REVALIDATE_EVERY = 1.0
 RETIRED_FOR = 30.0
 #: How many keys' folders are remembered (the hot keys come back at once when cleared).
 HOT_KEYS = 4096
+#: Function folders held open per namespace (old versions' are dropped when there are more).
+HELD_GROUPS = 256
 WHAT = "proxy file cache"
 SETTING = "JS_HOST_PROXY_CACHE"
 
@@ -58,6 +66,29 @@ def namespace_folder(namespace: str) -> str:
     return f"ns-{hashlib.sha1(namespace.encode()).hexdigest()[:16]}"
 
 
+def version_prefix(version: str) -> str:
+    """What the names of a version's function folders start with."""
+    return f"v-{version}.f-"
+
+
+def function_suffix(name: str) -> str:
+    """What the names of a function's folders (one per version) end with."""
+    return f".f-{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+
+
+def group_folder(version: str, name: str) -> str:
+    """The folder of one function's entries under one code version, in its namespace's."""
+    return version_prefix(version) + function_suffix(name)[len(".f-") :]
+
+
+def split_group(folder: str) -> tuple[str, str] | None:
+    """(version, function digest) of a function folder's name; None for other names."""
+    if not folder.startswith("v-") or ".f-" not in folder:
+        return None
+    version, function = folder[2:].rsplit(".f-", 1)
+    return version, function
+
+
 class Folders:
     """The folders of the cache at ``root`` that this process holds.
 
@@ -78,11 +109,16 @@ class Folders:
         self._retired: list[tuple[float, PrivateDir]] = []
 
     def slot(self, key: str) -> Slot | None:
-        """Where ``key``'s entry lives; None while the cache is unusable."""
+        """Where ``key``'s entry lives; None while the cache is unusable (or for a string
+        that is not a key)."""
         slot = self.hot.get(key)
         if slot is not None and is_current(slot):
             return slot
-        namespace = split_key(key)[0]
+        try:
+            namespace, version, name, _ = split_key(key)
+        except ValueError:
+            return None  # not a key of keys.py: nowhere to store it
+        group = group_folder(version, name)
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         with self._lock:
             now = time.monotonic()
@@ -92,9 +128,18 @@ class Folders:
             for attempt in range(2):
                 try:
                     ns = self._namespace(namespace, now)
-                    shard = ns.shards.get(digest[:2])
+                    shard = ns.shards.get(group)
+                    if shard is not None and not _at_name(shard, ns.dir, group):
+                        # A purge of this version or function moved it aside.
+                        self._retired.append((now, ns.shards.pop(group)))
+                        self.hot = {}
+                        shard = None
                     if shard is None:
-                        shard = ns.shards[digest[:2]] = ns.dir.subdir(digest[:2])
+                        if len(ns.shards) >= HELD_GROUPS:  # mostly old versions': let them go
+                            self._retired.extend((now, d) for d in ns.shards.values())
+                            ns.shards = {}
+                            self.hot = {}
+                        shard = ns.shards[group] = ns.dir.subdir(group)
                     break
                 except FileNotFoundError as err:
                     # A folder held here was removed (a purge, `rm -r`): open them all again, once.
@@ -110,6 +155,18 @@ class Folders:
                 self.hot = {}
             self.hot[key] = slot
             return slot
+
+    def root_dir(self) -> PrivateDir | None:
+        """The cache folder, held open (checked again every second); None while unusable."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._unusable_until:
+                return None
+            try:
+                return self._open_root(now)
+            except (ConfigError, OSError) as err:
+                self._unusable(err, now)
+                return None
 
     def stale(self, ns: Namespace) -> None:
         """A write found ``ns``'s folder gone: look again at the next call."""
@@ -191,6 +248,16 @@ def is_current(slot: Slot) -> bool:
 def _same_dir(a: PrivateDir, b: PrivateDir) -> bool:
     x, y = os.fstat(a.fd), os.fstat(b.fd)
     return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def _at_name(folder: PrivateDir, parent: PrivateDir, name: str) -> bool:
+    """Whether ``folder`` is still the one named ``name`` in ``parent``."""
+    try:
+        at = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    info = os.fstat(folder.fd)
+    return (info.st_dev, info.st_ino) == (at.st_dev, at.st_ino)
 
 
 def is_at(fd: int, dir_fd: int, name: str) -> bool:

@@ -1,5 +1,6 @@
-"""Purging the file cache (``js-host-proxy purge``): namespace folders moved aside
-and removed, expired entries swept, and what killed processes left behind.
+"""Purging the file cache (``js-host-proxy purge``): namespace folders (or a version's
+or a function's folders in them) moved aside and removed, expired entries swept,
+and what killed processes left behind.
 
 A killed worker leaves its temporary file (``.tmp-*``) and its lock file
 (``<entry>.lock``); a killed purge leaves a ``.purge-<time>-*`` folder. Every
@@ -21,7 +22,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from js_host.exceptions import ConfigError
 from js_host.private_dir import PrivateDir
@@ -40,28 +41,56 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def purge_folder(
-    root: PrivateDir, folders: Iterable[str], *, expired_only: bool, stale_ttl: float
+    root: PrivateDir,
+    folders: Iterable[str],
+    *,
+    expired_only: bool,
+    stale_ttl: float,
+    groups: Callable[[str], bool] | None = None,
 ) -> tuple[int, int]:
-    """Purge the namespace ``folders`` of the cache ``root``: (entries, leftovers) removed."""
+    """Purge the namespace ``folders`` of the cache ``root`` (only their function folders
+    for which ``groups(name)`` is true, when given): (entries, leftovers) removed."""
     removed = leftovers = 0
     now = time.time()
     for name in folders:
         if expired_only:
-            entries, others = _sweep(root, name, now, stale_ttl)
+            entries, others = _sweep(root, name, now, stale_ttl, groups)
+        elif groups is None:
+            entries, others = _move_aside_and_remove(root, root, name, now, depth=2)
         else:
-            # Moved aside first: new entries go to a fresh folder at once.
-            trash = f"{TRASH_PREFIX}{int(now)}-{secrets.token_hex(4)}"
+            entries = others = 0
             try:
-                os.rename(name, trash, src_dir_fd=root.fd, dst_dir_fd=root.fd)
+                ns = root.subdir(name, create=False)
             except FileNotFoundError:
                 continue
-            entries, others = _remove(root, trash)
+            except ConfigError as err:  # a link or a file where a namespace folder should be
+                logger.warning("js-host-proxy purge: skipping %r: %s", root.join(name), err)
+                continue
+            with ns:
+                for group in ns.listdir():
+                    if groups(group):
+                        counts = _move_aside_and_remove(root, ns, group, now, depth=1)
+                        entries += counts[0]
+                        others += counts[1]
         removed += entries
         leftovers += others
     for name in root.listdir():
         if _trash_age(name, now) >= LEFTOVER_AGE:  # an interrupted purge's
             leftovers += sum(_remove(root, name))
     return removed, leftovers
+
+
+def _move_aside_and_remove(
+    root: PrivateDir, parent: PrivateDir, name: str, now: float, *, depth: int
+) -> tuple[int, int]:
+    """Move the folder ``name`` of ``parent`` into ``root`` under a trash name, then remove
+    it: (entries, other files). Moved first, so new entries go to a fresh folder at once."""
+    trash = f"{TRASH_PREFIX}{int(now)}-{secrets.token_hex(4)}"
+    try:
+        os.rename(name, trash, src_dir_fd=parent.fd, dst_dir_fd=root.fd)
+    except FileNotFoundError:
+        return 0, 0
+    return _remove(root, trash, depth=depth)
 
 
 def is_entry(name: str) -> bool:
@@ -73,14 +102,15 @@ def _trash_age(name: str, now: float) -> float:
     return now - int(match.group(1)) if match else -1.0
 
 
-def _remove(root: PrivateDir, name: str) -> tuple[int, int]:
-    """Remove the folder ``name`` of ``root`` (a link itself only): (entries, other files)."""
+def _remove(root: PrivateDir, name: str, *, depth: int = 2) -> tuple[int, int]:
+    """Remove the folder ``name`` of ``root`` (a link itself only), whose entries are
+    ``depth`` levels down (2: a namespace's, 1: a function's): (entries, other files)."""
     try:
         info = root.lstat(name)
         if not stat.S_ISDIR(info.st_mode):
             root.unlink(name, missing_ok=True)
             return 0, 1
-        entries = _count_entries(root.fd, name)
+        entries = _count_entries(root.fd, name, depth)
         files = root.remove_tree(name)
     except OSError as err:  # e.g. a worker still writing into it: the next purge finishes it
         logger.warning("js-host-proxy purge: could not remove all of %r: %s", root.join(name), err)
@@ -88,27 +118,23 @@ def _remove(root: PrivateDir, name: str) -> tuple[int, int]:
     return entries, files - entries
 
 
-def _count_entries(parent_fd: int, name: str) -> int:
+def _count_entries(parent_fd: int, name: str, depth: int) -> int:
     fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     try:
-        count = 0
-        for shard in os.scandir(fd):
-            if shard.is_dir(follow_symlinks=False):
-                shard_fd = os.open(shard.name, _DIR_FLAGS, dir_fd=fd)
-                try:
-                    count += sum(
-                        1
-                        for e in os.scandir(shard_fd)
-                        if is_entry(e.name) and e.is_file(follow_symlinks=False)
-                    )
-                finally:
-                    os.close(shard_fd)
-        return count
+        if depth <= 1:
+            return sum(1 for e in os.scandir(fd) if is_entry(e.name) and e.is_file(follow_symlinks=False))
+        return sum(
+            _count_entries(fd, sub.name, depth - 1)
+            for sub in os.scandir(fd)
+            if sub.is_dir(follow_symlinks=False)
+        )
     finally:
         os.close(fd)
 
 
-def _sweep(root: PrivateDir, name: str, now: float, stale_ttl: float) -> tuple[int, int]:
+def _sweep(
+    root: PrivateDir, name: str, now: float, stale_ttl: float, groups: Callable[[str], bool] | None
+) -> tuple[int, int]:
     """Remove the entries past their stale window, and leftovers: (entries, leftovers)."""
     try:
         ns = root.subdir(name, create=False)
@@ -120,6 +146,8 @@ def _sweep(root: PrivateDir, name: str, now: float, stale_ttl: float) -> tuple[i
     removed = leftovers = 0
     with ns:
         for shard_name in ns.listdir():
+            if groups is not None and not groups(shard_name):
+                continue
             try:
                 shard = ns.subdir(shard_name, create=False)
             except FileNotFoundError:

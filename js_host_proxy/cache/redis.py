@@ -6,6 +6,12 @@ calls the host holds ``js-host-proxy-lock:<key>`` (``SET NX PX``); the others
 block in ``BLPOP js-host-proxy-wake:<key>``, and the holder pushes a token there
 when it is done; each waiter that wakes pushes it on to the next one.
 
+Every key the proxy makes has a TTL (entries: freshness + the stale window; locks:
+the lock timeout; wake-up lists: ``WAKE_TTL_MS``), so Redis may evict with
+``maxmemory-policy volatile-lru`` (or ``allkeys-lru`` when Redis holds only caches).
+Under the default ``noeviction`` a full Redis refuses writes: the proxy then serves
+uncached and its warning names the setting.
+
 When Redis cannot be reached the proxy keeps serving, uncached: every operation
 fails fast for a few seconds (no connect timeout per request), and it is logged.
 """
@@ -22,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from js_host_proxy.cache.base import CacheBackend, FailureLog
-from js_host_proxy.cache.keys import namespace_prefix
+from js_host_proxy.cache.keys import matches, prefix
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +36,23 @@ ENTRY = "js-host-proxy:"
 LOCK = "js-host-proxy-lock:"
 WAKE = "js-host-proxy-wake:"
 
+#: Milliseconds a wake-up list lives: every key the proxy makes has a TTL, so that Redis
+#: can evict under ``volatile-lru`` and nothing outlives its use.
+WAKE_TTL_MS = 10_000
+
 # Deletes the lock only if it is still ours (it may have expired and been taken).
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
 redis.call('del', KEYS[2])
 redis.call('rpush', KEYS[2], '1')
 redis.call('pexpire', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Passes a wake-up token on, with the list's TTL (RPUSH alone would make a key without one).
+_PASS_ON = """
+redis.call('rpush', KEYS[1], '1')
+redis.call('pexpire', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -88,6 +105,8 @@ class RedisCache(CacheBackend):
         except self._redis.RedisError as err:
             if isinstance(err, (self._redis.ConnectionError, self._redis.TimeoutError)):
                 self._down_until = time.monotonic() + self.retry_after
+            if "OOM" in str(err):
+                err = type(err)(f"{err} (set maxmemory-policy volatile-lru or allkeys-lru on {self.url})")
             self._failed(action, err)
             raise RedisUnavailable(str(err)) from err
 
@@ -106,14 +125,34 @@ class RedisCache(CacheBackend):
         with contextlib.suppress(RedisUnavailable), self._guard("delete"):
             self._clients()[0].delete(ENTRY + key)
 
-    def purge(self, namespace: str | None = None) -> int:
+    def purge(
+        self,
+        namespace: str | None = None,
+        *,
+        version: str | None = None,
+        function: str | None = None,
+        expired_only: bool = False,
+    ) -> int:
+        """SCAN (never KEYS) for the entries' prefix, unlinked in batches. With a namespace
+        the prefix says it all (and the version too, when given); otherwise each key found
+        is checked. ``expired_only``: nothing to do, Redis expires entries by itself."""
         # Purging must not pass silently: errors propagate to the command.
+        if expired_only:
+            return 0
         self._down_until = 0.0
         client = self._clients()[0]
-        prefix = ENTRY if namespace is None else ENTRY + namespace_prefix(namespace)
+        if namespace is not None:
+            pattern = _glob_escape(ENTRY + prefix(namespace, version)) + "*"
+        elif version is not None:
+            pattern = _glob_escape(ENTRY) + "*:" + _glob_escape(f"{version}:") + "*"
+        else:
+            pattern = _glob_escape(ENTRY) + "*"
         removed = 0
         batch: list[bytes] = []
-        for name in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        for name in client.scan_iter(match=pattern, count=1000):
+            key = name[len(ENTRY) :].decode("utf-8", "surrogateescape")
+            if not matches(key, namespace, version, function):
+                continue
             batch.append(name)
             if len(batch) >= 1000:
                 removed += client.unlink(*batch)
@@ -138,15 +177,15 @@ class RedisCache(CacheBackend):
         if not acquired:
             with contextlib.suppress(RedisUnavailable), self._guard("wait"):
                 popped = blocking.blpop([WAKE + key], timeout=max(0.01, timeout))
-                if popped:
-                    client.rpush(WAKE + key, b"1")  # wake the next waiter
+                if popped:  # wake the next waiter; the list is new when BLPOP emptied it
+                    client.eval(_PASS_ON, 1, WAKE + key, WAKE_TTL_MS)
             yield False
             return
         try:
             yield True
         finally:
             with contextlib.suppress(RedisUnavailable), self._guard("unlock"):
-                client.eval(_RELEASE, 2, LOCK + key, WAKE + key, token, 10_000)
+                client.eval(_RELEASE, 2, LOCK + key, WAKE + key, token, WAKE_TTL_MS)
 
     def close(self) -> None:
         for client in (self._client, self._blocking):

@@ -15,7 +15,6 @@ import pytest
 from js_host_proxy.__main__ import main
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
-from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.httpcache import stored_response
 from tests.support.processes import free_port
 from tests.support.proxy import Proxy, Upstream, call_path, sha1
@@ -148,7 +147,7 @@ def test_purge_empties_the_cache(
     assert "removed 2 entries" in capsys.readouterr().out
     assert v1.call("echo", {"a": 1}).headers["X-Cache"] == "MISS"
     assert v2.call("echo", {"a": 1}).headers["X-Cache"] == "HIT"
-    assert main(["purge", "--cache", url]) == 0
+    assert main(["purge", "--all", "--cache", url]) == 0
     assert "removed 3 entries" in capsys.readouterr().out
     assert v2.call("echo", {"a": 1}).headers["X-Cache"] == "MISS"
     assert upstream.calls("echo") == 6
@@ -309,7 +308,7 @@ def test_the_redis_cache_is_shared(make_proxy: Callable[..., Proxy], upstream: U
     assert one.call("echo", {}).headers["X-Cache"] == "MISS"
     assert two.call("echo", {}).headers["X-Cache"] == "HIT"
     assert upstream.calls("echo") == 1
-    assert main(["purge", "--cache", url]) == 0
+    assert main(["purge", "--all", "--cache", url]) == 0
     assert two.call("echo", {}).headers["X-Cache"] == "MISS"
     assert upstream.calls("echo") == 2
 
@@ -351,6 +350,6 @@ def test_file_entries_are_written_whole(make_proxy: Callable[..., Proxy], upstre
     files[0].write_bytes(files[0].read_bytes()[:-3])
     assert proxy.call("echo", {"n": 1}).headers["X-Cache"] == "MISS"
     assert upstream.calls("echo") == 2
-    key = cache_key("", "echo", sha1(b'{"n": 1}'))
+    key = upstream.key("echo", {"n": 1})
     entry = Entry.loads(backend.get(key))
     assert entry is not None and stored_response(entry.blob)[2] == b'{"echo":{"n":1}}'

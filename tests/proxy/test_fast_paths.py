@@ -14,10 +14,9 @@ import requests
 
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import READ_SIZE, FileCache
-from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.upstream import UpstreamPool
-from tests.support.proxy import Proxy, Upstream, sha1
+from tests.support.proxy import Proxy, Upstream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,7 +28,7 @@ def test_a_changed_entry_is_sent_as_stored_not_as_parsed_before(
     proxy = make_proxy(backend=backend)
     assert proxy.call("echo", {"n": 1}).headers["X-Cache"] == "MISS"
     assert proxy.call("echo", {"n": 1}).data == b'{"echo":{"n":1}}'
-    key = cache_key("", "echo", sha1(b'{"n": 1}'))
+    key = upstream.key("echo", {"n": 1})
     entry = Entry.loads(backend.get(key))
     assert entry is not None
     # Another process (or machine, with Redis) stores a new answer under the same key.
@@ -61,9 +60,9 @@ def test_a_large_file_entry_is_read_whole(tmp_path: Path):
     cache = FileCache(tmp_path / "cache")
     for size in (0, 1, READ_SIZE - 1, READ_SIZE, READ_SIZE + 1, 3 * READ_SIZE + 7):
         value = bytes(i % 251 for i in range(size))
-        cache.set(f"0::f:{size}", value, 60)
-        assert cache.get(f"0::f:{size}") == (value if size else b"")
-    assert cache.get("0::f:missing") is None
+        cache.set(f"0::v1:f:{size}", value, 60)
+        assert cache.get(f"0::v1:f:{size}") == (value if size else b"")
+    assert cache.get("0::v1:f:missing") is None and cache.get("0::f") is None
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from js_host_proxy.cache.keys import cache_key
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = cache_key("", "echo", "1" * 40)
-OTHER_KEY = cache_key("", "echo", "2" * 40)
+KEY = cache_key("", "v1", "echo", "1" * 40)
+OTHER_KEY = cache_key("", "v1", "echo", "2" * 40)
 
 
 def eventually(check: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -90,7 +90,7 @@ def test_purge_removes_what_a_killed_worker_left_but_never_a_held_lock(
             age(path)
         assert main(["purge", "--cache", f"file://{root}", "--expired"]) == 0
         out = capsys.readouterr().out
-        assert "removed 0 entries (all namespaces) and 2 leftover temporary or lock files" in out
+        assert "removed 0 entries (expired, all namespaces) and 2 leftover temporary or lock files" in out
         assert not temp.exists() and not dead_lock.exists()
         assert held_lock.exists() and young.exists()
         # The lock still excludes: another process waits for it (here until its timeout).

@@ -63,7 +63,7 @@ def test_fifty_concurrent_cold_calls_reach_the_host_once_across_workers(
     assert sorted(a.headers["X-Cache"] for a in answers) == ["HIT"] * 49 + ["MISS"]
     assert upstream.calls("slow") == 1
     # Both workers answered some (the one that lost the race waited on the lock file).
-    pids = {line.split("[")[2].split("]")[0] for line in server.log.splitlines() if " 0::slow:" in line}
+    pids = {line.split("[")[2].split("]")[0] for line in server.log.splitlines() if ":slow:" in line}
     assert len(pids) == 2
     assert "another process called the host" in server.log
 
@@ -123,7 +123,7 @@ def test_the_console_script_serves_and_purges(
     assert call(base, "echo", {}).headers["X-Cache"] == "MISS"
     assert call(base, "echo", {}).headers["X-Cache"] == "HIT"
     purged = subprocess.run(
-        [sys.executable, "-m", "js_host_proxy", "purge", "--cache", f"file://{tmp_path}/cache"],
+        [sys.executable, "-m", "js_host_proxy", "purge", "--all", "--cache", f"file://{tmp_path}/cache"],
         capture_output=True,
         text=True,
         timeout=30,

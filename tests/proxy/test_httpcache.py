@@ -10,10 +10,10 @@ from importlib.metadata import version
 import pytest
 
 from js_host_proxy.cache.entry import Entry
-from js_host_proxy.cache.keys import cache_key
+from js_host_proxy.cache.keys import UNVERSIONED, cache_key
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.httpcache import KeyedCache, caching_session
-from tests.support.proxy import Upstream, call_path, sha1
+from tests.support.proxy import Upstream, body_of, call_path, sha1
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -21,6 +21,13 @@ pytestmark = pytest.mark.timeout(30)
 def test_the_pinned_series_is_installed():
     major, minor = (int(x) for x in version("CacheControl").split(".")[:2])
     assert (major, minor) == (0, 14), "setup.py pins CacheControl>=0.14,<0.15; re-check this file on a bump"
+
+
+def stored_key(upstream: Upstream, name: str, data: dict | None = None, namespace: str = "") -> str:
+    """The key of ``name(data)`` in a KeyedCache made without the proxy's versions (whose
+    hosts that report no version are all ``unversioned``)."""
+    version = upstream.host.status.get("codeVersion") or UNVERSIONED
+    return cache_key(namespace, version, name, sha1(body_of(data or {})))
 
 
 @pytest.fixture
@@ -46,8 +53,7 @@ def test_posts_are_stored_and_answered_by_name_and_hash(upstream: Upstream, back
     other = upstream.url.replace("127.0.0.1", "localhost")
     assert post(session, upstream, "echo", {"a": 1}, base=other).from_cache is True
     assert upstream.calls("echo") == 1
-    key = cache_key("ns", "echo", sha1(b'{"a": 1}'))
-    entry = Entry.loads(backend.get(key))
+    entry = Entry.loads(backend.get(stored_key(upstream, "echo", {"a": 1}, namespace="ns")))
     assert entry is not None and entry.fresh_until - entry.stored_at == pytest.approx(60, abs=1)
 
 
@@ -66,7 +72,7 @@ def test_the_hosts_max_age_wins_and_the_default_ttl_fills_in(any_upstream: Upstr
     assert "Cache-Control" not in post(session, any_upstream, "echo", {}).headers  # the TTL stays inside
     lifetimes = {}
     for name in ("long", "echo"):
-        entry = Entry.loads(backend.get(cache_key("", name, sha1(b"{}"))))
+        entry = Entry.loads(backend.get(stored_key(any_upstream, name)))
         assert entry is not None
         lifetimes[name] = round(entry.fresh_until - entry.stored_at)
     assert lifetimes == {"long": 3600, "echo": 7}
@@ -80,7 +86,7 @@ def test_an_expired_entry_is_kept_for_stale_use_but_not_served(upstream: Upstrea
     path, _ = call_path("short", {})
     # CacheControl is never shown the expired entry (so it does not delete it) ...
     assert cache.get(upstream.url + path) is None
-    assert backend.get(cache_key("", "short", sha1(b"{}"))) is not None
+    assert backend.get(stored_key(upstream, "short")) is not None
     # ... and calls the host again.
     assert post(session, upstream, "short", {}).from_cache is False
     assert upstream.calls("short") == 2

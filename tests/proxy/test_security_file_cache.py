@@ -23,6 +23,7 @@ import requests
 from js_host_proxy.__main__ import main
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
+from js_host_proxy.cache.file_purge import is_entry
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.config import ProxyConfig
 from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
@@ -185,7 +186,7 @@ def test_a_cache_folder_that_is_a_link_to_hers_is_refused(
         assert [a.headers["X-Cache"] for a in answers] == ["MISS", "MISS"]
         message = warnings_of(caplog)
         assert f"'{link}'" in message and "symbolic link" in message and "JS_HOST_PROXY_CACHE" in message
-        assert main(["purge", "--cache", f"file://{link}"]) == 1
+        assert main(["purge", "--all", "--cache", f"file://{link}"]) == 1
         assert "symbolic link" in capsys.readouterr().err
         # The default is a link of hers too: the per-user cache folder instead.
         monkeypatch.setenv("TMPDIR", str(shared))
@@ -312,7 +313,7 @@ def test_purge_removes_nothing_through_planted_links(
     precious = snapshot(outside)
     url = f"file://{tmp_path}/cache"
     make_proxy(cache_url=url).call("echo", PLANTED)
-    (entry,) = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    (entry,) = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and is_entry(p.name)]
     shard, ns = entry.parent, entry.parent.parent
     links = {
         shard / ("c" * 64): outside / "entry",
@@ -327,10 +328,10 @@ def test_purge_removes_nothing_through_planted_links(
         os.utime(link, (long_ago, long_ago), follow_symlinks=False)
     assert main(["purge", "--cache", url, "--expired"]) == 0
     # The links' targets are never read or removed; the links named like leftovers are removed.
-    assert "removed 0 entries (all namespaces) and 2 leftover" in capsys.readouterr().out
+    assert "removed 0 entries (expired, all namespaces) and 2 leftover" in capsys.readouterr().out
     assert snapshot(outside) == precious
     assert make_proxy(cache_url=url).call("echo", PLANTED).headers["X-Cache"] == "HIT"
-    assert main(["purge", "--cache", url]) == 0
+    assert main(["purge", "--all", "--cache", url]) == 0
     assert "removed 1 entries" in capsys.readouterr().out
     assert snapshot(outside) == precious
     with shared_tmp() as shared:  # her prepared tree: refused outright
@@ -339,7 +340,7 @@ def test_purge_removes_nothing_through_planted_links(
         result = run_as_other(PLANT, str(base), rel, forged.hex())
         assert result.returncode == 0, result.stderr
         hers = snapshot(base)
-        for expired in ([], ["--expired"]):
+        for expired in (["--all"], ["--expired"]):
             assert main(["purge", "--cache", f"file://{base}/cache", *expired]) == 1
             assert "is not private" in capsys.readouterr().err
         assert snapshot(base) == hers

@@ -19,6 +19,7 @@ from werkzeug.test import Client
 
 from js_host_proxy.app import ProxyApp
 from js_host_proxy.cache.base import CacheBackend
+from js_host_proxy.cache.keys import cache_key, unversioned
 from js_host_proxy.config import ProxyConfig
 from tests.support.processes import NodeProcess, OwnedProcess
 
@@ -57,6 +58,15 @@ class Upstream:
         query = {"name": name, "data": data} if data is not None else {}
         answer = requests.post(f"{self.url}/function/calls", json=query, timeout=5).json()
         return answer if data is not None else answer.get(name, 0)
+
+    @property
+    def version(self) -> str:
+        """The code version in the keys of a proxy in front of this upstream alone."""
+        return self.host.status.get("codeVersion") or unversioned((self.url,))
+
+    def key(self, name: str, data: dict[str, Any], namespace: str = "") -> str:
+        """The key of a call of ``name`` with ``data`` through such a proxy."""
+        return cache_key(namespace, self.version, name, sha1(body_of(data)))
 
     def stop(self) -> None:
         self.host.stop()
