@@ -105,7 +105,7 @@ class RedisCache(CacheBackend):
         except self._redis.RedisError as err:
             if isinstance(err, (self._redis.ConnectionError, self._redis.TimeoutError)):
                 self._down_until = time.monotonic() + self.retry_after
-            if "OOM" in str(err):
+            if "maxmemory" in str(err):  # OOM: full under noeviction
                 err = type(err)(f"{err} (set maxmemory-policy volatile-lru or allkeys-lru on {self.url})")
             self._failed(action, err)
             raise RedisUnavailable(str(err)) from err

@@ -82,29 +82,31 @@ def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Server]]
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[str, Server]]:
-    """A real redis-server on a free port, nothing saved to disk; (URL, server)."""
+def start_redis(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Server]]]:
+    """``start_redis(*options)``: a real redis-server on a free port, nothing saved to
+    disk, with more ``redis-server`` options (e.g. ``--maxmemory 1mb``); (URL, server)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (scripts/install.sh installs it)")
-    port = free_port()
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    cmd = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(folder),
-        "--daemonize",
-        "no",
-    ]
-    server = Server(cmd, log=folder / "redis.log").start(port)
-    yield f"redis://127.0.0.1:{port}/0", server
-    server.stop()
+    started: list[Server] = []
+
+    def start(*options: str) -> tuple[str, Server]:
+        port = free_port()
+        folder = tmp_path / f"redis-{port}"
+        folder.mkdir()
+        cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        cmd += ["--dir", str(folder), "--daemonize", "no", *options]
+        server = Server(cmd, log=folder / "redis.log")
+        started.append(server)
+        server.start(port)
+        return f"redis://127.0.0.1:{port}/0", server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(start_redis: Callable[..., tuple[str, Server]]) -> tuple[str, Server]:
+    """A real redis-server on a free port, nothing saved to disk; (URL, server)."""
+    return start_redis()
