@@ -19,6 +19,7 @@ What it answers:
   A wrong hash is refused (400); no hash is forwarded uncached (``BYPASS``).
   Host down or timing out: a stale entry when there is one (``STALE``), else 502/504.
 - ``GET /status``: forwarded, so that clients connect through the proxy.
+- ``POST /purge``: only when ``JS_HOST_PROXY_PURGE_TOKEN`` is set (``purge_endpoint.py``).
 - The manager's endpoints (``/manager/*``, ``/host/*``): refused (403).
 
 A MISS carries exactly the host's end-to-end header fields plus ``X-Cache``; a HIT the
@@ -39,6 +40,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from js_host_proxy import purge_endpoint
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.factory import open_cache
 from js_host_proxy.cache.keys import cache_key, unversioned
@@ -94,6 +96,8 @@ class ProxyApp:
                     start_response
                 )
             return self.calls.forward(environ, "GET", "/status", None).send(start_response, "BYPASS")
+        if path == purge_endpoint.PATH and self.config.purge_token:
+            return self.purge(environ, start_response, method)
         if path.startswith(("/manager/", "/host/")) or path in ("/manager", "/host"):
             return text_reply(
                 403,
@@ -156,6 +160,18 @@ class ProxyApp:
             state = "HIT"  # another request's stored answer, not this one's call
         logger.debug("%s %s (status %s)", state, key, reply.status)
         return reply.send(start_response, state)
+
+    def purge(self, environ: dict[str, Any], start_response: StartResponse, method: str) -> Iterable[bytes]:
+        """``POST /purge`` (only when JS_HOST_PROXY_PURGE_TOKEN is set): see purge_endpoint.py."""
+        if method != "POST":
+            return text_reply(405, "js-host-proxy: POST /purge", [("Allow", "POST")]).send(start_response)
+        try:
+            body = read_body(environ, 64 * 1024)
+        except ValueError as err:
+            return text_reply(400, f"js-host-proxy: {err}").send(start_response)
+        if body is None:
+            return text_reply(413, "js-host-proxy: POST /purge takes a small JSON body").send(start_response)
+        return purge_endpoint.purge(environ, body, self.backend, self.config.purge_token).send(start_response)
 
     def close(self) -> None:
         self.calls.close()

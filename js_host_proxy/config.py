@@ -27,6 +27,8 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:9009"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 #: Largest answer the proxy reads from a host (it holds an answer whole to store it).
 DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
+#: Shortest JS_HOST_PROXY_PURGE_TOKEN accepted (guessing must stay out of reach).
+MIN_TOKEN = 16
 #: Bound of the file and memory caches' entries, in bytes.
 DEFAULT_MAX_SIZE = 512 * 1024 * 1024
 _UNITS = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
@@ -86,6 +88,8 @@ class ProxyConfig:
     # Bytes of entries the file or memory cache holds at most (0: no bound); past it the
     # least recently used are removed, stale and expired ones first.
     max_size: int = DEFAULT_MAX_SIZE
+    # The token of POST /purge (Authorization: Bearer <token>); empty: no such endpoint.
+    purge_token: str = field(default="", repr=False)
     # Seconds an upstream's code version is trusted before it is asked again, even
     # while the connection that watches the host stays open.
     version_ttl: float = 60.0
@@ -140,6 +144,7 @@ class ProxyConfig:
             namespace=get("NAMESPACE") or "",
             max_size=parse_size(get("MAX_SIZE") or str(cls.max_size), "JS_HOST_PROXY_MAX_SIZE"),
             version_ttl=number("VERSION_TTL", cls.version_ttl),
+            purge_token=get("PURGE_TOKEN") or "",
             upstream_timeout=upstream_timeout,
             connect_timeout=number("CONNECT_TIMEOUT", cls.connect_timeout, minimum=0.001),
             retry_down_after=number("RETRY_DOWN_AFTER", cls.retry_down_after),
@@ -148,6 +153,11 @@ class ProxyConfig:
             max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),
         )
         config.check_cache_url()
+        if config.purge_token and len(config.purge_token) < MIN_TOKEN:
+            raise ConfigError(
+                f"JS_HOST_PROXY_PURGE_TOKEN is {len(config.purge_token)} characters long: use at least "
+                f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
+            )
         return config
 
     def check_cache_url(self) -> None:

@@ -7,10 +7,12 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
+import requests
 
+from js_host.exceptions import ConfigError
 from js_host_proxy.__main__ import main
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.entry import Entry
@@ -18,7 +20,8 @@ from js_host_proxy.cache.file import FileCache
 from js_host_proxy.cache.keys import cache_key, split_key
 from js_host_proxy.cache.memory import MemoryCache
 from js_host_proxy.cache.redis import RedisCache
-from tests.support.proxy import Proxy, Server, Upstream
+from js_host_proxy.config import ProxyConfig
+from tests.support.proxy import Proxy, Server, Upstream, call_path
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,3 +144,48 @@ def test_purging_the_hosts_version_or_a_function_through_a_running_proxy(
     assert main(["purge", "--version", upstream.version, "--cache", url]) == 0
     assert [proxy.call(name, {}).headers["X-Cache"] for name in ("echo", "long")] == ["MISS", "MISS"]
     assert (upstream.calls("echo"), upstream.calls("long")) == (3, 2)
+
+
+TOKEN = "0123456789abcdef-deploy"
+
+
+def test_the_http_purge_endpoint_is_off_unless_a_token_is_set(make_proxy: Callable[..., Proxy]):
+    proxy = make_proxy()
+    assert proxy.client.post("/purge", json={"all": True}).status_code == 404
+    with pytest.raises(ConfigError, match="at least 16"):
+        ProxyConfig.from_env({"JS_HOST_PROXY_PURGE_TOKEN": "short"})
+    assert ProxyConfig.from_env({"JS_HOST_PROXY_PURGE_TOKEN": TOKEN}).purge_token == TOKEN
+    assert TOKEN not in repr(ProxyConfig(purge_token=TOKEN))
+
+
+def test_the_http_purge_endpoint_needs_the_token_and_removes_what_it_names(
+    start_gunicorn: Callable[..., Any], upstream: Upstream
+):
+    base, server = start_gunicorn(upstream=upstream.url, purge_token=TOKEN)
+
+    def call(name: str) -> str:
+        path, body = call_path(name, {})
+        return requests.post(base + path, data=body, timeout=20).headers["X-Cache"]
+
+    def purge(what: Any, token: str | None = TOKEN) -> requests.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return requests.post(base + "/purge", json=what, headers=headers, timeout=20)
+
+    assert [call("echo"), call("long")] == ["MISS", "MISS"]
+    for token in (None, "", TOKEN[:-1], TOKEN + "x", "é" * 16):
+        refused = purge({"all": True}, token)
+        assert refused.status_code == 401 and "JS_HOST_PROXY_PURGE_TOKEN" in refused.text
+    assert (
+        requests.post(base + "/purge", json={"all": True}, headers={"Authorization": TOKEN}).status_code
+        == 401
+    )
+    assert requests.get(base + "/purge", timeout=20).status_code == 405
+    for bad in ({}, [], {"function": 3}, {"everything": True}):
+        assert purge(bad).status_code == 400
+    assert [call("echo"), call("long")] == ["HIT", "HIT"]  # nothing was removed so far
+    assert purge({"function": "echo"}).json() == {"removed": 1}
+    assert [call("echo"), call("long")] == ["MISS", "HIT"]
+    assert purge({"version": upstream.version, "function": "long"}).json() == {"removed": 1}
+    assert purge({"all": True}).json() == {"removed": 1}
+    assert [call("echo"), call("long")] == ["MISS", "MISS"]
+    assert TOKEN not in server.log
