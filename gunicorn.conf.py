@@ -26,7 +26,11 @@ def _env(name, default):
 #                                   freshness (no s-maxage, max-age, Expires)
 #   JS_HOST_PROXY_STALE_TTL         seconds an expired entry may still be served while
 #                                   the host is down (stale-if-error)                    86400
-#   JS_HOST_PROXY_NAMESPACE         part of every key: change it to separate deploys     ""
+#   JS_HOST_PROXY_NAMESPACE         part of every key, for what the code version         ""
+#                                   cannot know (e.g. a data version)
+#   JS_HOST_PROXY_MAX_SIZE          bytes of entries the file/memory cache keeps         512mb
+#   JS_HOST_PROXY_VERSION_TTL       seconds a host's code version is trusted at most     60
+#   JS_HOST_PROXY_PURGE_TOKEN       bearer token that enables POST /purge                ""
 #   JS_HOST_PROXY_UPSTREAM_TIMEOUT  seconds to wait for the host's answer (then 504)     35
 #   JS_HOST_PROXY_CONNECT_TIMEOUT   seconds to wait for a connection (then next host)    2
 #   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5
