@@ -9,7 +9,8 @@ A version stays known while the host process that reported it is alive, and no
 longer. Each worker process fetches ``/status`` from an upstream on first use and
 keeps that connection open as a *watch*: the host closes it when it exits (and when
 the connection has been idle for its ``keepAliveTimeout``, 5 s by default), which a
-non-blocking peek of the socket sees before the next lookup (one ``recv`` syscall).
+non-blocking peek of the socket sees before the next lookup (one ``recv`` syscall,
+at most every ``LOOK_EVERY`` seconds: no host restarts faster than that).
 So a host restarted with changed code is asked again before any entry is looked
 up, without a setting touched and without a round trip per call. The version is
 fetched again, too, after ``max_age`` seconds (``JS_HOST_PROXY_VERSION_TTL``: the
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 HEADER = "JS-Host-Code-Version"
 #: Largest /status body read (a status carries the host's config).
 MAX_STATUS = 1 << 20
+#: Seconds between two looks at a watch (a peek costs a few microseconds with its
+#: exception; a host's restart, Node's start-up alone, takes longer than this).
+LOOK_EVERY = 0.005
 #: Seconds a version is trusted without a watch (asked again after that).
 UNWATCHED_MAX_AGE = 1.0
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -50,7 +54,7 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 class _Known:
     """What one process knows of one upstream: its version and the connection that watches it."""
 
-    __slots__ = ("confirmed", "connection", "fetched_at", "pid", "version")
+    __slots__ = ("confirmed", "connection", "fetched_at", "looked_until", "pid", "version")
 
     def __init__(
         self, version: str, connection: http.client.HTTPConnection | None, *, confirmed: bool
@@ -59,13 +63,17 @@ class _Known:
         self.connection = connection
         self.confirmed = confirmed
         self.fetched_at = time.monotonic()
+        self.looked_until = 0.0  # the watch was open a moment ago: no need to look before this
         self.pid = os.getpid()
 
     def alive(self, max_age: float) -> bool:
         """Whether the version may be used without asking the host again."""
+        now = time.monotonic()
+        if now < self.looked_until and self.confirmed:
+            return True
         if not self.confirmed or self.pid != os.getpid():
             return False
-        if time.monotonic() - self.fetched_at >= max_age:
+        if now - self.fetched_at >= max_age:
             return False
         connection = self.connection
         if connection is None:  # no watch (https, or a host that closes every connection)
@@ -76,6 +84,7 @@ class _Known:
         try:
             sock.recv(1, _PEEK)  # b"": closed by the host; bytes: nothing a host sends unasked
         except BlockingIOError:
+            self.looked_until = now + LOOK_EVERY
             return True
         except OSError:
             pass
