@@ -71,7 +71,7 @@ class ProxyApp:
         self.versions = CodeVersions(
             unversioned=unversioned(config.upstreams),
             connect_timeout=config.connect_timeout,
-            read_timeout=config.upstream_timeout,
+            read_timeout=min(config.upstream_timeout, 5.0),  # /status answers at once
             max_age=config.version_ttl,
         )
         self.cache = KeyedCache(

@@ -16,8 +16,9 @@ up, without a setting touched and without a round trip per call. The version is
 fetched again, too, after ``max_age`` seconds (``JS_HOST_PROXY_VERSION_TTL``: the
 bound when something between the proxy and the host keeps connections open across
 a restart), when an answer carries another version than the known one, and while
-the upstream cannot be reached (every lookup tries again: the first one after the
-host is back gets its new version).
+the upstream cannot be reached (every lookup tries again, so the first one after the
+host is back gets its new version; after a slow failure, a timeout rather than a
+refusal, once a second).
 
 Not shared between workers on purpose: a worker that trusted another's belief
 could not tell when it became stale; each worker's watch costs one idle connection
@@ -46,6 +47,10 @@ MAX_STATUS = 1 << 20
 #: Seconds between two looks at a watch (a peek costs a few microseconds with its
 #: exception; a host's restart, Node's start-up alone, takes longer than this).
 LOOK_EVERY = 0.005
+#: A fetch that failed after this many seconds (a timeout, not a refusal) is not tried
+#: again for SLOW_RETRY seconds: lookups meanwhile use the last known version.
+SLOW_FAILURE = 0.2
+SLOW_RETRY = 1.0
 #: Seconds a version is trusted without a watch (asked again after that).
 UNWATCHED_MAX_AGE = 1.0
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -54,7 +59,7 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 class _Known:
     """What one process knows of one upstream: its version and the connection that watches it."""
 
-    __slots__ = ("confirmed", "connection", "fetched_at", "looked_until", "pid", "version")
+    __slots__ = ("confirmed", "connection", "fetched_at", "looked_until", "pid", "retry_at", "version")
 
     def __init__(
         self, version: str, connection: http.client.HTTPConnection | None, *, confirmed: bool
@@ -64,6 +69,7 @@ class _Known:
         self.confirmed = confirmed
         self.fetched_at = time.monotonic()
         self.looked_until = 0.0  # the watch was open a moment ago: no need to look before this
+        self.retry_at = 0.0  # not known: not asked again before this (after a slow failure)
         self.pid = os.getpid()
 
     def alive(self, max_age: float) -> bool:
@@ -119,13 +125,13 @@ class CodeVersions:
     def current(self, base: str) -> str:
         """The version of the code the upstream at ``base`` runs (asked when not known)."""
         known = self._known.get(base)
-        if known is not None and known.alive(self.max_age):
+        if known is not None and (known.alive(self.max_age) or time.monotonic() < known.retry_at):
             return known.version
         with self._lock:
             lock = self._locks.setdefault(base, threading.Lock())
         with lock:  # one fetch per upstream at a time; the others take its result
             known = self._known.get(base)
-            if known is not None and known.alive(self.max_age):
+            if known is not None and (known.alive(self.max_age) or time.monotonic() < known.retry_at):
                 return known.version
             if known is not None:
                 known.close()
@@ -158,6 +164,7 @@ class CodeVersions:
         parts = urlsplit(base)
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = kind(parts.hostname or "127.0.0.1", parts.port, timeout=self.connect_timeout)
+        started = time.monotonic()
         try:
             connection.connect()
             if connection.sock is not None:
@@ -177,7 +184,11 @@ class CodeVersions:
             # version (its entries may be served stale while the host is down).
             version = previous.version if previous is not None else self.unversioned
             logger.debug("code version of %s unknown (%s): using %s until it answers", base, err, version)
-            return _Known(version, None, confirmed=False)
+            unknown = _Known(version, None, confirmed=False)
+            if time.monotonic() - started >= SLOW_FAILURE:
+                # It did not refuse at once (a timeout): lookups do not each wait for it again.
+                unknown.retry_at = unknown.fetched_at + SLOW_RETRY
+            return unknown
         if keep and connection.sock is not None:
             # Non-blocking from now on: Python waits for data before recv() on a socket
             # with a timeout, even with MSG_DONTWAIT.

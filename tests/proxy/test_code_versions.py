@@ -18,6 +18,7 @@ from js_host_proxy.cache.file_purge import is_entry
 from js_host_proxy.cache.keys import unversioned
 from tests.support.processes import NodeProcess, free_port
 from tests.support.proxy import Proxy, call_path, in_process_proxies
+from tests.support.scripted_upstream import ScriptedUpstream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -137,3 +138,14 @@ def test_a_host_without_a_version_is_keyed_by_the_set_of_upstreams():
     )
     assert unversioned(("http://127.0.0.1:1",)) != unversioned(("http://127.0.0.1:2",))
     assert unversioned(("http://127.0.0.1:1",)).startswith("unversioned-")
+
+
+def test_a_status_that_never_comes_is_not_waited_for_by_every_call(
+    scripted_proxy: Callable[..., Proxy], scripted: ScriptedUpstream
+):
+    scripted.script("/status", lambda sock: None)  # takes the request, never answers
+    proxy = scripted_proxy(upstream_timeout=0.3)
+    answers = [proxy.call("ok", {"n": i}) for i in range(5)]
+    assert [(a.status_code, a.data) for a in answers] == [(200, b"ok")] * 5
+    # The first lookup waited for /status; the next ones used what was known meanwhile.
+    assert 1 <= scripted.requests("/status") < 5
