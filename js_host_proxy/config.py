@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:9009"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 #: Largest answer the proxy reads from a host (it holds an answer whole to store it).
 DEFAULT_MAX_RESPONSE = 10 * 1024 * 1024
+#: The name the proxy gives itself in Cache-Status (RFC 9211 §2: a String or a Token).
+DEFAULT_CACHE_NAME = "js-host-proxy"
+#: A Structured Fields token (RFC 8941 §3.3.4): the cache name is sent unquoted.
+_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*\Z")
 
 
 def default_cache_url() -> str:
@@ -67,6 +72,11 @@ class ProxyConfig:
     ttl: float = 300.0
     # How long an expired entry is kept to be served when the host is down (stale-if-error).
     stale_ttl: float = 86400.0
+    # Seconds after expiry an entry is served at once while one background call refreshes
+    # it, for answers without their own stale-while-revalidate (RFC 5861); 0: off.
+    stale_while_revalidate: float = 0.0
+    # This proxy's name in the Cache-Status field of its answers (RFC 9211).
+    cache_name: str = DEFAULT_CACHE_NAME
     # Part of every cache key: change it to separate deploys.
     namespace: str = ""
     # Seconds to wait for the host's answer (a function's own timeout is 30 s by default).
@@ -117,6 +127,8 @@ class ProxyConfig:
             cache_url=get("CACHE") or default_cache_url(),
             ttl=number("TTL", cls.ttl),
             stale_ttl=number("STALE_TTL", cls.stale_ttl),
+            stale_while_revalidate=number("STALE_WHILE_REVALIDATE", cls.stale_while_revalidate),
+            cache_name=get("CACHE_NAME") or DEFAULT_CACHE_NAME,
             namespace=get("NAMESPACE") or "",
             upstream_timeout=upstream_timeout,
             connect_timeout=number("CONNECT_TIMEOUT", cls.connect_timeout, minimum=0.001),
@@ -126,6 +138,7 @@ class ProxyConfig:
             max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),
         )
         config.check_cache_url()
+        config.check_cache_name()
         return config
 
     def check_cache_url(self) -> None:
@@ -134,4 +147,11 @@ class ProxyConfig:
             raise ConfigError(
                 f"JS_HOST_PROXY_CACHE={self.cache_url!r}: expected file:///path, "
                 "redis://host:port/db or memory://"
+            )
+
+    def check_cache_name(self) -> None:
+        if not _TOKEN.match(self.cache_name):
+            raise ConfigError(
+                f"JS_HOST_PROXY_CACHE_NAME={self.cache_name!r} is not a token (RFC 8941 §3.3.4): "
+                "use letters, digits and -._:/ starting with a letter, e.g. js-host-proxy or web-1"
             )
