@@ -173,6 +173,7 @@ class ProxyApp:
             return self.calls.call_cached(path_qs, body, headers, key, stale_if_error=False)
 
         def refresh() -> None:
+            logger.debug("refreshing %s in the background", key)
             reply, shared = self.coalescer.run(key, lookup, call, lambda r: r.shareable)
             if shared:
                 logger.debug("refresh of %s: another call stored it", key)
