@@ -24,6 +24,8 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from js_host.exceptions import ConfigError
+from js_host_proxy.config import ProxyConfig
 from js_host_proxy.policy import decide
 from js_host_proxy.revalidate import THREAD_NAME, Revalidator
 from tests.support.proxy import FIXTURES, Proxy, Server, Upstream, call_path, in_process_proxies
@@ -180,6 +182,14 @@ def test_the_window_is_the_storage_decisions():
     # RFC 9111 §4.2.4: never served stale, so never while refreshed either.
     for forbidding in ("must-revalidate", "proxy-revalidate", "s-maxage=60"):
         assert window(f"max-age=60, {forbidding}, stale-while-revalidate=30") == 0, forbidding
+
+
+def test_the_proxys_default_window_is_a_setting():
+    assert ProxyConfig.from_env({}).stale_while_revalidate == 0  # off unless the answer says so
+    assert ProxyConfig.from_env({"JS_HOST_PROXY_STALE_WHILE_REVALIDATE": "30"}).stale_while_revalidate == 30
+    for bad in ("-1", "soon"):
+        with pytest.raises(ConfigError, match="JS_HOST_PROXY_STALE_WHILE_REVALIDATE"):
+            ProxyConfig.from_env({"JS_HOST_PROXY_STALE_WHILE_REVALIDATE": bad})
 
 
 # -- the revalidator's threads ------------------------------------------------------------
