@@ -80,7 +80,7 @@ def summary(results: Results) -> list[str]:
         (DIRECT, LEGACY, "Function.call -> host is faster than the 2015 stack by"),
         (DIRECT, EXECJS, "Function.call -> host is faster than PyExecJS by"),
         (NGINX_HIT, PROXY_HIT, "an nginx proxy_cache hit is faster than a js-host proxy hit by"),
-        (PROXY_HIT, PROXY_STALE, "a js-host proxy hit is faster than its stale-while-revalidate answer by"),
+        (PROXY_HIT, PROXY_STALE, "a stale-while-revalidate answer takes, in proxy hits"),
     ):
         figures = versus(results, name, other)
         if figures:
