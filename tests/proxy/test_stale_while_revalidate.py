@@ -316,7 +316,7 @@ def test_two_proxies_on_one_redis_make_one_refresh(
     assert "Traceback" not in first_server.log + second_server.log
 
 
-def test_a_worker_exits_without_waiting_for_a_refresh_held_at_the_host(
+def test_a_worker_exiting_abandons_a_refresh_held_at_the_host(
     start_gunicorn: Callable[..., Any], swr_upstream: Upstream
 ):
     base, server = start_gunicorn(upstream=swr_upstream.url, workers=1)
