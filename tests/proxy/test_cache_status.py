@@ -17,6 +17,7 @@ from js_host.exceptions import ConfigError
 from js_host_proxy.config import ProxyConfig
 from tests.support.processes import free_port
 from tests.support.proxy import FIXTURES, Proxy, Upstream, call_path, in_process_proxies
+from tests.support.scripted_upstream import ScriptedUpstream
 from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(90)
@@ -136,3 +137,18 @@ def test_under_gunicorn(start_gunicorn: Callable[..., Any], upstream: Upstream):
     assert miss.headers["Cache-Status"] == "proxy-a; fwd=miss; fwd-status=200; stored; ttl=300"
     assert 0 < ttl_of(hit.headers["Cache-Status"], "proxy-a; hit") <= 300
     assert hit.headers["X-Cache"] == "HIT" and int(hit.headers["Age"]) >= 0
+
+
+def test_a_stale_answer_for_a_host_answering_503_names_its_status(
+    scripted_proxy: Callable[..., Proxy], scripted: ScriptedUpstream
+):
+    fresh = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nContent-Length: 2\r\n\r\nok"
+    scripted.script("/function/flaky", fresh)
+    proxy = scripted_proxy()
+    assert proxy.call("flaky", {}).headers["X-Cache"] == "MISS"
+    scripted.script("/function/flaky", b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+    time.sleep(1.2)  # expired
+    stale = proxy.call("flaky", {})
+    assert (stale.status_code, stale.data, stale.headers["X-Cache"]) == (200, b"ok", "STALE")
+    assert ttl_of(stale.headers["Cache-Status"], "js-host-proxy; fwd=stale; fwd-status=503") < 0
+    assert scripted.requests("/function/flaky") == 2
