@@ -26,6 +26,10 @@ def _env(name, default):
 #                                   freshness (no s-maxage, max-age, Expires)
 #   JS_HOST_PROXY_STALE_TTL         seconds an expired entry may still be served while
 #                                   the host is down (stale-if-error)                    86400
+#   JS_HOST_PROXY_STALE_WHILE_REVALIDATE  seconds after expiry an entry is served at     0
+#                                   once while one background call refreshes it, for
+#                                   answers without their own stale-while-revalidate=N
+#   JS_HOST_PROXY_CACHE_NAME        the proxy's name in Cache-Status (RFC 9211)          js-host-proxy
 #   JS_HOST_PROXY_NAMESPACE         part of every key, for what the code version         ""
 #                                   cannot know (e.g. a data version)
 #   JS_HOST_PROXY_MAX_SIZE          bytes of entries the file/memory cache keeps         512mb

@@ -8,7 +8,8 @@ Measured (a 50-byte and a 100 KB echo; 1, 2 and 8 threads; cold and warm start):
 - the floor: a bare ``node:http`` echo (bench/client_floor_echo.js) called over
   a kept-alive raw socket with hand-written request bytes;
 - this project: ``Function.call`` to the host directly, and through the caching
-  proxy (gunicorn, file cache) on a hit and on a miss;
+  proxy (gunicorn, file cache) on a hit, on a miss and on a stale answer served
+  while its refresh runs (stale-while-revalidate);
 - nginx ``proxy_cache`` in front of the same host, hit and miss, called with the
   same ``Function.call`` (the bar for the proxy);
 - the 2015 stack: PyPI js-host==0.2.0 + npm js-host@0.12.0 (bench/.venv-legacy and

@@ -16,14 +16,17 @@ What it answers:
   a shared cache may store the answer (``policy.py``). The key is the namespace, the
   code version the host runs (``versions.py``), the name and the body's hash, so such
   calls reach the host without the client's ``Cookie`` and ``Authorization``.
+  An entry expired less than its stale-while-revalidate window ago is served at once
+  (``STALE``) while one background call refreshes it (``revalidate.py``).
   A wrong hash is refused (400); no hash is forwarded uncached (``BYPASS``).
   Host down or timing out: a stale entry when there is one (``STALE``), else 502/504.
 - ``GET /status``: forwarded, so that clients connect through the proxy.
 - ``POST /purge``: only when ``JS_HOST_PROXY_PURGE_TOKEN`` is set (``purge_endpoint.py``).
 - The manager's endpoints (``/manager/*``, ``/host/*``): refused (403).
 
-A MISS carries exactly the host's end-to-end header fields plus ``X-Cache``; a HIT the
-stored ones plus ``Age`` (RFC 9111 §5.1) and ``X-Cache``. The proxy adds nothing else.
+A MISS carries exactly the host's end-to-end header fields plus ``X-Cache`` and
+``Cache-Status`` (RFC 9211, ``cache_status.py``); a HIT or STALE answer the stored ones
+plus ``Age`` (RFC 9111 §5.1), ``X-Cache`` and ``Cache-Status``. The proxy adds nothing else.
 
 This module routes the requests and answers hits; ``hits.py`` reads the cache
 (for hits, waiting requests and stale answers alike), ``calls.py`` calls the hosts.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -44,12 +48,15 @@ from js_host_proxy import purge_endpoint
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.factory import open_cache
 from js_host_proxy.cache.keys import cache_key, unversioned
+from js_host_proxy.cache_status import CacheStatus
 from js_host_proxy.calls import HostCalls
 from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
+from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
 from js_host_proxy.replies import Reply, StartResponse, text_reply
+from js_host_proxy.revalidate import Revalidator
 from js_host_proxy.versions import CodeVersions
 
 logger = logging.getLogger(__name__)
@@ -77,9 +84,10 @@ class ProxyApp:
         self.cache = KeyedCache(
             self.backend, namespace=config.namespace, stale_ttl=config.stale_ttl, versions=self.versions
         )
-        self.hits = HitReader(self.backend)
+        self.hits = HitReader(self.backend, names=CacheStatus(config.cache_name))
         self.calls = HostCalls(config, self.cache, self.hits)
         self.coalescer: Coalescer[Reply] = Coalescer(self.backend, timeout=config.lock_timeout)
+        self.revalidator = Revalidator()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -142,10 +150,17 @@ class ProxyApp:
         # Keyed on the code the upstream this call would go to runs, as known now.
         version = self.versions.current(self.calls.pool.peek())
         key = cache_key(self.config.namespace, version, name, digest)
-        hit = self.hits.read(key)
+        hit = self.hits.read(key, revalidating=True)
         if hit is not None:
-            logger.debug("HIT %s", key)
-            return hit.send(start_response)
+            if hit.is_fresh():
+                logger.debug("HIT %s", key)
+                return hit.send(start_response)
+            # RFC 5861 §3: served at once; one background call refreshes the entry.
+            if not self.revalidator.pending(key):
+                self.revalidate(key, _path_qs(name, query), body, forwarded_headers(environ, cached=True))
+            logger.debug("STALE %s: served while it is refreshed", key)
+            remaining = hit.fresh_until - time.time()
+            return hit.stale(self.hits.names.revalidating(remaining)).send(start_response)
 
         def lookup() -> Reply | None:
             found = self.hits.read(key)
@@ -156,10 +171,41 @@ class ProxyApp:
 
         reply, shared = self.coalescer.run(key, lookup, call, lambda r: r.shareable)
         state = reply.state
-        if shared and state == "MISS":
+        collapsed = None
+        if shared and state != "STALE":
             state = "HIT"  # another request's stored answer, not this one's call
+            collapsed = self.hits.names.collapsed()
         logger.debug("%s %s (status %s)", state, key, reply.status)
-        return reply.send(start_response, state)
+        return reply.send(start_response, state, collapsed)
+
+    def revalidate(self, key: str, path_qs: str, body: bytes, headers: dict[str, str]) -> bool:
+        """Refresh ``key``'s entry in the background, coalesced like a miss (at most one call
+        to the host for it across workers and machines); returns whether it was queued.
+        ``headers``: the request fields to send (``forwarded_headers(cached=True)``)."""
+
+        def lookup() -> Reply | None:
+            found = self.hits.read(key)  # fresh: another refresh or a miss stored it meanwhile
+            return None if found is None else found.reply("HIT")
+
+        def call() -> Reply:
+            # No stale answer on failure: nothing is stored, so the entry stays (stale-if-error).
+            return self.calls.call_cached(path_qs, body, headers, key, stale_if_error=False)
+
+        def refresh() -> None:
+            logger.debug("refreshing %s in the background", key)
+            reply, shared = self.coalescer.run(key, lookup, call, lambda r: r.shareable)
+            if shared:
+                logger.debug("refresh of %s: another call stored it", key)
+            elif reply.shareable:
+                logger.debug("refreshed %s", key)
+            else:
+                logger.info(
+                    "the refresh of %s got %s, not stored: the stale entry is served until its window ends",
+                    key,
+                    reply.status,
+                )
+
+        return self.revalidator.submit(key, refresh)
 
     def purge(self, environ: dict[str, Any], start_response: StartResponse, method: str) -> Iterable[bytes]:
         """``POST /purge`` (only when JS_HOST_PROXY_PURGE_TOKEN is set): see purge_endpoint.py."""
@@ -174,6 +220,7 @@ class ProxyApp:
         return purge_endpoint.purge(environ, body, self.backend, self.config.purge_token).send(start_response)
 
     def close(self) -> None:
+        self.revalidator.close()  # first: no refresh starts once the connections are closing
         self.calls.close()
         self.versions.close()
         self.backend.close()

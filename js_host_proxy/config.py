@@ -44,6 +44,12 @@ def parse_size(text: str, setting: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+#: The name the proxy gives itself in Cache-Status (RFC 9211 §2: a String or a Token).
+DEFAULT_CACHE_NAME = "js-host-proxy"
+#: A Structured Fields token (RFC 8941 §3.3.4): the cache name is sent unquoted.
+_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*\Z")
+
+
 def default_cache_url() -> str:
     """``file://<tmpdir>/js-host-proxy-<uid>/cache``: one folder shared by all
     the workers of this machine (TMPDIR when set, else /tmp).
@@ -83,6 +89,11 @@ class ProxyConfig:
     ttl: float = 300.0
     # How long an expired entry is kept to be served when the host is down (stale-if-error).
     stale_ttl: float = 86400.0
+    # Seconds after expiry an entry is served at once while one background call refreshes
+    # it, for answers without their own stale-while-revalidate (RFC 5861); 0: off.
+    stale_while_revalidate: float = 0.0
+    # This proxy's name in the Cache-Status field of its answers (RFC 9211).
+    cache_name: str = DEFAULT_CACHE_NAME
     # Part of every cache key, for what the code version cannot know (e.g. a data version).
     namespace: str = ""
     # Bytes of entries the file or memory cache holds at most (0: no bound); past it the
@@ -141,6 +152,8 @@ class ProxyConfig:
             cache_url=get("CACHE") or default_cache_url(),
             ttl=number("TTL", cls.ttl),
             stale_ttl=number("STALE_TTL", cls.stale_ttl),
+            stale_while_revalidate=number("STALE_WHILE_REVALIDATE", cls.stale_while_revalidate),
+            cache_name=get("CACHE_NAME") or DEFAULT_CACHE_NAME,
             namespace=get("NAMESPACE") or "",
             max_size=parse_size(get("MAX_SIZE") or str(cls.max_size), "JS_HOST_PROXY_MAX_SIZE"),
             version_ttl=number("VERSION_TTL", cls.version_ttl),
@@ -158,6 +171,7 @@ class ProxyConfig:
                 f"JS_HOST_PROXY_PURGE_TOKEN is {len(config.purge_token)} characters long: use at least "
                 f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
             )
+        config.check_cache_name()
         return config
 
     def check_cache_url(self) -> None:
@@ -166,4 +180,11 @@ class ProxyConfig:
             raise ConfigError(
                 f"JS_HOST_PROXY_CACHE={self.cache_url!r}: expected file:///path, "
                 "redis://host:port/db or memory://"
+            )
+
+    def check_cache_name(self) -> None:
+        if not _TOKEN.match(self.cache_name):
+            raise ConfigError(
+                f"JS_HOST_PROXY_CACHE_NAME={self.cache_name!r} is not a token (RFC 8941 §3.3.4): "
+                "use letters, digits and -._:/ starting with a letter, e.g. js-host-proxy or web-1"
             )

@@ -137,6 +137,7 @@ class KeyedCache(BaseCache):
         *,
         serve_stale: bool = True,
         version: str | None = None,
+        revalidate_for: float = 0.0,
     ) -> None:
         """Store ``value`` for the call of URL ``key``, whose answer carried ``version``."""
         cache_key_ = self.stored_key(key, version)
@@ -148,7 +149,7 @@ class KeyedCache(BaseCache):
             return
         now = time.time()
         logger.debug("storing %s, fresh for %ss", cache_key_, expires)
-        entry = Entry(now, now + expires, value, serve_stale=serve_stale)
+        entry = Entry(now, now + expires, value, serve_stale=serve_stale, revalidate_for=revalidate_for)
         self.backend.set(cache_key_, entry.dumps(), ttl=expires + (self.stale_ttl if serve_stale else 0))
 
     def delete(self, key: str) -> None:
@@ -236,6 +237,7 @@ class SharedCacheController(CacheController):
             expires=storage.lifetime,
             serve_stale=storage.serve_stale,
             version=response.headers.get(HEADER),
+            revalidate_for=storage.revalidate_for,
         )
 
 
@@ -245,8 +247,18 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
     # Explicit, so that a release making POST invalidating does not change behaviour.
     invalidating_methods: frozenset[str] = frozenset()  # type: ignore[assignment]
 
-    def __init__(self, cache: KeyedCache, *, ttl: float, lookup: bool = True, pool_maxsize: int = 16) -> None:
+    def __init__(
+        self,
+        cache: KeyedCache,
+        *,
+        ttl: float,
+        lookup: bool = True,
+        pool_maxsize: int = 16,
+        stale_while_revalidate: float = 0.0,
+    ) -> None:
         self.ttl = ttl
+        self.stale_while_revalidate = stale_while_revalidate
+        self.stale_ttl = cache.stale_ttl
         super().__init__(
             cache=cache,
             cache_etags=False,
@@ -278,6 +290,8 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
             framed=bool(response.chunked) or response.headers.get("Content-Length", "").strip().isdigit(),
             default_ttl=self.ttl,
             request_headers=request.headers,
+            stale_while_revalidate=self.stale_while_revalidate,
+            stale_ttl=self.stale_ttl,
         )
         logger.debug(
             "%s %s: %s", "storable" if storage.storable else "not storable", request.url, storage.reason
@@ -294,12 +308,24 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
 
 
 def caching_session(
-    cache: KeyedCache, *, ttl: float, lookup: bool = True, pool_maxsize: int = 16
+    cache: KeyedCache,
+    *,
+    ttl: float,
+    lookup: bool = True,
+    pool_maxsize: int = 16,
+    stale_while_revalidate: float = 0.0,
 ) -> requests.Session:
-    """A requests session whose POSTs are stored to ``cache`` (and looked up there, with ``lookup``)."""
+    """A requests session whose POSTs are stored to ``cache`` (and looked up there, with
+    ``lookup``); ``ttl`` and ``stale_while_revalidate``: the defaults of ``policy.decide``."""
     session = requests.Session()
     session.trust_env = False  # never send the host's traffic through an HTTP(S)_PROXY
-    adapter = POSTCacheAdapter(cache, ttl=ttl, lookup=lookup, pool_maxsize=pool_maxsize)
+    adapter = POSTCacheAdapter(
+        cache,
+        ttl=ttl,
+        lookup=lookup,
+        pool_maxsize=pool_maxsize,
+        stale_while_revalidate=stale_while_revalidate,
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

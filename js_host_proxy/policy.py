@@ -31,7 +31,13 @@ Not stored (each with the RFC section behind it):
 
 ``must-revalidate``, ``proxy-revalidate`` and ``s-maxage`` (§5.2.2.2, §5.2.2.8,
 §5.2.2.10) forbid serving the entry stale (§4.2.4), so it is never a ``STALE``
-answer when the host is down.
+answer, neither when the host is down nor while it is refreshed.
+
+How long a stored answer is served stale while one background call refreshes it
+(RFC 5861 §3 ``stale-while-revalidate=N``): the answer's own ``N`` when it has a
+valid one (``0`` included: off), else the proxy's default
+(``JS_HOST_PROXY_STALE_WHILE_REVALIDATE``), at most the time expired entries are
+kept (``JS_HOST_PROXY_STALE_TTL``).
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Storage:
     reason: str
     #: May it be served after it expires, while the host is down?
     serve_stale: bool = True
+    #: Seconds after expiry it is served at once while a background call refreshes it.
+    revalidate_for: float = 0.0
 
     @property
     def storable(self) -> bool:
@@ -70,11 +78,15 @@ def decide(
     default_ttl: float,
     request_headers: Mapping[str, str] | None = None,
     now: float | None = None,
+    stale_while_revalidate: float = 0.0,
+    stale_ttl: float = float("inf"),
 ) -> Storage:
     """Whether an answer of ``status`` with ``headers`` may be stored, and for how long.
 
     ``headers`` must look names up case-insensitively (requests' and urllib3's do) and
     join repeated fields with commas; ``framed``: it has a Content-Length or is chunked.
+    ``stale_while_revalidate``: the default window for answers that name none;
+    ``stale_ttl``: how long expired entries are kept (the longest window).
     """
     if status != 200:
         return Storage(0, f"status {status}: only 200s are stored")
@@ -100,7 +112,13 @@ def decide(
         source += f" - Age {age}"
     if lifetime <= 0:
         return Storage(0, f"no freshness lifetime left ({source})")
-    return Storage(lifetime, source, serve_stale=not any(name in cc for name in NO_STALE))
+    if any(name in cc for name in NO_STALE):
+        return Storage(lifetime, source, serve_stale=False)
+    window = stale_while_revalidate
+    value = cc.get("stale-while-revalidate") or ""
+    if value.isdigit():  # RFC 5861 §3: delta-seconds; anything else is ignored
+        window = int(value)
+    return Storage(lifetime, source, revalidate_for=max(0.0, min(window, stale_ttl)))
 
 
 def directives(value: str) -> dict[str, str | None]:

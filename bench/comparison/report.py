@@ -11,7 +11,19 @@ from support import BENCH, ROOT
 from support.tables import fmt_time, format_table
 
 from .chart import chart
-from .results import DIRECT, EXECJS, FLOOR, LEGACY, NGINX_HIT, ORDER, PAYLOADS, PROXY_HIT, THREADS, Results
+from .results import (
+    DIRECT,
+    EXECJS,
+    FLOOR,
+    LEGACY,
+    NGINX_HIT,
+    ORDER,
+    PAYLOADS,
+    PROXY_HIT,
+    PROXY_STALE,
+    THREADS,
+    Results,
+)
 
 RESULTS = BENCH / "results"
 DOCS = ROOT / "docs"
@@ -68,6 +80,7 @@ def summary(results: Results) -> list[str]:
         (DIRECT, LEGACY, "Function.call -> host is faster than the 2015 stack by"),
         (DIRECT, EXECJS, "Function.call -> host is faster than PyExecJS by"),
         (NGINX_HIT, PROXY_HIT, "an nginx proxy_cache hit is faster than a js-host proxy hit by"),
+        (PROXY_HIT, PROXY_STALE, "a stale-while-revalidate answer takes, in proxy hits"),
     ):
         figures = versus(results, name, other)
         if figures:

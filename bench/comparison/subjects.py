@@ -28,6 +28,7 @@ from .results import (
     NGINX_MISS,
     PROXY_HIT,
     PROXY_MISS,
+    PROXY_STALE,
     RACER,
     Results,
 )
@@ -64,6 +65,20 @@ def function_maker(url: str, *, miss: bool = False) -> Maker:
         data = DATA[payload]
         if miss:
             return lambda: lambda: function.call(**data, n=f"{_run}-{next(_unique)}")
+        return lambda: lambda: function.call(**data)
+
+    return make
+
+
+def stale_maker(url: str) -> Maker:
+    """Function.call of ``held`` against a proxy whose entries are stale 1 ms after they are
+    stored and served for an hour while refreshed: the first call of each payload stores it,
+    every later one is answered stale while that payload's refresh is held at the host."""
+    function = function_on(url, name="held")
+
+    def make(payload: str) -> MakeCall:
+        data = DATA[payload]
+        function.call(**data)
         return lambda: lambda: function.call(**data)
 
     return make
@@ -176,12 +191,22 @@ def start(subjects: Subjects, results: Results, missing: dict[str, str | None]) 
     cache = f"file://{subjects.tmp}/proxy-cache"
     proxy, proxy_url = start_proxy(subjects.tmp, host.url, cache=cache, log_level="info")
     subjects.started.append(proxy)
+    stale, stale_url = start_proxy(
+        subjects.tmp,
+        host.url,
+        cache=f"file://{subjects.tmp}/stale-cache",
+        ttl="0.001",
+        stale_while_revalidate="3600",
+        log_level="info",
+    )
+    subjects.started.append(stale)
     subjects.makers.update(
         {
             FLOOR: floor_maker(floor.port),
             DIRECT: function_maker(host.url),
             PROXY_HIT: function_maker(proxy_url),
             PROXY_MISS: function_maker(proxy_url, miss=True),
+            PROXY_STALE: stale_maker(stale_url),
         }
     )
     if not missing[NGINX_HIT]:

@@ -51,9 +51,9 @@ def host_config(workdir: Path, port: int, extra: str = "") -> Path:
     return path
 
 
-def function_on(url: str, bin_path: Path = BINS["bundled"]) -> Function:
-    """``Function("echo")`` against the host at ``url``."""
-    return Function("echo", host=JSHost(str(CONFIG), url_override=url, bin_path=str(bin_path)))
+def function_on(url: str, bin_path: Path = BINS["bundled"], name: str = "echo") -> Function:
+    """``Function(name)`` (of the echo config) against the host at ``url``."""
+    return Function(name, host=JSHost(str(CONFIG), url_override=url, bin_path=str(bin_path)))
 
 
 def raw_client(port: int, body: bytes) -> Callable[[], bytes]:

@@ -1,14 +1,17 @@
 """The stored entry format: one byte string, written and read whole (so a backend
 only needs get/set/delete of bytes)::
 
-    b"JSHP1 <stored_at> <fresh_until> <len>[ no-stale]\\n" + <CacheControl's serialized response>
+    b"JSHP1 <stored_at> <fresh_until> <len>[ no-stale][ swr=<seconds>]\\n"
+    + <CacheControl's serialized response>
 
 ``fresh_until`` is computed once, when the response is stored, from the freshness
 lifetime the storage decision gave (``policy.decide``), so a hit only compares two
 floats. ``len`` lets a reader refuse a truncated entry. A backend keeps an entry
 ``stale_ttl`` seconds past its freshness so that it can be served when the host is
 down, unless it is marked ``no-stale`` (its answer said ``must-revalidate``,
-``proxy-revalidate`` or ``s-maxage``: RFC 9111 §4.2.4).
+``proxy-revalidate`` or ``s-maxage``: RFC 9111 §4.2.4). ``swr=<seconds>``: for that
+long after ``fresh_until`` the entry is served at once while a background call
+refreshes it (stale-while-revalidate, RFC 5861 §3).
 
 The blob is opaque here: only ``js_host_proxy.httpcache``, beside CacheControl's
 adapter, reads CacheControl's format.
@@ -25,6 +28,8 @@ logger = logging.getLogger(__name__)
 MAGIC = b"JSHP1"
 #: The header line's flag of an entry that must not be served stale.
 NO_STALE = b"no-stale"
+#: The header line's flag that gives the stale-while-revalidate window, in seconds.
+SWR = b"swr="
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,12 @@ class Entry:
     fresh_until: float
     blob: bytes  # CacheControl's serialized response
     serve_stale: bool = True  # may it be served expired while the host is down?
+    revalidate_for: float = 0.0  # seconds past fresh_until it is served while refreshed
 
     def dumps(self) -> bytes:
         flag = b"" if self.serve_stale else b" " + NO_STALE
+        if self.revalidate_for > 0:
+            flag += b" %s%.3f" % (SWR, self.revalidate_for)
         head = b"%s %.3f %.3f %d%s\n" % (MAGIC, self.stored_at, self.fresh_until, len(self.blob), flag)
         return head + self.blob
 
@@ -48,9 +56,17 @@ class Entry:
         try:
             _, stored_at, fresh_until, length, *flags = data[:end].split()
             blob = data[end + 1 :]
-            if end < 0 or len(blob) != int(length) or flags not in ([], [NO_STALE]):
+            if end < 0 or len(blob) != int(length):
                 raise ValueError("truncated")
-            return cls(float(stored_at), float(fresh_until), blob, serve_stale=not flags)
+            serve_stale, revalidate_for = True, 0.0
+            for flag in flags:
+                if flag == NO_STALE:
+                    serve_stale = False
+                elif flag.startswith(SWR):
+                    revalidate_for = float(flag[len(SWR) :])
+                else:
+                    raise ValueError("unknown flag")
+            return cls(float(stored_at), float(fresh_until), blob, serve_stale, revalidate_for)
         except ValueError:
             logger.warning("ignoring a malformed cache entry (%d bytes)", len(data))
             return None

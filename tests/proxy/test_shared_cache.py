@@ -127,9 +127,12 @@ def test_answers_carry_only_the_hosts_headers(shared_proxy: Callable[..., Proxy]
     miss, hit = (proxy.call("plain", {"n": 1}) for _ in range(2))
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
     fields = {k.lower() for k, _ in miss.headers.items()}
-    assert fields - {"content-length"} == host_fields | {"x-cache"}
+    assert fields - {"content-length"} == host_fields | {"x-cache", "cache-status"}
     assert {k.lower() for k, _ in hit.headers.items()} == fields | {"age"}
     assert hit.headers["Age"] == "0"
+    assert miss.headers["Cache-Status"] == "js-host-proxy; fwd=miss; fwd-status=200; stored; ttl=300"
+    name, hit_param, ttl = hit.headers["Cache-Status"].split("; ")
+    assert (name, hit_param) == ("js-host-proxy", "hit") and 0 < int(ttl.removeprefix("ttl=")) <= 300
     assert miss.headers["Content-Type"] == hit.headers["Content-Type"] == direct.headers["Content-Type"]
     assert hit.headers["Date"] == miss.headers["Date"]  # the host's, as stored
     assert shared_upstream.calls("plain", {"n": 1}) == 1
