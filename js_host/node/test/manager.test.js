@@ -145,8 +145,13 @@ describe('manager endpoints', () => {
     assert.equal(hostStatus.type, 'Host');
     assert.notEqual(hostStatus.config.port, 0);
     assert.equal(path.dirname(started.json.logfile), manager.runtimeDir);
+    // The status line adds the user's loaded files (config included) and their mtimes for the
+    // manager's clients; GET /status never shows them.
+    const { loadedFiles, ...shown } = hostStatus;
+    assert.equal(loadedFiles[CONFIG], String(fs.statSync(CONFIG, { bigint: true }).mtimeNs));
+    assert.ok(Object.keys(loadedFiles).every((file) => !file.includes('node_modules')), loadedFiles);
     const live = await request(`${hostUrl(started.json)}/status`);
-    assert.equal(live.body, started.json.output.trim());
+    assert.deepEqual(JSON.parse(live.body), shown);
 
     const again = await manager.post('host/start', { config: CONFIG });
     assert.equal(again.status, 500);
