@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
@@ -105,7 +104,7 @@ class JSHostMiddleware:
         self.reloader = Reloader(watch, watch_interval)
         self.retry_after = retry_after
         self.probe_interval = probe_interval
-        self._next_probe = 0.0  # time.monotonic() of the next connect attempt while down
+        self._down = False  # production: the last connect failed
         self.status_timeout = status_timeout
         self.log_lines = log_lines
         self._lock = threading.RLock()
@@ -210,17 +209,17 @@ class JSHostMiddleware:
                 self._connect(host)
 
     def _prepare_production(self, host: JSHost, pid: int) -> None:
-        down = host.retry_wait() > 0  # the last connect failed (function calls fail at once)
-        if down and time.monotonic() < self._next_probe:
-            return
+        if host.retry_wait() > 0:
+            return  # a connect failed less than probe_interval ago: function calls fail at once
         # Another thread is connecting: this request goes on (its calls wait for that connect).
         if not self._lock.acquire(blocking=False):
             return
         try:
             self._forget_if_changed(host, pid)
             if not self._ready:
-                self._next_probe = time.monotonic() + self.probe_interval
-                self._connect(host, status_timeout=min(self.status_timeout, PROBE_TIMEOUT) if down else None)
+                # While the host is down, a try must not hold its request up for long.
+                timeout = min(self.status_timeout, PROBE_TIMEOUT) if self._down else None
+                self._connect(host, status_timeout=timeout)
         finally:
             self._lock.release()
 
@@ -236,12 +235,17 @@ class JSHostMiddleware:
         self._connected_host = host
         # With a manager, connect() also starts the manager and the host when needed
         # (one process at a time) and opens a new connection to a new host process.
-        # In production, the host makes the function calls fail at once, and
-        # host.retry_wait() says not to connect again, for retry_after seconds.
-        host.connect(
-            status_timeout=self.status_timeout if status_timeout is None else status_timeout,
-            retry_after=0 if host.manager is not None else self.retry_after,
-        )
+        # In production, after a failure the host makes the function calls fail at once, and
+        # host.retry_wait() says not to connect again, for probe_interval seconds.
+        try:
+            host.connect(
+                status_timeout=self.status_timeout if status_timeout is None else status_timeout,
+                retry_after=0 if host.manager is not None else self.probe_interval,
+            )
+        except JSHostError:
+            self._down = host.manager is None
+            raise
+        self._down = False
         if host.manager is not None:
             self.reloader.connected(host)
         self._ready = True
@@ -250,10 +254,9 @@ class JSHostMiddleware:
     def _next_try(self) -> str:
         """When a failed connect will be tried again, for log messages."""
         host = self._built_host()
-        if host is not None and host.manager is None and host.retry_wait() > 0:
-            wait = max(0.0, self._next_probe - time.monotonic())
-            if wait > 0:
-                return f"will try again in {wait:.1f} s"
+        wait = host.retry_wait() if host is not None else 0.0
+        if wait > 0:
+            return f"will try again in {wait:.1f} s"
         return "will try again on the next request"
 
     def close(self) -> None:
