@@ -113,7 +113,7 @@ class JSHostMiddleware:
         self._connected_host: JSHost | None = None
         if connect_on_init:
             try:
-                self.prepare()
+                self.prepare(show_crash=False)
             except JSHostError as err:
                 logger.warning("js-host not available yet (%s): %s", self._next_try(), err)
 
@@ -185,9 +185,13 @@ class JSHostMiddleware:
 
     # Connection
 
-    def prepare(self) -> None:
+    def prepare(self, *, show_crash: bool = True) -> None:
         """Connect this process (again after fork or failure); in development, restart the host if
-        watched files changed and reconnect if it was restarted or has gone."""
+        watched files changed and reconnect if it was restarted or has gone.
+
+        ``show_crash`` False (at start-up, with no request to show it to): a crash not shown yet
+        raises its ProcessError but stays to be shown, and the host is not started again.
+        """
         pid = os.getpid()
         host = self.host
         if (
@@ -204,7 +208,7 @@ class JSHostMiddleware:
             self._forget_if_changed(host, pid)
             if self.reloader.due():
                 connected, self._ready = self._ready, False  # until the check says otherwise
-                self._ready = self.reloader.check(host, connected=connected)
+                self._ready = self.reloader.check(host, connected=connected, show_crash=show_crash)
             if not self._ready:
                 self._connect(host)
 

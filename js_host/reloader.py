@@ -82,11 +82,12 @@ class Reloader:
         self._host_output = described.get("output")
         self._host_id = described.get("id")
 
-    def check(self, host: JSHost, *, connected: bool) -> bool:
+    def check(self, host: JSHost, *, connected: bool, show_crash: bool = True) -> bool:
         """Restart ``host`` if its code changed; returns whether the connection is still good
         (False: connect again). ``connected``: this process is connected to it.
 
-        Raises a ProcessError for a crash of the host that no process has shown yet.
+        Raises a ProcessError for a crash of the host that no process has shown yet, and records
+        it as shown (unless ``show_crash`` is False: it is still to be shown then).
         """
         assert host.manager is not None
         self._next_check = time.monotonic() + self.interval
@@ -99,7 +100,7 @@ class Reloader:
         if not data.get("started"):
             crashed = data.get("crashed")
             if isinstance(crashed, dict):
-                self._show_crash_once(host, crashed)
+                self._show_crash_once(host, crashed, record=show_crash)
             return False  # the middleware connects, which starts the host
         described = data.get("host") or {}
         if self._restart_if_loaded_files_changed(host, described):
@@ -171,9 +172,10 @@ class Reloader:
                 host.restart()  # starts it if it is not running
         return True
 
-    def _show_crash_once(self, host: JSHost, crashed: dict[str, Any]) -> None:
-        """Raise a ProcessError for the crash ``crashed`` unless a process has shown it already."""
-        if not self._claim_crash(host, crashed):
+    def _show_crash_once(self, host: JSHost, crashed: dict[str, Any], *, record: bool) -> None:
+        """Raise a ProcessError for the crash ``crashed`` unless a process has shown it already;
+        ``record``: it is shown now."""
+        if not self._claim_crash(host, crashed, record=record):
             return
         logfile = crashed.get("logfile") or host.logfile
         if logfile and not host.logfile:
@@ -184,11 +186,14 @@ class Reloader:
             f"request starts the host again.\nLast lines of {logfile}:\n{tail(logfile, CRASH_LOG_LINES)}"
         )
 
-    def _claim_crash(self, host: JSHost, crashed: dict[str, Any]) -> bool:
-        """Record the crash as shown on this machine; False if a process had already shown it."""
+    def _claim_crash(self, host: JSHost, crashed: dict[str, Any], *, record: bool = True) -> bool:
+        """Record the crash as shown on this machine (unless not ``record``); False if a process
+        had already shown it."""
         with MachineLock(RECORD_PURPOSE, host.config_file, record=True) as lock:
             if lock.record.get("crash_shown") == crashed.get("id"):
                 return False
+            if not record:
+                return True
             lock.record["crash_shown"] = crashed.get("id")
         logger.error("%s exited unexpectedly (%s)", host.config_file, crashed.get("exit", "cause unknown"))
         return True
