@@ -52,7 +52,11 @@ setup(
             "PyYAML>=6",
         ],
     },
-    entry_points={"console_scripts": ["js-host-proxy = js_host_proxy.__main__:main"]},
+    entry_points={
+        "console_scripts": ["js-host-proxy = js_host_proxy.__main__:main"],
+        # The js_host_server and js_host fixtures (js_host/testing.py; nothing runs on import).
+        "pytest11": ["js_host = js_host.testing"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: JavaScript",

@@ -15,8 +15,11 @@ from .runtime import tail
 Headers = list[tuple[str, str]]
 
 
-def development_page(err: BaseException, *, config_file: str, logfile: str | None, log_lines: int) -> bytes:
-    """The HTML page for ``err``; ``logfile`` None: the host has not been started."""
+def development_page(
+    err: BaseException, *, config_file: str, logfile: str | None, log_lines: int, ended: str | None = None
+) -> bytes:
+    """The HTML page for ``err``; ``logfile`` None: the host has not been started; ``ended``: how
+    the host process ended when it crashed (``exit code 1``, ``signal SIGKILL``)."""
     if logfile:
         log = (
             f"<p>Logfile: <code>{html.escape(logfile)}</code></p>\n"
@@ -25,13 +28,14 @@ def development_page(err: BaseException, *, config_file: str, logfile: str | Non
         )
     else:
         log = "<p>The host has no logfile yet: it has not been started.</p>\n"
+    ended_line = f'<p id="ended">The host process ended: {html.escape(ended)}.</p>\n' if ended else ""
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>JavaScript host error</title></head><body>\n"
         "<h1>JavaScript host error</h1>\n"
         f"<p>Config file: <code>{html.escape(config_file)}</code></p>\n"
         f'<pre id="error">{html.escape(type(err).__name__)}: {html.escape(str(err))}</pre>\n'
-        f"{log}"
+        f"{ended_line}{log}"
         "<p>Fix the cause and reload this page: the host is started again on the next request.</p>\n"
         "</body></html>\n"
     )

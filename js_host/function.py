@@ -10,6 +10,14 @@
 The keyword arguments are sent as canonical JSON (``json.dumps(data,
 sort_keys=True)``) to ``POST /function/<name>?hash=<sha1 of the body>``; the
 hash lets a caching proxy key responses by their input.
+
+A ``fallback`` (a string, or a callable given the error) is returned instead of
+raising when the host is unavailable: it cannot be reached, has crashed, does
+not answer in time, or is overloaded (503). A JavaScript error is never
+replaced: it is a bug to see (``FunctionError`` is raised). Each fallback is
+logged at WARNING with its cause::
+
+    render = Function("render", fallback="")   # the page renders in the browser instead
 """
 
 from __future__ import annotations
@@ -18,11 +26,19 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Callable, Union
 from urllib.parse import quote
 
 from . import verbosity
-from .exceptions import ConfigError, FunctionError, FunctionTimeout, UnexpectedResponse
+from .exceptions import (
+    ConfigError,
+    ConnectionError,  # noqa: A004 - the spec's name
+    FunctionError,
+    FunctionTimeout,
+    JSHostError,
+    ProcessError,
+    UnexpectedResponse,
+)
 from .host import JSHost, get_default_host
 from .log import emit
 
@@ -34,6 +50,12 @@ LARGE_STRING = 2048
 # Bytes that json.dumps (ensure_ascii) escapes in a string: controls, '"', '\\', DEL.
 _ESCAPED = bytes(range(32)) + b'"\\\x7f'
 
+
+#: The errors a Function's fallback replaces: the host is unavailable (never a JavaScript error).
+FALLBACK_ERRORS = (ConnectionError, ProcessError, FunctionTimeout)
+
+#: A fallback: the output to return, or a callable given the error that returns it.
+Fallback = Union[str, Callable[[JSHostError], str]]
 
 # json.dumps(data, sort_keys=True) without building an encoder on every call.
 _ENCODER = json.JSONEncoder(sort_keys=True, allow_nan=False)
@@ -111,10 +133,18 @@ class Function:
     """A JavaScript function named ``name`` on ``host`` (default: ``js_host.host.host``).
 
     ``timeout`` (seconds) overrides the host's ``function_timeout`` (``settings.FUNCTION_TIMEOUT``)
-    for this function.
+    for this function. ``fallback`` (see the module docstring) is returned when the host is
+    unavailable (:data:`FALLBACK_ERRORS`) instead of raising.
     """
 
-    def __init__(self, name: str, host: JSHost | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: JSHost | None = None,
+        timeout: float | None = None,
+        *,
+        fallback: Fallback | None = None,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Function names must be non-empty strings, not {name!r}.")
         if timeout is not None and (
@@ -123,9 +153,15 @@ class Function:
             raise ConfigError(
                 f"Function {name!r}: timeout must be a positive number of seconds, not {timeout!r}."
             )
+        if fallback is not None and not isinstance(fallback, str) and not callable(fallback):
+            raise ConfigError(
+                f"Function {name!r}: fallback must be a string or a callable given the error, "
+                f"not {fallback!r}."
+            )
         self.name = name
         self.host = host
         self.timeout = timeout
+        self.fallback = fallback
         self._path = f"/function/{quote(name, safe='')}?hash="
 
     def __repr__(self) -> str:
@@ -138,7 +174,18 @@ class Function:
         return self.timeout if self.timeout is not None else self.get_host().function_timeout
 
     def call(self, **kwargs: Any) -> str:
-        """Call the function with ``kwargs`` as its data; returns its output text."""
+        """Call the function with ``kwargs`` as its data; returns its output text (or the
+        fallback's, when the host is unavailable)."""
+        if self.fallback is None:
+            return self._call(kwargs)
+        try:
+            return self._call(kwargs)
+        except FALLBACK_ERRORS as err:
+            logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
+            fallback = self.fallback
+            return fallback if isinstance(fallback, str) else fallback(err)
+
+    def _call(self, kwargs: dict[str, Any]) -> str:
         host = self.get_host()
         name = self.name
         host.require_function(name)
@@ -165,6 +212,11 @@ class Function:
             )
         if status == 504:
             raise FunctionTimeout(f"Function {name!r}: the host gave up waiting for it: {text.strip()}")
+        if status == 503:
+            raise ConnectionError(
+                f"Function {name!r}: the host is overloaded (it answered 503); try again later. "
+                f"It said: {text.strip()}"
+            )
         if status == 404:
             raise ConfigError(
                 f"The host at {host.get_url()} does not know function {name!r} ({text.strip()}): restart "

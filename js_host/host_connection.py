@@ -165,7 +165,7 @@ class HostConnection:
                     if self._retry_error is not None and left > 0:
                         # The same kind of error, saying when the next try may happen.
                         raise type(self._retry_error)(
-                            f"{self._retry_error} (not tried again for another {left:.1f} s)"
+                            f"{self._retry_error} (will try again in {left:.1f} s at the earliest)"
                         ) from self._retry_error
                     self.connect()
                     target = self._target

@@ -40,6 +40,10 @@ class ManagedHost:
         self.connection: str | None = None
         #: The status the host reported when it started (None: not known to run).
         self.status: dict[str, Any] | None = None
+        #: The user's modules that host process loaded: {path: mtime in ns, as a string}.
+        self.loaded_files: dict[str, str] = {}
+        #: The manager's id of that host process (None from js-host 0.11's manager).
+        self.host_id: str | None = None
         self._connection_pid: int | None = None  # the process that opened self.connection
         self._on_connection_lost = on_connection_lost
         # Each public method runs alone: the host calls most of them under its own lock,
@@ -54,11 +58,18 @@ class ManagedHost:
         """Keep what the manager says about the host (its status, logfile); forget our connection
         if the host does not count it (it belonged to a host process that has gone)."""
         try:
-            self.status = json.loads(data["output"])
-        except (KeyError, TypeError, ValueError) as err:
+            status = json.loads(data["output"])
+            # The user's modules the host loaded, with their mtimes (this project's hosts tell
+            # their manager only): what the development reloader watches. Not part of /status.
+            loaded = status.pop("loadedFiles", None)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise UnexpectedResponse(
                 f"The manager described the host with unexpected data: {data!r}"
             ) from err
+        self.status = status
+        self.loaded_files = loaded if isinstance(loaded, dict) else {}
+        #: The manager's id of the host process (None from js-host 0.11's manager).
+        self.host_id = data.get("id")
         self.logfile = data.get("logfile") or self.logfile
         connections = data.get("connections")
         if (

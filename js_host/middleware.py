@@ -16,17 +16,21 @@ process exits, so that a manager can stop hosts nobody uses.
 
 Development (``USE_MANAGER=True``): the manager and the host are started when
 needed; when the config file (or a file in ``watch``) changes, the host is
-restarted before the next request is handled. A host that has crashed gives a
-500 page naming its logfile with the last lines of it, and the next request
-starts it again.
+restarted before the next request is handled (so is a host that runs a module
+it loaded that has changed since). A host that has crashed gives a 500 page
+naming its logfile with the last lines of it and how it ended (exit code or
+signal), once: the next request, in any worker, starts it again (see
+:mod:`js_host.reloader`).
 
 Production (``URL_OVERRIDE`` or no manager): when the host, or the proxy in
 front of it, cannot be reached the answer is a 503 with ``Retry-After``, and the
-worker reconnects by itself once it is back. A failed connect is not tried
-again for ``retry_after`` seconds: meanwhile pages that call no function are
-served as usual and function calls fail at once (503), rather than every
-request waiting for a host that hangs. One thread reconnects; the others do
-not wait for it.
+worker reconnects by itself once it is back. After a failed connect, function
+calls fail at once (503) rather than every request waiting for a host that
+hangs, and pages that call no function are served as usual; one request every
+``probe_interval`` seconds tries to connect again (waiting at most
+``PROBE_TIMEOUT`` for the host's status), so a worker recovers within about a
+second of the host's return. One thread reconnects; the others do not wait
+for it.
 
 Only js_host's "host unavailable" errors become these pages: ``ConnectionError``
 (which is also what a proxy's 502/503 in front of a host that is down raises)
@@ -59,6 +63,9 @@ from .start_response import DeferredStartResponse, StartResponse
 
 logger = logging.getLogger(__name__)
 
+#: Production: the longest a connect attempt made while the host is down waits for its status.
+PROBE_TIMEOUT = 0.5
+
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -76,11 +83,14 @@ class JSHostMiddleware:
         host: JSHost | None = None,
         # Development: more files whose change restarts the host (the config file always does).
         watch: Sequence[str | os.PathLike[str]] = (),
-        # Development: seconds between two checks of the watched files' mtimes.
-        watch_interval: float = 0.5,
-        # Production: the Retry-After header (seconds) of the 503 page, and how long a failed
-        # connect is not tried again (function calls fail at once meanwhile).
+        # Development: seconds between two checks for changed code or a crashed host (0: before
+        # every request, so that an edit shows at the next one; each check asks the manager).
+        watch_interval: float = 0.0,
+        # Production: the Retry-After header (seconds) of the 503 page.
         retry_after: int = 5,
+        # Production: while the host is down, seconds between two connect attempts of a worker
+        # (function calls fail at once in between).
+        probe_interval: float = 1.0,
         # Seconds to wait for the host's GET /status when (re)connecting.
         status_timeout: float = 2.0,
         # Development: how many lines of the host's logfile the error page shows.
@@ -93,6 +103,8 @@ class JSHostMiddleware:
         #: Development: restarts the host when watched files change.
         self.reloader = Reloader(watch, watch_interval)
         self.retry_after = retry_after
+        self.probe_interval = probe_interval
+        self._down = False  # production: the last connect failed
         self.status_timeout = status_timeout
         self.log_lines = log_lines
         self._lock = threading.RLock()
@@ -101,7 +113,7 @@ class JSHostMiddleware:
         self._connected_host: JSHost | None = None
         if connect_on_init:
             try:
-                self.prepare()
+                self.prepare(show_crash=False)
             except JSHostError as err:
                 logger.warning("js-host not available yet (%s): %s", self._next_try(), err)
 
@@ -161,21 +173,25 @@ class JSHostMiddleware:
             # Once the app's headers went out (legacy write()), the response cannot be replaced.
             if deferred.flushed:
                 raise
-            return self._error_response(err, start_response)
+            return self._error_response(err, start_response, during_call=True)
 
         reported = environ.get(ENVIRON_ERROR)
         if isinstance(reported, UNAVAILABLE_ERRORS) and not deferred.flushed:
             if hasattr(app_iter, "close"):
                 app_iter.close()
-            return self._error_response(reported, start_response)
+            return self._error_response(reported, start_response, during_call=True)
         deferred.flush()
         return app_iter
 
     # Connection
 
-    def prepare(self) -> None:
+    def prepare(self, *, show_crash: bool = True) -> None:
         """Connect this process (again after fork or failure); in development, restart the host if
-        watched files changed and reconnect if it was restarted or has gone."""
+        watched files changed and reconnect if it was restarted or has gone.
+
+        ``show_crash`` False (at start-up, with no request to show it to): a crash not shown yet
+        raises its ProcessError but stays to be shown, and the host is not started again.
+        """
         pid = os.getpid()
         host = self.host
         if (
@@ -192,20 +208,22 @@ class JSHostMiddleware:
             self._forget_if_changed(host, pid)
             if self.reloader.due():
                 connected, self._ready = self._ready, False  # until the check says otherwise
-                self._ready = self.reloader.check(host, connected=connected)
+                self._ready = self.reloader.check(host, connected=connected, show_crash=show_crash)
             if not self._ready:
                 self._connect(host)
 
     def _prepare_production(self, host: JSHost, pid: int) -> None:
         if host.retry_wait() > 0:
-            return  # the last connect failed: not again yet (function calls fail at once)
+            return  # a connect failed less than probe_interval ago: function calls fail at once
         # Another thread is connecting: this request goes on (its calls wait for that connect).
         if not self._lock.acquire(blocking=False):
             return
         try:
             self._forget_if_changed(host, pid)
             if not self._ready:
-                self._connect(host)
+                # While the host is down, a try must not hold its request up for long.
+                timeout = min(self.status_timeout, PROBE_TIMEOUT) if self._down else None
+                self._connect(host, status_timeout=timeout)
         finally:
             self._lock.release()
 
@@ -217,28 +235,33 @@ class JSHostMiddleware:
             self._ready = False
             self._pid = pid
 
-    def _connect(self, host: JSHost) -> None:
+    def _connect(self, host: JSHost, *, status_timeout: float | None = None) -> None:
         self._connected_host = host
         # With a manager, connect() also starts the manager and the host when needed
         # (one process at a time) and opens a new connection to a new host process.
-        # In production, the host makes the function calls fail at once, and
-        # host.retry_wait() says not to connect again, for retry_after seconds.
-        host.connect(
-            status_timeout=self.status_timeout,
-            retry_after=0 if host.manager is not None else self.retry_after,
-        )
+        # In production, after a failure the host makes the function calls fail at once, and
+        # host.retry_wait() says not to connect again, for probe_interval seconds.
+        try:
+            host.connect(
+                status_timeout=self.status_timeout if status_timeout is None else status_timeout,
+                retry_after=0 if host.manager is not None else self.probe_interval,
+            )
+        except JSHostError:
+            self._down = host.manager is None
+            raise
+        self._down = False
         if host.manager is not None:
             self.reloader.connected(host)
         self._ready = True
         logger.debug("Connected to %s in process %s", host.get_name(), os.getpid())
 
     def _next_try(self) -> str:
-        """When a failed connect is tried again, for log messages."""
+        """When a failed connect will be tried again, for log messages."""
         host = self._built_host()
         wait = host.retry_wait() if host is not None else 0.0
         if wait > 0:
-            return f"not tried again for another {wait:.1f} s"
-        return "tried again on the next request"
+            return f"will try again in {wait:.1f} s"
+        return "will try again on the next request"
 
     def close(self) -> None:
         """Close this process's connection to the host now (js_host closes it at exit anyway)."""
@@ -249,25 +272,31 @@ class JSHostMiddleware:
 
     # Errors
 
-    def _error_response(self, err: BaseException, start_response: StartResponse) -> list[bytes]:
+    def _error_response(
+        self, err: BaseException, start_response: StartResponse, *, during_call: bool = False
+    ) -> list[bytes]:
+        """``during_call``: raised by a function call of the app (not while connecting)."""
         self._ready = False  # the next request reconnects
         if self.development:
             logger.error("js-host error: %s", err)
-            status, headers, body = error_page.development_response(self._page(err))
+            host = self._built_host()
+            # A host that went during the call: how it ended, and shown once (see reloader).
+            ended = self.reloader.crash_seen(host) if during_call and host is not None else None
+            status, headers, body = error_page.development_response(self._page(err, ended))
         else:
             logger.error("js-host unavailable, answering 503: %s", err)
             status, headers, body = error_page.unavailable_response(self.retry_after)
         start_response(status, headers)
         return [body]
 
-    def _page(self, err: BaseException) -> bytes:
+    def _page(self, err: BaseException, ended: str | None = None) -> bytes:
         host = self._built_host()
         if host is not None:
             config_file, logfile = host.config_file, host.logfile
         else:  # building the host failed (e.g. the config file is missing)
             config_file, logfile = config_file_path(settings.CONFIG_FILE, settings.source_root), None
         return error_page.development_page(
-            err, config_file=config_file, logfile=logfile, log_lines=self.log_lines
+            err, config_file=config_file, logfile=logfile, log_lines=self.log_lines, ended=ended
         )
 
 

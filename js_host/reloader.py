@@ -1,24 +1,40 @@
-"""Development: restart a managed host when its config file (or another watched file) changes.
+"""Development: restart a managed host when its code changes; show a crash once.
 
 :class:`Reloader` is what :class:`~js_host.middleware.JSHostMiddleware` runs in
-development (``USE_MANAGER``), at most once every ``interval`` seconds per
-process. It compares the watched files' mtimes with the last ones it saw, and
-with a record shared by every process of the machine (a
-:class:`~js_host.runtime.MachineLock` record, ``middleware-<key>.json`` in the
-runtime dir), so that one worker restarts the host and the others only
-reconnect. It also notices when the host was restarted by another process, has
-crashed, or has lost this process's connection: the middleware then reconnects.
+development (``USE_MANAGER``), before each request (or at most once every
+``interval`` seconds per process). It restarts the host when
+
+- the config file or a file in ``watch`` changed: their mtimes are compared with
+  the last ones this process saw, and with a record shared by every process of
+  the machine (a :class:`~js_host.runtime.MachineLock` record,
+  ``middleware-<key>.json`` in the runtime dir), so that one worker restarts the
+  host and the others only reconnect;
+- a module the running host loaded (this project's hosts tell their manager
+  which, with their mtimes when loaded) is not the one it loaded: this also
+  catches an edit made while no server ran, or before this process started
+  (the host outlives Python processes).
+
+It also notices when the host was restarted by another process, or has lost
+this process's connection: the middleware then reconnects. A host that crashed
+(the manager remembers how it ended) is shown once on the machine: the first
+check that sees the crash, in any process, raises a ProcessError naming the
+cause, and records the crashed process's id in the shared record; every later
+check (in any worker) just lets the middleware start the host again. A crash
+seen by a function call in the middle of a request is recorded the same way
+(:meth:`Reloader.crash_seen`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from .runtime import MachineLock
+from .exceptions import ConnectionError, FunctionTimeout, ProcessError  # noqa: A004 - the spec's name
+from .runtime import MachineLock, tail
 
 if TYPE_CHECKING:
     from .host import JSHost
@@ -27,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 #: The MachineLock purpose of the record (its file name is kept for existing runtime dirs).
 RECORD_PURPOSE = "middleware"
+#: Seconds to wait, after a call saw the host go, for the manager to notice that it crashed.
+CRASH_NOTICE_TIMEOUT = 3.0
+#: Lines of a crashed host's logfile in the ProcessError of a crash seen between requests.
+CRASH_LOG_LINES = 20
 
 Mtimes = dict[str, Optional[int]]
 
@@ -37,13 +57,14 @@ class Reloader:
     Not thread-safe: the middleware calls it under its lock.
     """
 
-    def __init__(self, watch: Sequence[str | os.PathLike[str]] = (), interval: float = 0.5) -> None:
+    def __init__(self, watch: Sequence[str | os.PathLike[str]] = (), interval: float = 0.0) -> None:
         #: More files whose change restarts the host (absolute paths).
         self.watch = [os.path.abspath(os.fspath(path)) for path in watch]
         #: Seconds between two checks.
         self.interval = interval
         self._mtimes: Mtimes | None = None  # what this process saw last (None: not looked yet)
         self._host_output: str | None = None  # the managed host's output when we connected
+        self._host_id: str | None = None  # the manager's id of that host process (None: 0.11)
         self._next_check = 0.0  # time.monotonic()
 
     def due(self) -> bool:
@@ -59,14 +80,34 @@ class Reloader:
         assert host.manager is not None
         described = host.manager.request_host_status(host.config_file).get("host") or {}
         self._host_output = described.get("output")
+        self._host_id = described.get("id")
 
-    def check(self, host: JSHost, *, connected: bool) -> bool:
-        """Restart ``host`` if watched files changed; returns whether the connection is still good
-        (False: connect again). ``connected``: this process is connected to it."""
-        changed = self._check_watched_files(host)
-        still_good = connected and not changed and self._same_host_process(host)
+    def check(self, host: JSHost, *, connected: bool, show_crash: bool = True) -> bool:
+        """Restart ``host`` if its code changed; returns whether the connection is still good
+        (False: connect again). ``connected``: this process is connected to it.
+
+        Raises a ProcessError for a crash of the host that no process has shown yet, and records
+        it as shown (unless ``show_crash`` is False: it is still to be shown then).
+        """
+        assert host.manager is not None
         self._next_check = time.monotonic() + self.interval
-        return still_good
+        if self._check_watched_files(host):
+            return False
+        try:
+            data = host.manager.request_host_status(host.config_file)
+        except (ConnectionError, FunctionTimeout):
+            return False  # the manager has gone: connecting starts it again
+        if not data.get("started"):
+            crashed = data.get("crashed")
+            if isinstance(crashed, dict):
+                self._show_crash_once(host, crashed, record=show_crash)
+            return False  # the middleware connects, which starts the host
+        described = data.get("host") or {}
+        if self._restart_if_loaded_files_changed(host, described):
+            return False
+        connections = described.get("connections")
+        lost = isinstance(connections, list) and host.connection not in connections
+        return connected and described.get("output") == self._host_output and not lost
 
     def watched_files(self, host: JSHost) -> list[str]:
         return [host.config_file, *self.watch]
@@ -110,11 +151,80 @@ class Reloader:
         logger.info("Restarting %s: %s changed", host.get_name(), ", ".join(changed))
         host.restart()  # starts it if it is not running
 
-    def _same_host_process(self, host: JSHost) -> bool:
-        """False if the host was restarted (by another worker), has crashed, or lost our connection."""
+    def _restart_if_loaded_files_changed(self, host: JSHost, described: dict[str, Any]) -> bool:
+        """Restart the host if a module it loaded has changed since; True if so (or if another
+        process restarted it meanwhile)."""
+        try:
+            loaded = json.loads(described["output"]).get("loadedFiles")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        if not isinstance(loaded, dict):
+            return False  # js-host 0.11: only the watched files count
+        changed = [path for path, mtime in loaded.items() if _mtime_ns(path) != mtime]
+        if not changed:
+            return False
         assert host.manager is not None
-        data = host.manager.request_host_status(host.config_file)
-        described = data.get("host") or {}
-        connections = described.get("connections")
-        lost = isinstance(connections, list) and host.connection not in connections
-        return bool(data.get("started")) and described.get("output") == self._host_output and not lost
+        with MachineLock(RECORD_PURPOSE, host.config_file, record=True):
+            # Only if it still is the host process that loaded them: every worker sees the change.
+            now = host.manager.request_host_status(host.config_file)
+            if (now.get("host") or {}).get("id") == described.get("id"):
+                logger.info("Restarting %s: %s changed", host.get_name(), ", ".join(changed))
+                host.restart()  # starts it if it is not running
+        return True
+
+    def _show_crash_once(self, host: JSHost, crashed: dict[str, Any], *, record: bool) -> None:
+        """Raise a ProcessError for the crash ``crashed`` unless a process has shown it already;
+        ``record``: it is shown now."""
+        if not self._claim_crash(host, crashed, record=record):
+            return
+        logfile = crashed.get("logfile") or host.logfile
+        if logfile and not host.logfile:
+            host.logfile = logfile  # for the page's tail
+        raise ProcessError(
+            f"The host for {host.config_file} exited unexpectedly ({crashed.get('exit', 'cause unknown')}) "
+            f"since the last request. Inspect its logfile {logfile}, fix the cause and reload: the next "
+            f"request starts the host again.\nLast lines of {logfile}:\n{tail(logfile, CRASH_LOG_LINES)}"
+        )
+
+    def _claim_crash(self, host: JSHost, crashed: dict[str, Any], *, record: bool = True) -> bool:
+        """Record the crash as shown on this machine (unless not ``record``); False if a process
+        had already shown it."""
+        with MachineLock(RECORD_PURPOSE, host.config_file, record=True) as lock:
+            if lock.record.get("crash_shown") == crashed.get("id"):
+                return False
+            if not record:
+                return True
+            lock.record["crash_shown"] = crashed.get("id")
+        logger.error("%s exited unexpectedly (%s)", host.config_file, crashed.get("exit", "cause unknown"))
+        return True
+
+    def crash_seen(self, host: JSHost) -> str | None:
+        """A call of this request found the host gone: how the host process this process was
+        connected to ended (e.g. ``signal SIGKILL``), once the manager has noticed, and that crash
+        is recorded as shown (the next request starts the host); None if it has not crashed (or
+        the manager does not say: js-host 0.11)."""
+        manager = host.manager
+        if manager is None or self._host_id is None:
+            return None
+        deadline = time.monotonic() + CRASH_NOTICE_TIMEOUT
+        while True:
+            try:
+                data = manager.request_host_status(host.config_file)
+            except (ConnectionError, FunctionTimeout):
+                return None
+            crashed = data.get("crashed")
+            if not data.get("started"):
+                if not isinstance(crashed, dict) or crashed.get("id") != self._host_id:
+                    return None
+                self._claim_crash(host, crashed)
+                return str(crashed.get("exit", "cause unknown"))
+            if (data.get("host") or {}).get("id") != self._host_id or time.monotonic() >= deadline:
+                return None  # restarted meanwhile, or alive: not a crash
+            time.sleep(0.05)
+
+
+def _mtime_ns(path: str) -> str | None:
+    try:
+        return str(os.stat(path).st_mtime_ns)
+    except OSError:
+        return None

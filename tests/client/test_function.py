@@ -321,15 +321,24 @@ def test_proxy_504_is_a_timeout_and_502_a_connection_error(
     assert url in str(info.value) and "502" in str(info.value)
 
 
-@pytest.mark.parametrize("code", [502, 503])
-def test_gateway_errors_without_url_override_stay_unexpected(code, tmp_path, recording_server) -> None:
-    # Only URL_OVERRIDE points at a proxy; a host itself never answers 502/503.
+def test_gateway_errors_without_url_override_stay_unexpected(tmp_path, recording_server) -> None:
+    # Only URL_OVERRIDE points at a proxy; a host itself never answers 502.
     from js_host.exceptions import UnexpectedResponse
 
-    server = recording_server(status_code=code)
+    server = recording_server(status_code=502)
     host = JSHost(str(write_config(tmp_path, port=server.port)), bin_path=str(NPM_BIN))
     with pytest.raises(UnexpectedResponse):
         Function("echo", host=host).call(text="x")
+
+
+def test_a_host_answering_503_is_overloaded(tmp_path, recording_server) -> None:
+    # A host with a bounded queue answers 503 when it is full: unavailable for now, like a host down.
+    server = recording_server(status_code=503)
+    host = JSHost(str(write_config(tmp_path, port=server.port)), bin_path=str(NPM_BIN))
+    with pytest.raises(ConnectionError) as info:
+        Function("echo", host=host).call(text="x")
+    assert "overloaded (it answered 503)" in str(info.value)
+    assert Function("echo", host=host, fallback="later").call(text="x") == "later"
 
 
 # IPv6

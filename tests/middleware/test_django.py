@@ -1,5 +1,5 @@
-"""Django start-up: INSTALLED_APPS += ('js_host',) and JS_HOST = {...} configure
-and connect js_host when django.setup() runs (in a fresh process)."""
+"""Django start-up: INSTALLED_APPS += ('js_host',) and JS_HOST = {...} configure js_host when
+django.setup() runs (in a fresh process); the first call connects, or start-up when asked."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def run_django(tmp_path, js_host_settings: dict, code: str) -> subprocess.Comple
     )
 
 
-def test_django_setup_configures_and_connects(tmp_path, running_host, host_config, impl) -> None:
+def test_django_setup_configures_and_the_first_call_connects(
+    tmp_path, running_host, host_config, impl
+) -> None:
     js_host_settings = {"SOURCE_ROOT": str(host_config.parent), "VERBOSITY": 0, **bin_setting(impl)}
     result = run_django(
         tmp_path,
@@ -49,12 +51,33 @@ def test_django_setup_configures_and_connects(tmp_path, running_host, host_confi
         import js_host.host
         from js_host.conf import settings
         from js_host.function import Function
-        assert settings.configured and js_host.host.host.has_connected
+        # Nothing connects at start-up (management commands need no host) ...
+        assert settings.configured and not js_host.host.host.has_connected
         print(Function("hello_world").call(name="Django"))
+        # ... the first call does.
+        assert js_host.host.host.has_connected
         """,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Hello, Django!"
+
+
+def test_django_setup_connects_when_asked_to(tmp_path, running_host, host_config, impl) -> None:
+    js_host_settings = {
+        "SOURCE_ROOT": str(host_config.parent),
+        "VERBOSITY": 0,
+        "CONNECT_ONCE_CONFIGURED": True,
+        **bin_setting(impl),
+    }
+    result = run_django(
+        tmp_path,
+        js_host_settings,
+        """
+        import js_host.host
+        assert js_host.host.host.has_connected
+        """,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_django_setup_raises_config_errors(tmp_path) -> None:

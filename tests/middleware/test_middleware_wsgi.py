@@ -232,11 +232,13 @@ def status_requests(server: RecordingServer) -> int:
     return sum(1 for request in server.requests if request["target"] == "/status")
 
 
-def test_a_hanging_host_is_tried_once_per_retry_after(tmp_path: Path, recording_server) -> None:
+def test_a_hanging_host_is_tried_once_per_probe_interval(tmp_path: Path, recording_server) -> None:
     server = recording_server(["answer"], hang=True)
     config = write_test_config(tmp_path / "host.config.js", port=server.port)
     host = JSHost(str(config), url_override=server.url, bin_path=str(HOST_BIN))
-    middleware = JSHostMiddleware(routed_app(host), host=host, retry_after=3600, status_timeout=0.2)
+    middleware = JSHostMiddleware(
+        routed_app(host), host=host, retry_after=3600, probe_interval=3600, status_timeout=0.2
+    )
     assert wait_for(lambda: status_requests(server) == 1, 5)  # connect_on_init
     client = Client(middleware)
     for _ in range(3):
@@ -258,6 +260,51 @@ def test_after_retry_after_the_host_is_tried_again(tmp_path: Path, recording_ser
     server.hang = False
     assert wait_for(lambda: client.get("/").status_code == 201, 10)
     assert status_requests(server) >= 2
+
+
+def test_a_host_back_is_used_long_before_retry_after(tmp_path: Path, recording_server) -> None:
+    # Retry-After says an hour; the worker still tries again every probe_interval.
+    server = recording_server(["answer"], hang=True)
+    config = write_test_config(tmp_path / "host.config.js", port=server.port)
+    host = JSHost(str(config), url_override=server.url, bin_path=str(HOST_BIN))
+    middleware = JSHostMiddleware(
+        routed_app(host), host=host, retry_after=3600, probe_interval=0.2, status_timeout=0.2
+    )
+    client = Client(middleware)
+    down = client.get("/")
+    assert down.status_code == 503 and down.headers["Retry-After"] == "3600"
+    server.hang = False
+    assert wait_for(lambda: client.get("/").status_code == 201, what="the host used again")
+
+
+def test_the_readmes_flask_recipe_answers_503_then_recovers(tmp_path: Path) -> None:
+    flask = pytest.importorskip("flask")
+    from js_host.exceptions import ProcessError
+
+    port = free_port()
+    config = write_test_config(tmp_path / "host.config.js", port=port)
+    host = JSHost(str(config), url_override=f"http://127.0.0.1:{port}", bin_path=str(HOST_BIN))
+    answer = Function("answer", host=host)
+    app = flask.Flask(__name__)
+    app.add_url_rule("/", "index", lambda: answer.call())
+
+    @app.errorhandler(JSHostConnectionError)
+    @app.errorhandler(ProcessError)
+    def js_host_unavailable(exc: Exception) -> tuple[str, int]:
+        report_error(flask.request.environ, exc)
+        return "JavaScript host unavailable", 503
+
+    client = Client(JSHostMiddleware(app, host=host, probe_interval=0.2))
+    down = client.get("/")
+    assert down.status_code == 503, down.get_data(as_text=True)
+    assert down.headers["Retry-After"] == "5"
+    assert "JavaScript host is not reachable" in down.get_data(as_text=True)
+    node = NodeProcess(HOST_BIN, config, "--port", str(port), logdir=tmp_path).start()
+    try:
+        assert wait_for(lambda: client.get("/").status_code == 200, what="recovery after the host is back")
+        assert client.get("/").get_data(as_text=True) == "answer-v1"
+    finally:
+        node.stop()
 
 
 def test_other_threads_skip_a_reconnect_in_progress(tmp_path: Path, recording_server) -> None:

@@ -57,6 +57,18 @@ def hit_all_workers(url: str, workers: int, *, attempts: int = 8) -> dict[int, R
     return replies
 
 
+def replies_of_every_worker(url: str, workers: int, *, attempts: int = 8) -> list[Reply]:
+    """Every reply to concurrent slow requests, sent until each worker has answered one (a page
+    of the middleware names no worker: it counts for none)."""
+    replies: list[Reply] = []
+    with ThreadPoolExecutor(max_workers=workers * 2) as pool:
+        for _ in range(attempts):
+            replies += pool.map(lambda _: get(url), range(workers * 2))
+            if len({reply.pid for reply in replies} - {0}) >= workers:
+                break
+    return replies
+
+
 # Processes
 
 

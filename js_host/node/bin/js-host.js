@@ -10,6 +10,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const { parseArgs, UsageError, USAGE } = require('../lib/args');
+const { loadedFiles } = require('../lib/code_version');
 const { ConfigError, loadConfigFile } = require('../lib/config');
 const { Host } = require('../lib/host');
 const { ignoreConsoleErrors } = require('../lib/logger');
@@ -86,6 +87,8 @@ function main() {
       server = new Manager(userConfig, options);
     } else {
       server = new Host(userConfig, { logger, port: args.port });
+      // What the manager's clients watch (see loadedFiles): taken as the config was loaded.
+      if (MANAGED) server.loadedFiles = loadedFiles();
     }
     try {
       server.statusJson();
@@ -158,7 +161,7 @@ function serve(server, args) {
     }
     logger.info(`${server.name} listening at ${server.getAddress()} (pid ${process.pid}, js-host ${version})`);
     if (args.json) {
-      process.stdout.write(`${server.statusJson()}\n`);
+      process.stdout.write(`${statusLine(server)}\n`);
     } else if (server.config.outputOnListen) {
       process.stdout.write(`${server.name} listening at ${server.getAddress()}\n`);
     }
@@ -172,6 +175,13 @@ function serve(server, args) {
       process.send({ status: server.statusJson() }, () => process.disconnect());
     }
   });
+}
+
+// The status line of --json; a managed host adds its loaded files, for its manager
+// (which shows them to its authenticated clients only, never in GET /status).
+function statusLine(server) {
+  if (server.loadedFiles === undefined) return server.statusJson();
+  return JSON.stringify({ ...JSON.parse(server.statusJson()), loadedFiles: server.loadedFiles });
 }
 
 function stopServer(server, reason) {

@@ -12,6 +12,7 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const path = require('node:path');
 
 // Hex digits kept: 64 bits, enough to tell versions of one project apart.
 const LENGTH = 16;
@@ -36,4 +37,28 @@ function codeVersion(files = Object.keys(require.cache)) {
   return hash.digest('hex').slice(0, LENGTH);
 }
 
-module.exports = { codeVersion, LENGTH };
+// js-host's own modules (lib/ and bin/) are not the user's code to watch.
+const OWN_DIRS = ['lib', 'bin'].map((name) => path.join(path.dirname(__dirname), name) + path.sep);
+
+/**
+ * The user's modules among `files` (by default every file in require.cache),
+ * with their mtimes in ns (strings: exact): {path: mtimeNs}. Installed
+ * packages (node_modules) and js-host's own modules are left out. A managed
+ * host reports them to its manager, so that a development client restarts it
+ * when one changes (and knows at once that a host started before an edit runs
+ * old code). A file that cannot be stat'ed any more is left out.
+ */
+function loadedFiles(files = Object.keys(require.cache)) {
+  const mtimes = {};
+  for (const file of [...new Set(files)].sort()) {
+    if (!path.isAbsolute(file) || OWN_DIRS.some((dir) => file.startsWith(dir)) || file.split(path.sep).includes('node_modules')) continue;
+    try {
+      mtimes[file] = String(fs.statSync(file, { bigint: true }).mtimeNs);
+    } catch {
+      // Gone since it was loaded: nothing to compare.
+    }
+  }
+  return mtimes;
+}
+
+module.exports = { codeVersion, loadedFiles, LENGTH };

@@ -105,6 +105,8 @@ class HostRegistry {
       },
     }).then(({ child, line, status }) => {
       const record = {
+        // One id per host process: clients tell a crash of the process they knew from another.
+        id: crypto.randomUUID(),
         output: `${line}\n`,
         config,
         process: child,
@@ -124,6 +126,7 @@ class HostRegistry {
     this.forget(record);
     // Remembered for /host/restart: a crashed host comes back on its port.
     record.crashed = true;
+    record.exit = describeExit(code, signal);
     this.crashed.set(record.config, record);
     this.logger.error(
       `Manager: the host with config ${record.config} exited unexpectedly (${describeExit(code, signal)}). ` +

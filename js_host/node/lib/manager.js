@@ -126,6 +126,8 @@ class Manager extends AuthenticatedServer {
       logfile: record.logfile,
       config: record.config,
       connections: record.connections,
+      // Added to js-host 0.11's shape: which host process this is (see crashed in /host/status).
+      id: record.id,
     };
   }
 
@@ -217,8 +219,15 @@ class Manager extends AuthenticatedServer {
 
   statusAction(req, res, config) {
     const record = this.registry.hosts.get(config);
-    if (record === undefined) this.sendJson(req, res, 200, { started: false });
-    else this.sendJson(req, res, 200, { started: true, host: this.serializeHost(record) });
+    if (record !== undefined) {
+      this.sendJson(req, res, 200, { started: true, host: this.serializeHost(record) });
+      return;
+    }
+    // A host that exited by itself and is still remembered: which process, and how it ended.
+    const crashed = this.registry.crashed.get(config);
+    const body = { started: false };
+    if (crashed !== undefined) body.crashed = { id: crashed.id, exit: crashed.exit, logfile: crashed.logfile };
+    this.sendJson(req, res, 200, body);
   }
 
   connectAction(req, res, config) {

@@ -129,7 +129,8 @@ describe('manager endpoints', () => {
 
     const started = await manager.post('host/start', { config: CONFIG });
     assert.equal(started.status, 200, started.body);
-    assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections']);
+    // js-host 0.11's keys, then the host process's id.
+    assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections', 'id']);
     assert.equal(started.json.config, CONFIG);
     assert.deepEqual(started.json.connections, []);
     // Connect at once: a host nobody connects to is stopped after disconnectTimeout.
@@ -144,8 +145,13 @@ describe('manager endpoints', () => {
     assert.equal(hostStatus.type, 'Host');
     assert.notEqual(hostStatus.config.port, 0);
     assert.equal(path.dirname(started.json.logfile), manager.runtimeDir);
+    // The status line adds the user's loaded files (config included) and their mtimes for the
+    // manager's clients; GET /status never shows them.
+    const { loadedFiles, ...shown } = hostStatus;
+    assert.equal(loadedFiles[CONFIG], String(fs.statSync(CONFIG, { bigint: true }).mtimeNs));
+    assert.ok(Object.keys(loadedFiles).every((file) => !file.includes('node_modules')), loadedFiles);
     const live = await request(`${hostUrl(started.json)}/status`);
-    assert.equal(live.body, started.json.output.trim());
+    assert.deepEqual(JSON.parse(live.body), shown);
 
     const again = await manager.post('host/start', { config: CONFIG });
     assert.equal(again.status, 500);
@@ -167,7 +173,7 @@ describe('manager endpoints', () => {
 
     const stopped = await manager.post('host/stop', { config: CONFIG });
     assert.equal(stopped.status, 200);
-    assert.deepEqual(Object.keys(stopped.json), ['output', 'logfile', 'config', 'connections']);
+    assert.deepEqual(Object.keys(stopped.json), ['output', 'logfile', 'config', 'connections', 'id']);
     assert.ok(!isAlive(pidAfter));
     assert.deepEqual((await manager.post('host/status', { config: CONFIG })).json, { started: false });
 
@@ -233,6 +239,13 @@ describe('manager endpoints', () => {
     };
     await crash(started.json);
     assert.match(fs.readFileSync(started.json.logfile, 'utf8'), /Host listening at/);
+    // The status names the process that crashed and how it ended.
+    const status = (await manager.post('host/status', { config: CONFIG })).json;
+    assert.equal(status.started, false);
+    assert.deepEqual(Object.keys(status.crashed).sort(), ['exit', 'id', 'logfile']);
+    assert.equal(status.crashed.id, started.json.id);
+    assert.match(status.crashed.exit, /^exit code \d+$/);
+    assert.equal(status.crashed.logfile, started.json.logfile);
 
     const restarted = await manager.post('host/restart', { config: CONFIG });
     assert.equal(restarted.status, 200, restarted.body);
@@ -240,6 +253,7 @@ describe('manager endpoints', () => {
     assert.deepEqual(restarted.json.connections, [connection]);
     assert.equal((await request(`${hostUrl(restarted.json)}/function/echo`, { method: 'POST', json: { a: 1 } })).body, '{"a":1}');
 
+    assert.notEqual(restarted.json.id, started.json.id);
     await crash(restarted.json);
     const again = await manager.post('host/start', { config: CONFIG });
     assert.equal(again.status, 200, again.body);
