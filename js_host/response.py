@@ -46,6 +46,11 @@ class Response:
             }
         return self._headers
 
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The header fields as they came: (name, value) bytes, in order, repeats included."""
+        return self._raw_headers
+
     def header_values(self, name: bytes) -> list[str]:
         """Every value of the field ``name`` (lower case), in order: a repeated field such as
         Cache-Control counts as its values joined by commas (RFC 9110, section 5.3)."""

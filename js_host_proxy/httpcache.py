@@ -45,7 +45,7 @@ from requests.adapters import HTTPAdapter
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.keys import cache_key
-from js_host_proxy.connections import AlignedAdapter
+from js_host_proxy.connections import WHOLE_BODY, AlignedAdapter
 from js_host_proxy.policy import Storage, decide
 
 if TYPE_CHECKING:
@@ -247,7 +247,15 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
         logger.debug(
             "%s %s: %s", "storable" if storage.storable else "not storable", request.url, storage.reason
         )
-        if storage.storable:
+        whole = getattr(response, WHOLE_BODY, None)
+        if storage.storable and whole is not None:
+            # Read whole already (AlignedAdapter): stored now, without CacheControl's copy of
+            # the body to a temporary file on its way to the controller.
+            setattr(response, STORAGE, storage)
+            self.controller.cache_response(request, response, whole)
+            built = HTTPAdapter.build_response(self, request, response)
+            built.from_cache = False  # type: ignore[attr-defined]
+        elif storage.storable:
             setattr(response, STORAGE, storage)
             built = super().build_response(request, response)  # CacheControl stores it once read whole
         else:
