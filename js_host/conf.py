@@ -194,8 +194,7 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
     size = values["LOCAL_CACHE_SIZE"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ConfigError(
-            f"LOCAL_CACHE_SIZE must be a number of bytes (an int; 0 turns the local cache off), "
-            f"not {size!r}."
+            f"LOCAL_CACHE_SIZE must be a number of bytes (an int; 0 turns the local cache off), not {size!r}."
         )
     max_age = values["LOCAL_CACHE_MAX_AGE"]
     # Finite: it bounds how late a deploy or a purge reaches this process.
