@@ -30,6 +30,7 @@ scope, so everything it must do here is set explicitly and checked by the tests
 from __future__ import annotations
 
 import logging
+import re
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,9 @@ logger = logging.getLogger(__name__)
 FUNCTION_PREFIX = "/function/"
 #: CacheControl's serializer prefixes its format version.
 CC_PREFIX = b"cc=4,"
+# The usual URL of a cached call: a name with nothing quoted and ?hash=<lower-case sha1>
+# (what key_for_url's full parse gives for it, without the parse).
+_PLAIN_CALL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#]*/function/([A-Za-z0-9._~-]+)\?hash=([0-9a-f]{40})$")
 
 
 def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -86,6 +90,9 @@ class KeyedCache(BaseCache):
         self.stale_ttl = stale_ttl
 
     def key_for_url(self, url: str) -> str | None:
+        plain = _PLAIN_CALL.search(url)
+        if plain is not None:  # the app's own form: nothing to unquote, a lower-case hex hash
+            return cache_key(self.namespace, plain[1], plain[2])
         parts = urlsplit(url)
         if not parts.path.startswith(FUNCTION_PREFIX):
             return None

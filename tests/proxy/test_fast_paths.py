@@ -17,6 +17,7 @@ from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import READ_SIZE, FileCache
 from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.cache.memory import MemoryCache
+from js_host_proxy.httpcache import KeyedCache
 from js_host_proxy.upstream import UpstreamPool
 from tests.support.proxy import Proxy, Upstream, sha1
 from tests.support.scripted_upstream import ScriptedUpstream
@@ -127,3 +128,19 @@ def test_a_host_url_with_credentials_is_called_through_urllib3(
     answer = proxy.call("creds", {"n": 1})
     assert (answer.status_code, answer.data) == (200, b"ok")
     assert scripted.seen_headers[-1]["authorization"].startswith("Basic ")
+
+
+def test_the_key_of_a_plain_call_url_is_the_one_the_full_parse_gives():
+    cache = KeyedCache(MemoryCache(), namespace="ns", stale_ttl=0)
+    digest = sha1(b"{}")
+    cases = {
+        f"http://127.0.0.1:9009/function/echo?hash={digest}": "echo",  # the fast path
+        f"http://[::1]:1/function/a.b-c_d~?hash={digest}": "a.b-c_d~",  # the fast path
+        f"http://h/function/%C3%A9?hash={digest}": "\u00c3\u00a9",  # quoted: the WSGI (latin-1) string
+        f"http://h/function/echo?hash={digest.upper()}": "echo",
+        f"http://h/function/echo?hash={digest}&x=1": "echo",
+    }
+    for url, name in cases.items():
+        assert cache.key_for_url(url) == cache_key("ns", name, digest), url
+    assert cache.key_for_url("http://h/status") is None
+    assert cache.key_for_url("http://h/function/echo") is None
