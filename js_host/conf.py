@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "URL_OVERRIDE": None,
     # How much is shown on the console (js_host.verbosity levels).
     "VERBOSITY": verbosity.PROCESS_START,
+    # Bytes of fresh answers each host keeps in this process (js_host.local_cache); 0: off.
+    "LOCAL_CACHE_SIZE": 0,
+    # The longest a locally kept answer is reused, in seconds, whatever its max-age says.
+    "LOCAL_CACHE_MAX_AGE": 60.0,
 }
 
 
@@ -75,6 +79,8 @@ class Settings:
     CONNECT_ONCE_CONFIGURED: bool
     URL_OVERRIDE: str | None
     VERBOSITY: int
+    LOCAL_CACHE_SIZE: int
+    LOCAL_CACHE_MAX_AGE: float
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -184,6 +190,19 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
     timeout = values["FUNCTION_TIMEOUT"]
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ConfigError(f"FUNCTION_TIMEOUT must be a positive number of seconds, not {timeout!r}.")
+
+    size = values["LOCAL_CACHE_SIZE"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ConfigError(
+            f"LOCAL_CACHE_SIZE must be a number of bytes (an int; 0 turns the local cache off), not {size!r}."
+        )
+    max_age = values["LOCAL_CACHE_MAX_AGE"]
+    # Finite: it bounds how late a deploy or a purge reaches this process.
+    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 < max_age < float("inf"):
+        raise ConfigError(
+            f"LOCAL_CACHE_MAX_AGE must be a positive, finite number of seconds, not {max_age!r} "
+            "(to turn the local cache off, set LOCAL_CACHE_SIZE=0)."
+        )
 
     if isinstance(values["VERBOSITY"], bool) or not isinstance(values["VERBOSITY"], int):
         raise ConfigError(

@@ -77,6 +77,14 @@ class Connection:
                 views[0] = views[0][sent:]
 
 
+class CannotConnect(ConnectionError):
+    """No connection could be opened: nothing was sent (a caller may try another server)."""
+
+
+class ConnectTimeout(FunctionTimeout):
+    """No connection was accepted in time: nothing was sent."""
+
+
 def open_connection(host: str, port: int, deadline: float | None) -> Connection:
     """A new socket to ``host:port`` (TCP_NODELAY), within ``deadline``."""
     try:
@@ -84,9 +92,9 @@ def open_connection(host: str, port: int, deadline: float | None) -> Connection:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except socket.timeout as err:
-        raise FunctionTimeout(f"Timed out connecting to http://{host}:{port}") from err
+        raise ConnectTimeout(f"Timed out connecting to http://{host}:{port}") from err
     except OSError as err:
-        raise ConnectionError(f"Cannot connect to http://{host}:{port}: {err}") from err
+        raise CannotConnect(f"Cannot connect to http://{host}:{port}: {err}") from err
     return Connection(sock)
 
 

@@ -9,7 +9,9 @@
 
 The keyword arguments are sent as canonical JSON (``json.dumps(data,
 sort_keys=True)``) to ``POST /function/<name>?hash=<sha1 of the body>``; the
-hash lets a caching proxy key responses by their input.
+hash lets a caching proxy key responses by their input. With
+``LOCAL_CACHE_SIZE`` set, the host's fresh answers are also kept in this
+process (:mod:`js_host.local_cache`) and a call found there sends nothing.
 
 A ``fallback`` (a string, or a callable given the error) is returned instead of
 raising when the host is unavailable: it cannot be reached, has crashed, does
@@ -190,6 +192,11 @@ class Function:
         name = self.name
         host.require_function(name)
         body, digest = encode_request(kwargs, name)
+        cache = host.local_cache
+        if cache is not None:
+            kept = cache.get(name, digest)
+            if kept is not None:
+                return kept
         timeout = self.timeout if self.timeout is not None else host.function_timeout
         if logger.isEnabledFor(logging.DEBUG):
             emit(
@@ -203,7 +210,12 @@ class Function:
         response = host.request_function(name, f"{self._path}{digest}", body, timeout)
         status = response.status
         if status == 200:
-            return response.body.decode("utf-8")
+            output = response.body.decode("utf-8")
+            if cache is not None:
+                cache.answered(name, digest, response, output)
+            return output
+        if cache is not None:
+            cache.answered(name, digest, response, None)  # for the code version it reports
         text = response.body.decode("utf-8", "replace")
         if status == 500:
             js_message = js_error_message(text)

@@ -35,6 +35,7 @@ from .conf import Settings, settings, validate_url_override
 from .exceptions import ConfigError
 from .host_connection import HostConnection, Target
 from .host_status import HostStatus
+from .local_cache import LocalCache
 from .log import emit, install_console_handler, set_console_verbosity
 from .managed_host import ManagedHost
 from .manager import JSHostManager
@@ -47,7 +48,8 @@ class JSHost:
     """A host running ``config_file`` (default: ``settings.CONFIG_FILE``).
 
     Options left as None take their value from ``js_host.conf.settings``, as
-    does ``function_timeout`` (``FUNCTION_TIMEOUT``, read here, once).
+    do ``function_timeout`` (``FUNCTION_TIMEOUT``) and ``local_cache``
+    (``LOCAL_CACHE_SIZE``, ``LOCAL_CACHE_MAX_AGE``), read here, once.
     """
 
     expected_type_name = HostStatus.expected_type_name
@@ -74,6 +76,12 @@ class JSHost:
         self.config_file, self.path_to_node, self.bin_path = paths
         #: Seconds a Function of this host waits for its answer (unless it sets its own timeout).
         self.function_timeout: float = settings.FUNCTION_TIMEOUT
+        #: This process's copies of the host's fresh answers (LOCAL_CACHE_SIZE; None: off).
+        self.local_cache: LocalCache | None = (
+            LocalCache(settings.LOCAL_CACHE_SIZE, settings.LOCAL_CACHE_MAX_AGE)
+            if settings.LOCAL_CACHE_SIZE
+            else None
+        )
         #: The JSHostManager that spawns this host (None without USE_MANAGER).
         self.manager: JSHostManager | None = None
         self._managed: ManagedHost | None = None

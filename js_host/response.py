@@ -47,6 +47,16 @@ class Response:
         return self._headers
 
     @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The header fields as they came: (name, value) bytes, in order, repeats included."""
+        return self._raw_headers
+
+    def header_values(self, name: bytes) -> list[str]:
+        """Every value of the field ``name`` (lower case), in order: a repeated field such as
+        Cache-Control counts as its values joined by commas (RFC 9110, section 5.3)."""
+        return [value.decode("latin-1") for key, value in self._raw_headers if key.lower() == name]
+
+    @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 

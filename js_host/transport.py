@@ -44,6 +44,11 @@ MAX_IDLE = 32
 _RECV_SIZE = 262144
 
 
+class BodyTooLarge(UnexpectedResponse):
+    """The response's body is larger than the ``max_body`` asked for (the socket is closed,
+    the rest never read)."""
+
+
 class _Stale(Exception):
     """A reused socket turned out to be closed by the server before it can have
     processed the request: retried on a fresh socket."""
@@ -116,13 +121,17 @@ class Pool:
         *,
         headers: bytes = b"",
         timeout: float | None = None,
+        connect_timeout: float | None = None,
+        max_body: int | None = None,
     ) -> Response:
         """Send one request and return the whole response.
 
         ``target`` is the path with its query string; ``body`` is bytes or a list
         of buffers (sent with one sendmsg, not joined); ``headers`` are extra raw
         header lines, each ending in CRLF. ``timeout`` (seconds) bounds the whole
-        exchange.
+        exchange, ``connect_timeout`` the opening of a new socket (a
+        :class:`~js_host.connection.CannotConnect` or ``ConnectTimeout`` then says that
+        nothing was sent). A body above ``max_body`` bytes raises :class:`BodyTooLarge`.
         """
         data: bytes | list[bytes]
         # An IPv6 address goes in brackets in the Host header (RFC 9110, section 7.2).
@@ -155,12 +164,17 @@ class Pool:
         if conn is not None:
             try:
                 return self._exchange(
-                    key, conn, data, deadline, timeout, target, reused=True, get=method == "GET"
+                    key, conn, data, deadline, timeout, target, max_body, reused=True, get=method == "GET"
                 )
             except _Stale:
                 pass  # the server closed it before processing the request: once more on a fresh socket
-        conn = open_connection(host, port, deadline)
-        return self._exchange(key, conn, data, deadline, timeout, target, reused=False, get=False)
+        connect_by = deadline
+        if connect_timeout is not None:
+            connect_by = time.monotonic() + connect_timeout
+            if deadline is not None:
+                connect_by = min(connect_by, deadline)
+        conn = open_connection(host, port, connect_by)
+        return self._exchange(key, conn, data, deadline, timeout, target, max_body, reused=False, get=False)
 
     def _exchange(
         self,
@@ -170,6 +184,7 @@ class Pool:
         deadline: float | None,
         timeout: float | None,
         target: str,
+        max_body: int | None,
         *,
         reused: bool,
         get: bool,
@@ -190,7 +205,7 @@ class Pool:
                 if reused:
                     raise _Stale() from err
                 raise
-            response = self._read(conn, deadline, host, port, target, retry_eof=reused and get)
+            response = self._read(conn, deadline, host, port, target, max_body, retry_eof=reused and get)
         except _Stale:
             sock.close()
             raise
@@ -216,12 +231,21 @@ class Pool:
         return response
 
     def _read(
-        self, conn: Connection, deadline: float | None, host: str, port: int, target: str, *, retry_eof: bool
+        self,
+        conn: Connection,
+        deadline: float | None,
+        host: str,
+        port: int,
+        target: str,
+        max_body: int | None,
+        *,
+        retry_eof: bool,
     ) -> Response:
         sock = conn.sock
         proto = conn.proto
         proto.reset()
         first = True
+        received = 0
         while not proto.complete:
             if not first and deadline is not None:
                 left = remaining(deadline, host, port)
@@ -254,6 +278,12 @@ class Pool:
                     f"{request_url(host, port, target)} {err}; the connection was closed "
                     "(a function that writes to this.res itself can cause this)"
                 ) from None
+            if max_body is not None:
+                received += len(chunk)  # head and body: counting the body only once this is over
+                if received > max_body and sum(map(len, proto.body)) > max_body:
+                    raise BodyTooLarge(
+                        f"{request_url(host, port, target)} sent a body of over {max_body} bytes"
+                    )
         return proto.response()
 
 

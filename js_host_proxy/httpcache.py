@@ -32,6 +32,7 @@ scope, so everything it must do here is set explicitly and checked by the tests
 from __future__ import annotations
 
 import logging
+import re
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ from requests.adapters import HTTPAdapter
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.keys import UNVERSIONED, cache_key
-from js_host_proxy.connections import AlignedAdapter
+from js_host_proxy.connections import WHOLE_BODY, AlignedAdapter
 from js_host_proxy.policy import Storage, decide
 from js_host_proxy.versions import HEADER, CodeVersions
 
@@ -63,6 +64,9 @@ logger = logging.getLogger(__name__)
 FUNCTION_PREFIX = "/function/"
 #: CacheControl's serializer prefixes its format version.
 CC_PREFIX = b"cc=4,"
+# The usual URL of a cached call: a name with nothing quoted and ?hash=<lower-case sha1>
+# (what key_for_url's full parse gives for it, without the parse).
+_PLAIN_CALL = re.compile(r"^([a-z][a-z0-9+.-]*://[^/?#]*)/function/([A-Za-z0-9._~-]+)\?hash=([0-9a-f]{40})$")
 
 
 def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -100,7 +104,7 @@ class KeyedCache(BaseCache):
 
     def key_for_url(self, url: str) -> str | None:
         """The key to look ``url``'s call up: under the version its upstream runs."""
-        call = _call_of(url)
+        call = call_of(url)
         if call is None:
             return None
         base, name, digest = call
@@ -109,7 +113,7 @@ class KeyedCache(BaseCache):
     def stored_key(self, url: str, reported: str | None) -> str | None:
         """The key to store the answer to ``url``'s call under: the version it carried
         (``reported``; None when it carried none)."""
-        call = _call_of(url)
+        call = call_of(url)
         if call is None:
             return None
         base, name, digest = call
@@ -158,8 +162,11 @@ class KeyedCache(BaseCache):
             self.backend.delete(cache_key_)
 
 
-def _call_of(url: str) -> tuple[str, str, str] | None:
+def call_of(url: str) -> tuple[str, str, str] | None:
     """(upstream base URL, function name, hash) of a function call's URL; None for others."""
+    plain = _PLAIN_CALL.match(url)
+    if plain is not None:  # the app's own form: nothing to unquote, a lower-case hex hash
+        return plain[1], plain[2], plain[3]
     parts = urlsplit(url)
     if not parts.path.startswith(FUNCTION_PREFIX):
         return None
@@ -296,7 +303,15 @@ class POSTCacheAdapter(CacheControlAdapter, AlignedAdapter):
         logger.debug(
             "%s %s: %s", "storable" if storage.storable else "not storable", request.url, storage.reason
         )
-        if storage.storable:
+        whole = getattr(response, WHOLE_BODY, None)
+        if storage.storable and whole is not None:
+            # Read whole already (AlignedAdapter): stored now, without CacheControl's copy of
+            # the body to a temporary file on its way to the controller.
+            setattr(response, STORAGE, storage)
+            self.controller.cache_response(request, response, whole)
+            built = HTTPAdapter.build_response(self, request, response)
+            built.from_cache = False  # type: ignore[attr-defined]
+        elif storage.storable:
             setattr(response, STORAGE, storage)
             built = super().build_response(request, response)  # CacheControl stores it once read whole
         else:

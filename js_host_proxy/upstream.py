@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 from js_host.exceptions import JSHostError
-from js_host_proxy.connections import InterimError
+from js_host_proxy.connections import AlignedAdapter, BrokenAnswer, InterimError, ResponseTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,10 @@ class UpstreamPool:
                 # Straight to the session's adapter: Session.send's cookies, hooks and redirect
                 # handling are of no use here and cost ~0.15 ms a call.
                 prepared = self.prepare(method, base, path_qs, body, headers)
-                response = session.get_adapter(url).send(prepared, stream=True, timeout=self.timeout)
+                adapter = session.get_adapter(url)
+                if isinstance(adapter, AlignedAdapter) and adapter.max_response != self.max_response:
+                    adapter.max_response = self.max_response  # it reads answers whole: at most this
+                response = adapter.send(prepared, stream=True, timeout=self.timeout)
             except (requests.ConnectionError, requests.ConnectTimeout) as err:
                 if isinstance(err, requests.ReadTimeout):
                     raise self._timeout(base, method, path_qs) from err
@@ -145,6 +148,14 @@ class UpstreamPool:
                 continue
             except requests.Timeout as err:
                 raise self._timeout(base, method, path_qs) from err
+            except ResponseTooLarge as err:
+                raise self._too_large(
+                    base, method, path_qs, f"a body of over {self.max_response} bytes"
+                ) from err
+            except BrokenAnswer as err:
+                raise UpstreamUnavailable(
+                    f"js-host-proxy: the host at {base} broke off its answer: {_reason(err)}"
+                ) from err
             except requests.RequestException as err:
                 raise UpstreamUnavailable(
                     f"js-host-proxy: calling the host at {base} failed: {_reason(err)}"

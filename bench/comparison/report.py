@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from typing import Callable
 
 from support import BENCH, ROOT
 from support.tables import fmt_time, format_table
@@ -15,11 +16,14 @@ from .results import (
     DIRECT,
     EXECJS,
     FLOOR,
+    GUNICORN_FLOOR,
     LEGACY,
+    LOCAL_HIT,
     NGINX_HIT,
     ORDER,
     PAYLOADS,
     PROXY_HIT,
+    PROXY_MISS,
     PROXY_STALE,
     THREADS,
     Results,
@@ -74,6 +78,22 @@ def versus(results: Results, name: str, other: str) -> str | None:
     return ", ".join(parts)
 
 
+def compared(
+    results: Results, name: str, other: str, figure: Callable[[float, float], str], payloads: tuple[str, ...]
+) -> str | None:
+    """``figure(name's per-call time, other's)`` for each payload and thread count."""
+    mine, theirs = results.subjects.get(name), results.subjects.get(other)
+    if not (mine and mine.calls and theirs and theirs.calls):
+        return None
+    parts = []
+    for payload in payloads:
+        for threads in THREADS:
+            a, b = mine.median_call(payload, threads), theirs.median_call(payload, threads)
+            if a and b:
+                parts.append(f"{payload} x{threads}: {figure(a, b)}")
+    return ", ".join(parts) or None
+
+
 def summary(results: Results) -> list[str]:
     lines = []
     for name, other, what in (
@@ -83,6 +103,33 @@ def summary(results: Results) -> list[str]:
         (PROXY_HIT, PROXY_STALE, "a stale-while-revalidate answer takes, in proxy hits"),
     ):
         figures = versus(results, name, other)
+        if figures:
+            lines.append(f"- {what}: {figures}")
+    # The targets, each a ratio or a difference of two subjects measured in this run.
+    for name, other, figure, payloads, what in (
+        (
+            LOCAL_HIT,
+            NGINX_HIT,
+            lambda a, b: f"{a / b:.2f}x",
+            PAYLOADS,
+            "a local cache hit over an nginx proxy_cache hit of the same call (target <= 0.3x)",
+        ),
+        (
+            PROXY_MISS,
+            DIRECT,
+            lambda a, b: f"{(a - b) * 1000:+.2f} ms",
+            PAYLOADS,
+            "a miss through the proxy over a direct call (target <= +1.0 ms)",
+        ),
+        (
+            PROXY_HIT,
+            GUNICORN_FLOOR,
+            lambda a, b: f"{b / a:.2f}x",
+            PAYLOADS[:1],  # the floor answers a constant 24 bytes
+            "proxy hits per second over the gunicorn floor's, same worker (target >= 0.9x)",
+        ),
+    ):
+        figures = compared(results, name, other, figure, payloads)
         if figures:
             lines.append(f"- {what}: {figures}")
     return lines

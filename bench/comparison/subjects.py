@@ -23,7 +23,9 @@ from .results import (
     DIRECT,
     EXECJS,
     FLOOR,
+    GUNICORN_FLOOR,
     LEGACY,
+    LOCAL_HIT,
     NGINX_HIT,
     NGINX_MISS,
     PROXY_HIT,
@@ -57,9 +59,10 @@ _unique = itertools.count()
 _run = uuid.uuid4().hex[:8]
 
 
-def function_maker(url: str, *, miss: bool = False) -> Maker:
-    """Function.call against ``url``; with ``miss``, every call's data differs (a cache miss)."""
-    function = function_on(url)
+def function_maker(url: str, *, miss: bool = False, local_cache: int = 0) -> Maker:
+    """Function.call against ``url``; with ``miss``, every call's data differs (a cache miss);
+    with ``local_cache`` bytes, answered from the process's local cache after the first."""
+    function = function_on(url, local_cache=local_cache)
 
     def make(payload: str) -> MakeCall:
         data = DATA[payload]
@@ -200,13 +203,21 @@ def start(subjects: Subjects, results: Results, missing: dict[str, str | None]) 
         log_level="info",
     )
     subjects.started.append(stale)
+    # The proxy's worker (gunicorn.conf.py) around an app that answers a constant: the floor
+    # of any answer the proxy gives.
+    gunicorn_floor, gunicorn_floor_url = start_proxy(
+        subjects.tmp, host.url, app="proxy_floor_app:app", log_level="info"
+    )
+    subjects.started.append(gunicorn_floor)
     subjects.makers.update(
         {
             FLOOR: floor_maker(floor.port),
             DIRECT: function_maker(host.url),
+            LOCAL_HIT: function_maker(host.url, local_cache=1 << 20),
             PROXY_HIT: function_maker(proxy_url),
             PROXY_MISS: function_maker(proxy_url, miss=True),
             PROXY_STALE: stale_maker(stale_url),
+            GUNICORN_FLOOR: function_maker(gunicorn_floor_url),
         }
     )
     if not missing[NGINX_HIT]:

@@ -21,6 +21,7 @@ from js_host import verbosity  # noqa: E402  (after the path above)
 from js_host.conf import settings  # noqa: E402
 from js_host.function import Function, serialize  # noqa: E402
 from js_host.host import JSHost  # noqa: E402
+from js_host.local_cache import LocalCache  # noqa: E402
 
 __all__ = ["serialize"]  # for the scripts, which import js_host only from here
 
@@ -51,9 +52,15 @@ def host_config(workdir: Path, port: int, extra: str = "") -> Path:
     return path
 
 
-def function_on(url: str, bin_path: Path = BINS["bundled"], name: str = "echo") -> Function:
-    """``Function(name)`` (of the echo config) against the host at ``url``."""
-    return Function(name, host=JSHost(str(CONFIG), url_override=url, bin_path=str(bin_path)))
+def function_on(
+    url: str, bin_path: Path = BINS["bundled"], name: str = "echo", *, local_cache: int = 0
+) -> Function:
+    """``Function(name)`` (of the echo config) against the host at ``url``; with
+    ``local_cache`` bytes of local cache (what LOCAL_CACHE_SIZE gives every host)."""
+    host = JSHost(str(CONFIG), url_override=url, bin_path=str(bin_path))
+    if local_cache:
+        host.local_cache = LocalCache(local_cache, 60.0)
+    return Function(name, host=host)
 
 
 def raw_client(port: int, body: bytes) -> Callable[[], bytes]:

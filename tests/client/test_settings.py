@@ -29,6 +29,7 @@ def test_defaults() -> None:
     assert fresh.CONNECT_ONCE_CONFIGURED is True
     assert fresh.URL_OVERRIDE is None
     assert fresh.VERBOSITY == verbosity.PROCESS_START
+    assert fresh.LOCAL_CACHE_SIZE == 0 and fresh.LOCAL_CACHE_MAX_AGE == 60.0
     assert fresh.configured is False
 
 
@@ -51,6 +52,10 @@ def configure_kw(tmp_path: Path, **kw):
         ({"SOURCE_ROOT": "/nonexistent/dir"}, ["'/nonexistent/dir'"]),
         ({"FUNCTION_TIMEOUT": 0}, ["FUNCTION_TIMEOUT", "0"]),
         ({"USE_MANAGER": "yes"}, ["USE_MANAGER", "'yes'"]),
+        ({"LOCAL_CACHE_SIZE": -1}, ["LOCAL_CACHE_SIZE", "-1"]),
+        ({"LOCAL_CACHE_SIZE": "1MB"}, ["LOCAL_CACHE_SIZE", "'1MB'", "int"]),
+        ({"LOCAL_CACHE_MAX_AGE": 0}, ["LOCAL_CACHE_MAX_AGE", "0", "LOCAL_CACHE_SIZE=0"]),
+        ({"LOCAL_CACHE_MAX_AGE": float("inf")}, ["LOCAL_CACHE_MAX_AGE", "inf", "finite"]),
     ],
 )
 def test_invalid_settings_name_the_value(tmp_path: Path, kw: dict, names: list[str]) -> None:

@@ -1,7 +1,8 @@
 """The hit and miss paths' shortcuts give exactly what the plain code gives: parsed
 entries are reused only while the backend holds the same bytes, the prepared
 upstream request equals requests' own, large file entries are read whole, and
-gunicorn's Date header keeps gunicorn's text."""
+gunicorn's Date header keeps gunicorn's text; calls to a plain http:// host share
+kept-alive connections, others go through urllib3."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import requests
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import READ_SIZE, FileCache
 from js_host_proxy.cache.memory import MemoryCache
+from js_host_proxy.httpcache import call_of
 from js_host_proxy.upstream import UpstreamPool
-from tests.support.proxy import Proxy, Upstream
+from tests.support.proxy import Proxy, Upstream, sha1
+from tests.support.scripted_upstream import ScriptedUpstream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,3 +99,46 @@ def test_a_large_answer_is_served_whole_from_the_cache(make_proxy: Callable[...,
     assert [r.headers["X-Cache"] for r in (miss, hit, again)] == ["MISS", "HIT", "HIT"]
     assert miss.data == hit.data == again.data and len(hit.data) > 100_000
     assert upstream.calls("echo") == 1
+
+
+def test_calls_to_a_plain_http_host_share_one_kept_alive_connection(
+    scripted_proxy: Callable[..., Proxy], scripted: ScriptedUpstream
+):
+    scripted.script(
+        "/function/kept", b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nok"
+    )
+    proxy = scripted_proxy()
+    credentials = {"Cookie": "session=1", "Authorization": "Bearer 1"}
+    answers = [proxy.call("kept", {"n": i}, headers=credentials) for i in range(10)]
+    assert [(a.status_code, a.headers["X-Cache"], a.data) for a in answers] == [(200, "MISS", b"ok")] * 10
+    assert proxy.call("kept", {"n": 3}).headers["X-Cache"] == "HIT"
+    assert scripted.requests("/function/kept") == 10 and scripted.connections == 1
+    # The fields a requests session would send, and none of the client's credentials.
+    sent = scripted.seen_headers[-1]
+    assert sent["host"] == f"127.0.0.1:{scripted.port}" and sent["content-length"] == "8"
+    assert (sent["accept-encoding"], sent["via"]) == ("identity", "1.1 js-host-proxy")
+    assert "cookie" not in sent and "authorization" not in sent
+
+
+def test_a_host_url_with_credentials_is_called_through_urllib3(
+    scripted_proxy: Callable[..., Proxy], scripted: ScriptedUpstream
+):
+    proxy = scripted_proxy(upstreams=(f"http://user:secret@127.0.0.1:{scripted.port}",))
+    answer = proxy.call("creds", {"n": 1})
+    assert (answer.status_code, answer.data) == (200, b"ok")
+    assert scripted.seen_headers[-1]["authorization"].startswith("Basic ")
+
+
+def test_the_call_of_a_plain_url_is_the_one_the_full_parse_gives():
+    digest = sha1(b"{}")
+    cases = {
+        f"http://127.0.0.1:9009/function/echo?hash={digest}": ("http://127.0.0.1:9009", "echo"),  # fast path
+        f"http://[::1]:1/function/a.b-c_d~?hash={digest}": ("http://[::1]:1", "a.b-c_d~"),  # fast path
+        f"http://h/function/%C3%A9?hash={digest}": ("http://h", "\u00c3\u00a9"),  # quoted: WSGI latin-1
+        f"http://h/function/echo?hash={digest.upper()}": ("http://h", "echo"),
+        f"http://h/function/echo?hash={digest}&x=1": ("http://h", "echo"),
+    }
+    for url, (base, name) in cases.items():
+        assert call_of(url) == (base, name, digest), url
+    assert call_of("http://h/status") is None
+    assert call_of("http://h/function/echo") is None
