@@ -50,6 +50,18 @@ def test_configure_spawns_the_manager_and_the_host(manager_env, impl) -> None:
     assert stat.S_IMODE(os.stat(manager_env["runtime"] / "manager.secret").st_mode) == 0o600
 
 
+def test_the_default_host_imported_before_configure_follows_the_settings(manager_env) -> None:
+    settings.reset()
+    from js_host.host import host  # bound before configure(), as an application module does
+
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    assert host.manager is not None and host.use_manager
+    first = int(Function("pid").call())
+    assert host.restart() is not None
+    assert int(Function("pid").call()) != first
+    assert "default host" in repr(host) and str(manager_env["config"]) in repr(host)
+
+
 def port_of(manager_env) -> int:
     from js_host.host import host
 
