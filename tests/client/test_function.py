@@ -143,6 +143,31 @@ def test_no_host_running(tmp_path, client_settings) -> None:
     assert isinstance(info.value, JSHostError)
 
 
+def test_another_program_on_the_hosts_port_is_named_not_advised_to_start_there(
+    tmp_path, client_settings
+) -> None:
+    import http.server
+    import threading
+
+    # Some other web server on the config's port: starting the host there would fail (EADDRINUSE).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        write_config(tmp_path, port=port)
+        with pytest.raises(ConnectionError) as info:
+            client_settings(SOURCE_ROOT=str(tmp_path), BIN_PATH=str(NPM_BIN))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    message = str(info.value)
+    assert f"Something else holds http://127.0.0.1:{port}" in message, message
+    assert "answered 501" in message and f"sport = :{port}" in message and "host.config.js" in message
+    assert "Start it with" not in message
+
+
 def test_a_function_on_an_explicit_host(configured, host_config, impl) -> None:
     host = JSHost(str(host_config), bin_path=bin_setting(impl).get("BIN_PATH"))
     assert not host.has_connected
