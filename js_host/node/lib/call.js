@@ -78,7 +78,10 @@ class FunctionCall extends BodyReader {
     let error = err ? toError(err) : null;
     if (error === null) {
       if (!output) {
-        error = new Error(`Function failed to provide valid output. Provided: "${output}"`);
+        error = new Error(
+          `Function failed to provide valid output. Provided: "${output}". A falsy output (undefined, null, ` +
+            'false, 0, "") is an error, as in js-host 0.11: call back with a non-empty string or an object.',
+        );
       } else if (typeof output === 'string') {
         body = output;
       } else if (typeof output === 'object' || typeof output === 'function') {

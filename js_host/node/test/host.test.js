@@ -70,6 +70,8 @@ describe('host', () => {
       const res = await call(host, 'falsy', { value });
       assert.equal(res.status, 500);
       assert.match(res.body, /^Error: Function failed to provide valid output\. Provided: "/);
+      // Why that is an error, and what to return instead.
+      assert.match(res.body, /A falsy output .* is an error, as in js-host 0\.11: call back with a non-empty string or an object/);
     }
   });
 
