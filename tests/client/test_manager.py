@@ -94,6 +94,26 @@ def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env)
     assert wait_for(lambda: not manager.is_running()), "the manager did not exit"
 
 
+def test_a_one_millisecond_disconnect_timeout_still_serves_calls(manager_env, tmp_path) -> None:
+    # The 2015 suites' config: disconnectTimeout 1. The host must wait for the client that
+    # started it to connect (the timer runs from a disconnect only, as in js-host 0.11).
+    config = write_config(tmp_path, name="quick.config.js", port=free_port(), disconnectTimeout=1)
+    try:
+        settings.configure(VERBOSITY=0, CONFIG_FILE=str(config), **manager_env["settings"])
+        assert Function("hello_world").call(name="quick") == "Hello, quick!"
+        from js_host.host import host
+
+        host_pid = int(Function("pid").call())
+        host.disconnect()
+        assert wait_for(lambda: not pid_alive(host_pid)), "the host did not stop after its last disconnect"
+    finally:
+        settings.reset()
+        with contextlib.suppress(Exception):
+            manager = JSHostManager(str(config), bin_path=manager_env["settings"].get("BIN_PATH"))
+            if manager.is_running():
+                manager.stop()
+
+
 def test_reconnecting_before_the_timeout_keeps_the_host(manager_env) -> None:
     settings.configure(VERBOSITY=0, **manager_env["settings"])
     from js_host.host import host
