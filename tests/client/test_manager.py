@@ -81,7 +81,7 @@ def test_hosts_are_pooled_by_config_path(manager_env) -> None:
     assert Function("pid", host=other).call() == Function("pid").call()
 
 
-def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env) -> None:
+def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env, caplog) -> None:
     settings.configure(VERBOSITY=0, **manager_env["settings"])
     from js_host.host import host
 
@@ -92,6 +92,10 @@ def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env)
     # disconnectTimeout is 300 ms in this config.
     assert wait_for(lambda: not pid_alive(host_pid)), "the host did not stop"
     assert wait_for(lambda: not manager.is_running()), "the manager did not exit"
+    # Stopping a manager that exited on its own is nothing to do, not an error.
+    with caplog.at_level("DEBUG", logger="js_host.manager"):
+        manager.stop()
+    assert "is not running: nothing to stop" in caplog.text
 
 
 def test_a_one_millisecond_disconnect_timeout_still_serves_calls(manager_env, tmp_path) -> None:
