@@ -133,6 +133,12 @@ def test_function_names_must_be_strings(name) -> None:
         Function(name)
 
 
+def test_a_function_without_a_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Function()
+    assert "needs a name" in str(info.value)
+
+
 def test_no_host_running(tmp_path, client_settings) -> None:
     from tests.support.processes import free_port
 
