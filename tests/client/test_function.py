@@ -190,7 +190,9 @@ def test_host_introspection(configured, host_config, impl) -> None:
     assert host.path_to_node.endswith("node")
     assert host.is_running()
     status = host.request_status()
-    assert status["type"] == "Host" and status["version"] in (js_host.__version__, "0.11.7")
+    # Both announce the js-host protocol 0.11; ours also says which release it is.
+    assert status["type"] == "Host" and status["version"] == "0.11.7"
+    assert status.get("packageVersion", js_host.__version__) == js_host.__version__
     assert "double" in host.get_status()["config"]["functions"]
     with pytest.raises(ConfigError):
         host.start()

@@ -33,7 +33,9 @@ describe('host', () => {
     const status = JSON.parse(res.body);
     assert.deepEqual(status, host.status);
     assert.equal(status.type, 'Host');
-    assert.equal(status.version, VERSION);
+    // "version" is the js-host protocol, which the 2015 clients check; "packageVersion" this release.
+    assert.equal(status.version, '0.11.7');
+    assert.equal(status.packageVersion, VERSION);
     assert.equal(status.config.address, '127.0.0.1');
     assert.equal(status.config.port, host.port);
     assert.equal(typeof status.config.port, 'number');
