@@ -75,6 +75,11 @@ class BaseServer {
     this.lastAllowedHost = null;
     this.closing = false;
     this.statusBody = null;
+    // Requests being answered (counted from handle() to the response's 'close'): see send().
+    this.inFlight = 0;
+    this.onAnswered = () => {
+      this.inFlight -= 1;
+    };
     this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
     watchConnections(this.server, this.limits, (socket) =>
       this.logger.warn(
@@ -156,6 +161,8 @@ class BaseServer {
   handle(req, res) {
     if (!admit(req, res, this.limits, this.onTooMany)) return;
     res.jsHostStart = performance.now();
+    this.inFlight += 1;
+    res.once('close', this.onAnswered);
     if (this.hostCheck !== null) {
       const host = rawHeader(req, 'host');
       // Clients send the same Host header every time: remember the last good one.
@@ -247,10 +254,14 @@ class BaseServer {
     if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
     if (this.codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, this.codeVersion);
     if (this.closing) headers.push('Connection', 'close');
-    res.writeHead(status, headers);
-    res.end(body);
     const ms = (performance.now() - res.jsHostStart).toFixed(2);
     this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
+    // The lines of an answer are written before it when no other request is in flight: a
+    // client that reads the log right after its answer finds them. Under concurrent load
+    // they wait for the logger's batch (at most FLUSH_INTERVAL_MS), one write for many.
+    if (this.inFlight <= 1) this.logger.flush();
+    res.writeHead(status, headers);
+    res.end(body);
   }
 
   sendJson(req, res, status, value) {
