@@ -40,6 +40,10 @@ def test_configure_spawns_the_manager_and_the_host(manager_env, impl) -> None:
     assert host.is_running() and host.get_url() != host.manager.get_url()
     assert Function("hello_world").call(name="M") == "Hello, M!"
     assert host.logfile and wait_for(lambda: os.path.exists(host.logfile), 5)
+    if impl == "bundled":  # read right after the answer: its lines are already there
+        assert Function("echo").call(text="logged") == "logged"
+        log = Path(host.logfile).read_text()
+        assert "Host: calling function echo\n" in log and "Host: function echo completed\n" in log, log
     # The manager listens on the config's port: the runtime dir holds the secret.
     assert stat.S_IMODE(os.stat(manager_env["runtime"]).st_mode) == 0o700
     if impl != "bundled":  # js-host 0.11's manager has no authentication: no secret is made for it
