@@ -7,11 +7,11 @@
 // appended to strings and written at most every FLUSH_INTERVAL_MS, the console
 // in one write (synchronous for files and pipes in Node), the logfile in one
 // fs.writeSync (a few KB into the page cache). Under load a write then carries
-// hundreds of lines instead of one. A server with a single request in flight
-// flushes before it answers (server.js), so that a client reading the log
-// right after its answer finds that answer's lines. What is pending when the
-// process exits is written synchronously (flushSync, from the CLI's 'exit'
-// handler).
+// hundreds of lines instead of one. A server also flushes before the first
+// answer of each event-loop turn and at the end of that turn (server.js), so
+// that a client reading the log right after its answer finds its lines. What is
+// pending when the process exits is written synchronously (flushSync, from the
+// CLI's 'exit' handler).
 //
 // `silent: true` turns the console off, but as in js-host 0.11 (whose thrown
 // errors and uncaught exceptions reached stderr whatever its logger) the

@@ -75,10 +75,11 @@ class BaseServer {
     this.lastAllowedHost = null;
     this.closing = false;
     this.statusBody = null;
-    // Requests being answered (counted from handle() to the response's 'close'): see send().
-    this.inFlight = 0;
-    this.onAnswered = () => {
-      this.inFlight -= 1;
+    // Whether this event-loop turn has sent an answer yet: see send().
+    this.answeredThisTurn = false;
+    this.endTurn = () => {
+      this.answeredThisTurn = false;
+      this.logger.flush();
     };
     this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
     watchConnections(this.server, this.limits, (socket) =>
@@ -161,8 +162,6 @@ class BaseServer {
   handle(req, res) {
     if (!admit(req, res, this.limits, this.onTooMany)) return;
     res.jsHostStart = performance.now();
-    this.inFlight += 1;
-    res.once('close', this.onAnswered);
     if (this.hostCheck !== null) {
       const host = rawHeader(req, 'host');
       // Clients send the same Host header every time: remember the last good one.
@@ -256,10 +255,15 @@ class BaseServer {
     if (this.closing) headers.push('Connection', 'close');
     const ms = (performance.now() - res.jsHostStart).toFixed(2);
     this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
-    // The lines of an answer are written before it when no other request is in flight: a
-    // client that reads the log right after its answer finds them. Under concurrent load
-    // they wait for the logger's batch (at most FLUSH_INTERVAL_MS), one write for many.
-    if (this.inFlight <= 1) this.logger.flush();
+    // The first answer of an event-loop turn leaves after its log lines are written: a client
+    // that waits for each answer finds its lines in the log when the answer arrives. The lines
+    // of the turn's other answers (under concurrent load) are written at the end of the turn,
+    // in one write: two writes a turn, however many answers it sends.
+    if (!this.answeredThisTurn) {
+      this.answeredThisTurn = true;
+      this.logger.flush();
+      setImmediate(this.endTurn);
+    }
     res.writeHead(status, headers);
     res.end(body);
   }
