@@ -57,7 +57,7 @@ class FunctionCall extends BodyReader {
 
   rejected(err) {
     if (this.done) {
-      this.host.logger.error(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
+      this.host.logger.errorToStderr(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
       return;
     }
     this.complete(err === undefined || err === null ? new Error(`Promise rejected with ${err}`) : err, undefined, true);
