@@ -7,9 +7,9 @@
 // appended to strings and written at most every FLUSH_INTERVAL_MS, the console
 // in one write (synchronous for files and pipes in Node), the logfile in one
 // fs.writeSync (a few KB into the page cache). Under load a write then carries
-// hundreds of lines instead of one. A server also flushes before the first
-// answer of each event-loop turn and at the end of that turn (server.js), so
-// that a client reading the log right after its answer finds its lines. What is
+// hundreds of lines instead of one. A server also writes the logfile before the
+// first answer of each event-loop turn and at the end of that turn (server.js),
+// so that a client reading it right after its answer finds its lines. What is
 // pending when the process exits is written synchronously (flushSync, from the
 // CLI's 'exit' handler).
 //
@@ -136,11 +136,19 @@ class Logger {
         writeConsole(process.stderr, err);
       }
     }
-    if (this.fileBuffer !== '') {
-      const data = this.fileBuffer;
-      this.fileBuffer = '';
-      this.writeFile(data);
-    }
+    this.flushFile();
+  }
+
+  hasFile() {
+    return this.fileFd !== null;
+  }
+
+  /** Write the logfile's pending lines now (the console keeps its batch). */
+  flushFile() {
+    if (this.fileBuffer === '') return;
+    const data = this.fileBuffer;
+    this.fileBuffer = '';
+    this.writeFile(data);
   }
 
   writeFile(data) {

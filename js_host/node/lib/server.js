@@ -79,7 +79,7 @@ class BaseServer {
     this.answeredThisTurn = false;
     this.endTurn = () => {
       this.answeredThisTurn = false;
-      this.logger.flush();
+      this.logger.flushFile();
     };
     this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
     watchConnections(this.server, this.limits, (socket) =>
@@ -255,13 +255,13 @@ class BaseServer {
     if (this.closing) headers.push('Connection', 'close');
     const ms = (performance.now() - res.jsHostStart).toFixed(2);
     this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
-    // The first answer of an event-loop turn leaves after its log lines are written: a client
-    // that waits for each answer finds its lines in the log when the answer arrives. The lines
-    // of the turn's other answers (under concurrent load) are written at the end of the turn,
-    // in one write: two writes a turn, however many answers it sends.
-    if (!this.answeredThisTurn) {
+    // The first answer of an event-loop turn leaves after the logfile has its lines: a client
+    // that waits for each answer finds them there when the answer arrives. The lines of the
+    // turn's other answers (under concurrent load) are written at the end of the turn, in one
+    // write: two writes a turn, however many answers it sends. The console keeps its batches.
+    if (!this.answeredThisTurn && this.logger.hasFile()) {
       this.answeredThisTurn = true;
-      this.logger.flush();
+      this.logger.flushFile();
       setImmediate(this.endTurn);
     }
     res.writeHead(status, headers);
