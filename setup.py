@@ -11,7 +11,9 @@ HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "js_host" / "__init__.py").read_text()).group(1)
 
 setup(
-    name="js-host",
+    # The import names stay js_host and js_host_proxy; "js-host" on the package index is the
+    # 2015 client (0.2.0), and npm's "js-host" the 2015 host: this is js-host-server on both.
+    name="js-host-server",
     version=VERSION,
     description="Call JavaScript functions that run in a persistent Node.js process, with a caching proxy.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),

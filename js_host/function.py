@@ -141,12 +141,16 @@ class Function:
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         host: JSHost | None = None,
         timeout: float | None = None,
         *,
         fallback: Fallback | None = None,
     ) -> None:
+        if name is None:  # Function(): a ConfigError, as in js-host 0.2.0, not Python's TypeError
+            raise ConfigError(
+                "Function() needs a name: one of the functions of the host's config, e.g. Function('render')."
+            )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Function names must be non-empty strings, not {name!r}.")
         if timeout is not None and (

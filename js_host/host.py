@@ -1,7 +1,8 @@
 """``JSHost``: the bridge to one JavaScript environment (one config file).
 
 ``js_host.host.host`` is the default host, built from ``js_host.conf.settings``
-on first use (never on import)::
+on first use (never on import), and built again after each ``configure()``; the name
+follows it, even when imported before ``configure()``::
 
     from js_host.host import host
     host.get_url()
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 from . import verbosity
 from .conf import Settings, settings, validate_url_override
@@ -305,7 +306,30 @@ def _settings_changed(changed: Settings) -> None:
 settings.subscribe(_settings_changed)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "host":
-        return get_default_host()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class DefaultHost:
+    """``js_host.host.host``: whichever host the current settings built (on first use).
+
+    ``from js_host.host import host`` binds a name once, often before ``settings.configure()``;
+    a plain JSHost there would keep the settings of that moment (no manager, say) after every
+    later configure(). This stand-in looks the default host up at each use instead, so it
+    follows the settings. Dunder names are not forwarded: introspection (``copy``, pytest,
+    ``hasattr(x, "__wrapped__")``) must not build a host.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(get_default_host(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(get_default_host(), name, value)
+
+    def __repr__(self) -> str:
+        built = _default
+        return f"<default host: {built!r}>" if built is not None else "<default host (not built yet)>"
+
+
+#: The spec's default host. Typed as a JSHost: it has each of its attributes and methods.
+host: JSHost = cast(JSHost, DefaultHost())

@@ -13,11 +13,12 @@ one of these. The status comes from one of three places:
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from .conf import Paths
 from .config_status import read_config_status
-from .endpoint import config_url, parse_status, request
+from .endpoint import config_url, parse_status, request, split_url
 from .exceptions import ConnectionError, FunctionTimeout, JSHostError, UnexpectedResponse  # noqa: A004
 from .managed_host import ManagedHost
 
@@ -96,8 +97,28 @@ class HostStatus:
                 f"Cannot connect to the host through URL_OVERRIDE {self.url_override}; check that the host "
                 f"(and the proxy in front of it, if any) runs and can be reached from here. {reason}"
             )
+        url = self.url()
+        if something_listens(url):
+            # Starting the host there would fail with EADDRINUSE: say who is in the way instead.
+            port = split_url(url)[1]
+            return (
+                f"Something else holds {url}: it accepts connections but is not a js-host host "
+                f"answering GET /status ({reason or 'no answer'}). Stop the program listening there "
+                f"(`ss -ltnp 'sport = :{port}'` names it), or give the host another `port` in "
+                f"{self.config_file}."
+            )
         return (
-            f"Cannot connect to a host at {self.url()}. Start it with "
+            f"Cannot connect to a host at {url}. Start it with "
             f"`{self.path_to_node} {self.bin_path} {self.config_file}`, or set USE_MANAGER=True in "
             "development."
         )
+
+
+def something_listens(url: str) -> bool:
+    """True if a connection to ``url``'s address is accepted (by whatever listens there)."""
+    address, port, _ = split_url(url)
+    try:
+        socket.create_connection((address.strip("[]"), port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True

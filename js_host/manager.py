@@ -264,8 +264,15 @@ class JSHostManager:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        """Ask the manager to stop its hosts and exit."""
-        response = self._send("POST", "/manager/stop")
+        """Ask the manager to stop its hosts and exit; a manager that has already exited (after
+        its last host stopped, say) is left alone."""
+        try:
+            response = self._send("POST", "/manager/stop")
+        except ConnectionError as err:
+            if self.is_running():
+                raise
+            logger.debug("%s is not running: nothing to stop (%s)", self.get_name(), err)
+            return
         if response.status != 200:
             raise UnexpectedResponse(
                 f"Stopping {self.get_name()} failed: {response.status}: {response.text.strip()}"

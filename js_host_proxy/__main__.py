@@ -3,9 +3,10 @@
     js-host-proxy serve [--upstream URL[,URL]] [--bind ADDR] [--cache URL] [--workers N] ...
     js-host-proxy purge (--all | --function NAME | --version V | --namespace NS | --expired) [--cache URL]
 
-``serve`` runs gunicorn with the project's ``gunicorn.conf.py`` (beside the package), or
-the file given with ``--gunicorn-conf``; never one found in the current folder, which may
-belong to another user. Its options set the matching ``JS_HOST_PROXY_*`` variables.
+``serve`` runs gunicorn with the settings shipped in the package
+(``js_host_proxy.gunicorn_settings``), or the file given with ``--gunicorn-conf`` (e.g. the
+project's ``gunicorn.conf.py``); never one found in the current folder, which may belong to
+another user. Its options set the matching ``JS_HOST_PROXY_*`` variables.
 """
 
 from __future__ import annotations
@@ -32,22 +33,24 @@ SERVE_OPTIONS = {
 }
 
 
-#: The project's own gunicorn settings: the file beside the package, in a checkout or an
-#: image (never one looked up through the current directory).
-PROJECT_CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+#: The packaged gunicorn settings serve runs with by default: a module inside the package,
+#: so that it works from any folder after ``pip install`` (never a file looked up through
+#: the current directory).
+PACKAGED_CONF = "python:js_host_proxy.gunicorn_settings"
 
 
-def find_gunicorn_conf(explicit: str | None = None) -> Path:
-    """The gunicorn config serve runs with: ``explicit`` (made absolute) or PROJECT_CONF.
+def find_gunicorn_conf(explicit: str | None = None) -> str:
+    """The gunicorn config serve runs with: ``explicit`` (made absolute) or PACKAGED_CONF.
 
     A ``./gunicorn.conf.py`` is never used unless named: whoever can write the folder a
     privileged user starts the proxy from would otherwise run code as that user.
     """
-    path = Path(explicit).resolve() if explicit else PROJECT_CONF
+    if not explicit:
+        return PACKAGED_CONF
+    path = Path(explicit).resolve()
     if not path.is_file():
-        hint = "pass an existing file" if explicit else "pass --gunicorn-conf PATH (a copy of the project's)"
-        raise ConfigError(f"no gunicorn config at {path}: {hint}")
-    return path
+        raise ConfigError(f"no gunicorn config at {path}: pass an existing file to --gunicorn-conf")
+    return str(path)
 
 
 def _without_dir(paths: list[str], folder: str) -> list[str]:
@@ -76,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
 
     sys.path[:] = _without_dir(sys.path, started_in)
     # An explicit --config: gunicorn's own default is ./gunicorn.conf.py.
-    sys.argv = ["js-host-proxy", "--config", str(conf)]
+    sys.argv = ["js-host-proxy", "--config", conf]
     ProxyApplication("%(prog)s serve [OPTIONS]", prog="js-host-proxy").run()  # exits itself
     return 0
 
@@ -124,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the proxy under gunicorn")
     for option, (variable, text) in SERVE_OPTIONS.items():
         serve_parser.add_argument("--" + option.replace("_", "-"), help=f"{text} (sets {variable})")
-    serve_parser.add_argument("--gunicorn-conf", help=f"gunicorn config file (default {PROJECT_CONF})")
+    serve_parser.add_argument(
+        "--gunicorn-conf",
+        help="gunicorn config file (default: the settings in the package, js_host_proxy.gunicorn_settings)",
+    )
     serve_parser.set_defaults(handler=serve)
     purge_parser = commands.add_parser(
         "purge",

@@ -1,8 +1,8 @@
 """The proxy's WSGI application: caches the host's function calls.
 
 Use it in front of one or more js-host hosts, with the client's
-``URL_OVERRIDE`` pointing at it; gunicorn runs it (``gunicorn`` in the project
-root reads ``gunicorn.conf.py``). In code::
+``URL_OVERRIDE`` pointing at it; gunicorn runs it (``js-host-proxy serve``, with
+``js_host_proxy.gunicorn_settings``). In code::
 
     from js_host_proxy.app import ProxyApp
     from js_host_proxy.config import ProxyConfig

@@ -1,7 +1,7 @@
 """The proxy's settings, read from ``JS_HOST_PROXY_*`` environment variables.
 
 Every setting has a default that works on one machine next to a host on
-``127.0.0.1:9009``; ``gunicorn.conf.py`` and ``js_host_proxy/README.md``
+``127.0.0.1:9009``; ``gunicorn_settings.py`` and ``js_host_proxy/README.md``
 document them.
 """
 

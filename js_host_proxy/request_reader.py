@@ -4,7 +4,7 @@ The proxy's worker (:mod:`js_host_proxy.worker`) feeds a connection's bytes to a
 :class:`RequestReader` in its event loop, without blocking; httptools (llhttp)
 finds where the request ends, so that a thread gets the connection only once the
 whole request is there. :class:`ClientLimits` are the deadlines and bounds
-(``JS_HOST_PROXY_HEADER_TIMEOUT`` and the others, set in ``gunicorn.conf.py``).
+(``JS_HOST_PROXY_HEADER_TIMEOUT`` and the others, set in ``gunicorn_settings.py``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ head and the body without blocking in the worker's event loop instead, with a de
 a thread only once its request is complete; the thread parses the buffered bytes with gunicorn's
 own parser and never waits on the client to send. New and kept-alive connections alike.
 
-    worker_class = "js_host_proxy.worker.DeadlineThreadWorker"   # gunicorn.conf.py
+    worker_class = "js_host_proxy.worker.DeadlineThreadWorker"   # gunicorn_settings.py
 
-gunicorn.conf.py's ``post_fork`` hook gives each worker its ``client_limits`` from the
+gunicorn_settings.py's ``post_fork`` hook gives each worker its ``client_limits`` from the
 ``JS_HOST_PROXY_*`` settings; without it the defaults below apply.
 """
 

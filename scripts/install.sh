@@ -23,6 +23,13 @@ fi
 
 command -v node >/dev/null || { echo "install: node is required (https://nodejs.org), then run again" >&2; exit 1; }
 
+# The distribution was named js-host (1.x) before js-host-server: an install under the old
+# name would shadow this one (the 2015 client, 0.x, is left alone).
+if python3 -m pip show js-host 2>/dev/null | grep -q '^Version: 1\.'; then
+  echo "install: pip uninstall js-host (this project, installed under its old name)"
+  python3 -m pip uninstall -q -y js-host
+fi
+
 echo "install: pip install -e .[proxy,test]"
 python3 -m pip install -q --disable-pip-version-check -e '.[proxy,test]'
 

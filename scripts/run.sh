@@ -34,11 +34,13 @@ command -v node >/dev/null || die "node is required (https://nodejs.org)"
 "$PYTHON" -c 'import gunicorn, flask, js_host_proxy' 2>/dev/null \
   || die "gunicorn, flask or js_host_proxy cannot be imported by $PYTHON: run \`make install\`"
 
-# A port already in use: say which one and how to pick another.
+# A port already in use: say which one and how to pick another. SO_REUSEADDR, as node and
+# gunicorn bind: the connections of a stack just stopped (TIME_WAIT) do not count, a listener does.
 check_port() {  # <port> <env var>
   if ! "$PYTHON" - "$1" <<'EOF'
 import socket, sys
 sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     sock.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -2,7 +2,7 @@
 
 Every backend module is imported here: none needs an optional dependency at
 import time (the Redis backend imports redis-py when it is made, and says to
-``pip install 'js-host[proxy]'`` when it is missing).
+``pip install 'js-host-server[proxy]'`` when it is missing).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class RedisCache(CacheBackend):
             import redis
         except ImportError as err:
             raise ImportError(
-                "the Redis cache needs redis-py: pip install 'js-host[proxy]' (or pip install redis)"
+                "the Redis cache needs redis-py: pip install 'js-host-server[proxy]' (or pip install redis)"
             ) from err
         self._redis = redis
         self.url = url

@@ -133,6 +133,12 @@ def test_function_names_must_be_strings(name) -> None:
         Function(name)
 
 
+def test_a_function_without_a_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Function()
+    assert "needs a name" in str(info.value)
+
+
 def test_no_host_running(tmp_path, client_settings) -> None:
     from tests.support.processes import free_port
 
@@ -141,6 +147,31 @@ def test_no_host_running(tmp_path, client_settings) -> None:
         client_settings(SOURCE_ROOT=str(tmp_path), BIN_PATH=str(NPM_BIN))
     assert "Cannot connect" in str(info.value) and "host.config.js" in str(info.value)
     assert isinstance(info.value, JSHostError)
+
+
+def test_another_program_on_the_hosts_port_is_named_not_advised_to_start_there(
+    tmp_path, client_settings
+) -> None:
+    import http.server
+    import threading
+
+    # Some other web server on the config's port: starting the host there would fail (EADDRINUSE).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        write_config(tmp_path, port=port)
+        with pytest.raises(ConnectionError) as info:
+            client_settings(SOURCE_ROOT=str(tmp_path), BIN_PATH=str(NPM_BIN))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    message = str(info.value)
+    assert f"Something else holds http://127.0.0.1:{port}" in message, message
+    assert "answered 501" in message and f"sport = :{port}" in message and "host.config.js" in message
+    assert "Start it with" not in message
 
 
 def test_a_function_on_an_explicit_host(configured, host_config, impl) -> None:
@@ -159,7 +190,9 @@ def test_host_introspection(configured, host_config, impl) -> None:
     assert host.path_to_node.endswith("node")
     assert host.is_running()
     status = host.request_status()
-    assert status["type"] == "Host" and status["version"] in (js_host.__version__, "0.11.7")
+    # Both announce the js-host protocol 0.11; ours also says which release it is.
+    assert status["type"] == "Host" and status["version"] == "0.11.7"
+    assert status.get("packageVersion", js_host.__version__) == js_host.__version__
     assert "double" in host.get_status()["config"]["functions"]
     with pytest.raises(ConfigError):
         host.start()

@@ -40,6 +40,10 @@ def test_configure_spawns_the_manager_and_the_host(manager_env, impl) -> None:
     assert host.is_running() and host.get_url() != host.manager.get_url()
     assert Function("hello_world").call(name="M") == "Hello, M!"
     assert host.logfile and wait_for(lambda: os.path.exists(host.logfile), 5)
+    if impl == "bundled":  # read right after the answer: its lines are already there
+        assert Function("echo").call(text="logged") == "logged"
+        log = Path(host.logfile).read_text()
+        assert "Host: calling function echo\n" in log and "Host: function echo completed\n" in log, log
     # The manager listens on the config's port: the runtime dir holds the secret.
     assert stat.S_IMODE(os.stat(manager_env["runtime"]).st_mode) == 0o700
     if impl != "bundled":  # js-host 0.11's manager has no authentication: no secret is made for it
@@ -48,6 +52,18 @@ def test_configure_spawns_the_manager_and_the_host(manager_env, impl) -> None:
     secret = (manager_env["runtime"] / "manager.secret").read_text()
     assert len(secret) == 64 and int(secret, 16) >= 0
     assert stat.S_IMODE(os.stat(manager_env["runtime"] / "manager.secret").st_mode) == 0o600
+
+
+def test_the_default_host_imported_before_configure_follows_the_settings(manager_env) -> None:
+    settings.reset()
+    from js_host.host import host  # bound before configure(), as an application module does
+
+    settings.configure(VERBOSITY=0, **manager_env["settings"])
+    assert host.manager is not None and host.use_manager
+    first = int(Function("pid").call())
+    assert host.restart() is not None
+    assert int(Function("pid").call()) != first
+    assert "default host" in repr(host) and str(manager_env["config"]) in repr(host)
 
 
 def port_of(manager_env) -> int:
@@ -69,7 +85,7 @@ def test_hosts_are_pooled_by_config_path(manager_env) -> None:
     assert Function("pid", host=other).call() == Function("pid").call()
 
 
-def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env) -> None:
+def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env, caplog) -> None:
     settings.configure(VERBOSITY=0, **manager_env["settings"])
     from js_host.host import host
 
@@ -80,6 +96,30 @@ def test_host_stops_after_the_last_disconnect_and_the_manager_exits(manager_env)
     # disconnectTimeout is 300 ms in this config.
     assert wait_for(lambda: not pid_alive(host_pid)), "the host did not stop"
     assert wait_for(lambda: not manager.is_running()), "the manager did not exit"
+    # Stopping a manager that exited on its own is nothing to do, not an error.
+    with caplog.at_level("DEBUG", logger="js_host.manager"):
+        manager.stop()
+    assert "is not running: nothing to stop" in caplog.text
+
+
+def test_a_one_millisecond_disconnect_timeout_still_serves_calls(manager_env, tmp_path) -> None:
+    # The 2015 suites' config: disconnectTimeout 1. The host must wait for the client that
+    # started it to connect (the timer runs from a disconnect only, as in js-host 0.11).
+    config = write_config(tmp_path, name="quick.config.js", port=free_port(), disconnectTimeout=1)
+    try:
+        settings.configure(VERBOSITY=0, CONFIG_FILE=str(config), **manager_env["settings"])
+        assert Function("hello_world").call(name="quick") == "Hello, quick!"
+        from js_host.host import host
+
+        host_pid = int(Function("pid").call())
+        host.disconnect()
+        assert wait_for(lambda: not pid_alive(host_pid)), "the host did not stop after its last disconnect"
+    finally:
+        settings.reset()
+        with contextlib.suppress(Exception):
+            manager = JSHostManager(str(config), bin_path=manager_env["settings"].get("BIN_PATH"))
+            if manager.is_running():
+                manager.stop()
 
 
 def test_reconnecting_before_the_timeout_keeps_the_host(manager_env) -> None:

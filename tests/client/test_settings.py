@@ -101,15 +101,17 @@ def test_relative_paths_join_source_root(tmp_path: Path, client_settings) -> Non
 def test_reconfigure_drops_and_disconnects_the_old_host(
     configured, host_config, impl, client_settings
 ) -> None:
-    import js_host.host
+    from js_host.host import get_default_host, host
 
-    first = js_host.host.host
+    first = get_default_host()
     assert first.has_connected
     client_settings(SOURCE_ROOT=str(host_config.parent), FUNCTION_TIMEOUT=3.0, **bin_setting(impl))
-    second = js_host.host.host
+    second = get_default_host()
     assert second is not first and second.has_connected
     assert not first.has_connected
     assert settings.FUNCTION_TIMEOUT == 3.0
+    # The name js_host.host.host means the new one.
+    assert host.function_timeout == 3.0 and host.has_connected
 
 
 def test_each_configure_starts_from_the_defaults(configured, host_config, impl, client_settings) -> None:

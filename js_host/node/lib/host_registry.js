@@ -179,9 +179,10 @@ class HostRegistry {
     return true;
   }
 
-  scheduleStop(record) {
+  /** Stop `record` in `delay` ms (default disconnectTimeout) unless a client connects. */
+  scheduleStop(record, delay = this.disconnectTimeout) {
     if (record.stopTimer !== null) clearTimeout(record.stopTimer);
-    record.stopTimer = setTimeout(() => this.timedStop(record.config), this.disconnectTimeout);
+    record.stopTimer = setTimeout(() => this.timedStop(record.config), delay);
   }
 
   timedStop(config) {

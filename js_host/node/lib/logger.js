@@ -5,10 +5,17 @@
 //
 // Every request logs a line, so writing must stay off the hot path: lines are
 // appended to strings and written at most every FLUSH_INTERVAL_MS, the console
-// in one write (synchronous for files and pipes in Node), the logfile through
-// an fs.WriteStream (asynchronous). Under load a write then carries hundreds of
-// lines instead of one. What is pending when the process exits is written
-// synchronously (flushSync, from the CLI's 'exit' handler).
+// in one write (synchronous for files and pipes in Node), the logfile in one
+// fs.writeSync (a few KB into the page cache). Under load a write then carries
+// hundreds of lines instead of one. A server also writes the logfile before the
+// first answer of each event-loop turn and at the end of that turn (server.js),
+// so that a client reading it right after its answer finds its lines. What is
+// pending when the process exits is written synchronously (flushSync, from the
+// CLI's 'exit' handler).
+//
+// `silent: true` turns the console off, but as in js-host 0.11 (whose thrown
+// errors and uncaught exceptions reached stderr whatever its logger) the
+// errors logged with errorToStderr() still go to stderr.
 
 const fs = require('node:fs');
 
@@ -36,11 +43,11 @@ class Logger {
    * @param {boolean} [options.holdConsole=false] keep console lines until
    *   releaseConsole(): `--json` must print the status line first
    */
-  constructor({ console = true, custom = null, holdConsole = false } = {}) {
+  constructor({ console = true, custom = null, holdConsole = false, stderrWhenSilent = false } = {}) {
     this.console = console && !custom;
     this.custom = custom;
     this.holdConsole = holdConsole;
-    this.file = null;
+    this.stderrWhenSilent = stderrWhenSilent;
     this.filePath = null;
     this.fileFd = null;
     this.out = '';
@@ -57,21 +64,13 @@ class Logger {
   addFile(path, fd) {
     this.filePath = path;
     this.fileFd = fd;
-    this.file = fs.createWriteStream(path, { fd, flags: 'a' });
-    this.file.on('close', () => {
-      this.fileFd = null;
-    });
-    this.file.on('error', (err) => {
-      this.file = null;
-      this.fileFd = null;
-      process.stderr.write(`js-host: cannot write to logfile ${path}: ${err.message}\n`);
-    });
   }
 
-  /** Stop writing to the console (the logfile keeps everything). */
+  /** Stop writing to the console (the logfile keeps everything, errorToStderr() included). */
   disableConsole() {
     this.flush();
     this.console = false;
+    this.stderrWhenSilent = false;
     this.out = '';
     this.err = '';
   }
@@ -93,18 +92,26 @@ class Logger {
     this.write('error', message);
   }
 
-  write(level, message) {
+  /** An error, also on stderr when the config is `silent` (a function's throw, an uncaught exception). */
+  errorToStderr(message) {
+    this.write('error', message, this.stderrWhenSilent);
+  }
+
+  write(level, message, toStderr = false) {
     if (this.custom !== null) {
       const method = typeof this.custom[level] === 'function' ? level : 'info';
       this.custom[method](message);
-      if (this.file === null) return;
+      if (this.fileFd === null) return;
     }
+    if (!this.console && !toStderr && this.fileFd === null) return; // nowhere to go
     const line = `${timestamp()} - ${level}: ${message}\n`;
     if (this.console) {
       if (level === 'error') this.err += line;
       else this.out += line;
+    } else if (toStderr) {
+      this.err += line;
     }
-    if (this.file !== null) this.fileBuffer += line;
+    if (this.fileFd !== null) this.fileBuffer += line;
     this.schedule();
   }
 
@@ -129,10 +136,40 @@ class Logger {
         writeConsole(process.stderr, err);
       }
     }
-    if (this.fileBuffer !== '' && this.file !== null) {
-      const data = this.fileBuffer;
-      this.fileBuffer = '';
-      this.file.write(data);
+    this.flushFile();
+  }
+
+  hasFile() {
+    return this.fileFd !== null;
+  }
+
+  /** Write the logfile's pending lines now (the console keeps its batch). */
+  flushFile() {
+    if (this.fileBuffer === '') return;
+    const data = this.fileBuffer;
+    this.fileBuffer = '';
+    this.writeFile(data);
+  }
+
+  writeFile(data) {
+    if (this.fileFd === null) return;
+    try {
+      fs.writeSync(this.fileFd, data);
+    } catch (err) {
+      const path = this.filePath;
+      this.closeFile();
+      writeConsole(process.stderr, `js-host: cannot write to logfile ${path}: ${err.message}\n`);
+    }
+  }
+
+  closeFile() {
+    if (this.fileFd === null) return;
+    const fd = this.fileFd;
+    this.fileFd = null;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Already unusable: nothing more to do with it.
     }
   }
 
@@ -160,13 +197,8 @@ class Logger {
   /** Flush and close the logfile; `callback` runs once it is written. */
   close(callback) {
     this.flush();
-    if (this.file === null) {
-      setImmediate(callback);
-      return;
-    }
-    const file = this.file;
-    this.file = null;
-    file.end(callback);
+    this.closeFile();
+    setImmediate(callback);
   }
 }
 
@@ -183,9 +215,9 @@ function ignoreConsoleErrors() {
   }
 }
 
-/** A logger that writes nothing (config `silent: true`). */
+/** The logger of `silent: true`: no console, but errorToStderr() still reaches stderr. */
 function createSilent() {
-  return new Logger({ console: false });
+  return new Logger({ console: false, stderrWhenSilent: true });
 }
 
 module.exports = { Logger, createSilent, ignoreConsoleErrors };

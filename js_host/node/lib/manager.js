@@ -2,7 +2,7 @@
 
 // The development manager: starts one host per config file on demand, counts
 // the connections of its clients, stops a host `disconnectTimeout` ms after its
-// last connection closed (or after its start, if nobody connects), and asks to
+// last connection closed (or idleExitTimeout after its start, if nobody connects), and asks to
 // exit once it has no host left: after the last host stopped (/host/stop or
 // timeout), after the last connection to a crashed host closed, or when it got
 // no host within its idle timeout (see idleExitTimeout). HTTP API
@@ -150,8 +150,11 @@ class Manager extends AuthenticatedServer {
       try {
         const record = await registry.startHost(config);
         registry.hosts.set(config, record);
-        // Stopped like after a last disconnect, unless a client connects.
-        registry.scheduleStop(record);
+        // disconnectTimeout runs from a last /host/disconnect, as in js-host 0.11: from the
+        // start, a short one would stop the host before the client that started it connects.
+        // A host nobody connects to at all (its client died in between) is stopped after the
+        // manager's idle timeout, so that nothing is left running.
+        registry.scheduleStop(record, this.idleExitTimeout);
         this.sendJson(req, res, 200, this.serializeHost(record));
       } catch (err) {
         failed = true;

@@ -21,6 +21,13 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 // The version of the code that answered (a host's; see code_version.js).
 const CODE_VERSION_HEADER = 'JS-Host-Code-Version';
 
+// The js-host protocol this server speaks, announced as /status's "version": the 2015
+// Python clients refuse a host whose version is not theirs (js-host 0.1.x wants 0.11,
+// 0.2.0 wants 0.12; npm's 0.11 and 0.12 speak the same wire protocol). A config's
+// `protocolVersion` announces the other one; "packageVersion" says which release runs.
+const PROTOCOL_VERSION = '0.11.7';
+const PROTOCOL_VERSION_PATTERN = /^0\.1[12]\.\d+$/;
+
 // How long to keep reading (and discarding) an oversized body before the 413.
 const DRAIN_AFTER_413_MS = 5000;
 
@@ -50,6 +57,13 @@ class BaseServer {
     if (!Number.isInteger(portNumber) || portNumber < 0 || portNumber > 65535 || String(this.config.port).trim() === '') {
       throw new ConfigError(`port must be a number from 0 to 65535, not ${JSON.stringify(this.config.port)}`);
     }
+    const protocol = this.config.protocolVersion;
+    if (protocol !== undefined && !(typeof protocol === 'string' && PROTOCOL_VERSION_PATTERN.test(protocol))) {
+      throw new ConfigError(
+        `protocolVersion must be a js-host version whose protocol this host speaks, '0.11.x' or '0.12.x', not ${JSON.stringify(protocol)}`,
+      );
+    }
+    this.protocolVersion = protocol === undefined ? PROTOCOL_VERSION : protocol;
     if (this.config.allowedHosts !== undefined && !Array.isArray(this.config.allowedHosts)) {
       throw new ConfigError('allowedHosts must be a list of host names');
     }
@@ -61,6 +75,12 @@ class BaseServer {
     this.lastAllowedHost = null;
     this.closing = false;
     this.statusBody = null;
+    // Whether this event-loop turn has sent an answer yet: see send().
+    this.answeredThisTurn = false;
+    this.endTurn = () => {
+      this.answeredThisTurn = false;
+      this.logger.flushFile();
+    };
     this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
     watchConnections(this.server, this.limits, (socket) =>
       this.logger.warn(
@@ -87,7 +107,8 @@ class BaseServer {
   };
 
   getStatus() {
-    return { type: this.name, version, config: this.serializableConfig() };
+    // js-host 0.11's keys first, in its order.
+    return { type: this.name, version: this.protocolVersion, config: this.serializableConfig(), packageVersion: version };
   }
 
   serializableConfig() {
@@ -232,10 +253,19 @@ class BaseServer {
     if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
     if (this.codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, this.codeVersion);
     if (this.closing) headers.push('Connection', 'close');
-    res.writeHead(status, headers);
-    res.end(body);
     const ms = (performance.now() - res.jsHostStart).toFixed(2);
     this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
+    // The first answer of an event-loop turn leaves after the logfile has its lines: a client
+    // that waits for each answer finds them there when the answer arrives. The lines of the
+    // turn's other answers (under concurrent load) are written at the end of the turn, in one
+    // write: two writes a turn, however many answers it sends. The console keeps its batches.
+    if (!this.answeredThisTurn && this.logger.hasFile()) {
+      this.answeredThisTurn = true;
+      this.logger.flushFile();
+      setImmediate(this.endTurn);
+    }
+    res.writeHead(status, headers);
+    res.end(body);
   }
 
   sendJson(req, res, status, value) {
@@ -260,4 +290,4 @@ function createLogger(config, options = {}) {
   return new Logger(options);
 }
 
-module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, rawHeader, TEXT, JSON_TYPE };
+module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, PROTOCOL_VERSION, rawHeader, TEXT, JSON_TYPE };

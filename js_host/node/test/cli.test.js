@@ -8,6 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { describe, test } = require('node:test');
 const VERSION = require('../lib/version');
+const { PROTOCOL_VERSION } = require('../lib/server');
 const {
   // configs and the CLI
   FIXTURES, runCli, writeConfig, tempRuntimeDir,
@@ -24,12 +25,13 @@ describe('cli outputs', () => {
     const result = runCli([config, '--config']);
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stderr, '');
-    // js-host 0.11's keys first; then the version of the code (see code_version.js).
+    // js-host 0.11's keys first (the protocol version as "version"); then this release and the
+    // version of the code (see code_version.js).
     assert.match(
       result.stdout,
       new RegExp(
-        `^\\{"type":"Host","version":"${VERSION}","config":\\{"functions":\\["b"\\],"extra":1,"address":"127.0.0.1",` +
-          '"port":"9009","requestDataLimit":"10mb"\\},"codeVersion":"[0-9a-f]{16}"\\}\\n$',
+        `^\\{"type":"Host","version":"${PROTOCOL_VERSION}","config":\\{"functions":\\["b"\\],"extra":1,"address":"127.0.0.1",` +
+          `"port":"9009","requestDataLimit":"10mb"\\},"packageVersion":"${VERSION}","codeVersion":"[0-9a-f]{16}"\\}\\n$`,
       ),
     );
     const withPort = JSON.parse(runCli([config, '-c', '-p', '1234']).stdout);
@@ -37,6 +39,13 @@ describe('cli outputs', () => {
     assert.equal(withPort.config.port, 1234);
     const manager = JSON.parse(runCli([config, '--config', '--manager']).stdout);
     assert.equal(manager.type, 'Manager');
+  });
+
+  test('protocolVersion: the js-host protocol /status announces (0.12 for python js-host 0.2.0)', (t) => {
+    const { config } = writeConfig(t, 'p.config.js', "module.exports = {protocolVersion: '0.12.0'};");
+    const status = JSON.parse(runCli([config, '-c']).stdout);
+    assert.equal(status.version, '0.12.0');
+    assert.equal(status.packageVersion, VERSION);
   });
 
   test('a config without functions reports functions: null; its port comes first', (t) => {
@@ -79,6 +88,7 @@ describe('bad configs: exit 1, one line on stderr naming the file', () => {
     'throws': ['throw new Error("no way");', /Error loading config file .*bad\.config\.js line 1: no way/],
     'bad function': ['module.exports = {functions: {a: 1}};', /Function handlers must be functions: "a"/],
     'bad requestDataLimit': ['module.exports = {requestDataLimit: "lots"};', /requestDataLimit/],
+    'a protocol it does not speak': ['module.exports = {protocolVersion: "1.0.0"};', /protocolVersion must be .*'0\.11\.x' or '0\.12\.x', not "1\.0\.0"/],
   };
   for (const [name, [text, pattern]] of Object.entries(cases)) {
     test(name, (t) => {

@@ -33,7 +33,9 @@ describe('host', () => {
     const status = JSON.parse(res.body);
     assert.deepEqual(status, host.status);
     assert.equal(status.type, 'Host');
-    assert.equal(status.version, VERSION);
+    // "version" is the js-host protocol, which the 2015 clients check; "packageVersion" this release.
+    assert.equal(status.version, '0.11.7');
+    assert.equal(status.packageVersion, VERSION);
     assert.equal(status.config.address, '127.0.0.1');
     assert.equal(status.config.port, host.port);
     assert.equal(typeof status.config.port, 'number');
@@ -70,6 +72,8 @@ describe('host', () => {
       const res = await call(host, 'falsy', { value });
       assert.equal(res.status, 500);
       assert.match(res.body, /^Error: Function failed to provide valid output\. Provided: "/);
+      // Why that is an error, and what to return instead.
+      assert.match(res.body, /A falsy output .* is an error, as in js-host 0\.11: call back with a non-empty string or an object/);
     }
   });
 
@@ -296,3 +300,52 @@ async function waitForLog(file, pattern, timeout = 3000) {
   }
   assert.fail(`${pattern} not found in ${file}:\n${text}`);
 }
+
+describe('js-host 0.11 log output', () => {
+  test("the logfile has 0.11's call lines, written before the answer is sent", async (t) => {
+    const { dir, config } = writeConfig(
+      t,
+      'lines.config.js',
+      "module.exports = {functions: {echo: (d, cb) => cb(null, 'e'), oops: (d, cb) => cb(new Error('no'))}};",
+    );
+    const logfile = path.join(dir, 'host.log');
+    const host = await startServer(t, config, ['-l', logfile]);
+    for (let i = 0; i < 5; i += 1) {
+      assert.equal((await call(host, 'echo')).status, 200);
+      // Read at once, no waiting: one call at a time, its lines are on disk before its answer.
+      const text = fs.readFileSync(logfile, 'utf8');
+      assert.equal(text.split('info: Host: calling function echo\n').length - 1, i + 1, text);
+      assert.equal(text.split('info: Host: function echo completed\n').length - 1, i + 1, text);
+      assert.equal(text.split('info: Host: POST /function/echo 200').length - 1, i + 1, text);
+    }
+    assert.equal((await call(host, 'oops')).status, 500);
+    const text = fs.readFileSync(logfile, 'utf8');
+    assert.match(text, /info: Host: calling function oops\n.*error: Host: function oops produced an error Error: no\n/s);
+    assert.ok(!text.includes('function oops completed'));
+  });
+
+  test('silent: a thrown error and an uncaught exception still print their stacks on stderr', async (t) => {
+    const { config } = writeConfig(
+      t,
+      'silent.config.js',
+      `module.exports = {silent: true, functions: {
+        throws: () => { throw new Error('thrown boom'); },
+        rejects: async () => { throw new Error('rejected boom'); },
+        fails: (d, cb) => cb(new Error('called back boom')),
+        later: (d, cb) => { cb(null, 'ok'); setTimeout(() => { throw new Error('async boom'); }, 10); },
+      }};`,
+    );
+    const host = await startServer(t, config);
+    assert.equal((await call(host, 'throws')).status, 500);
+    assert.equal((await call(host, 'rejects')).status, 500);
+    assert.equal((await call(host, 'fails')).status, 500);
+    assert.equal((await call(host, 'later')).status, 200);
+    assert.deepEqual(await host.exited, { code: 1, signal: null });
+    assert.match(host.stderr, /Host: function throws produced an error Error: thrown boom\n\s+at /);
+    assert.match(host.stderr, /Host: function rejects produced an error Error: rejected boom\n\s+at /);
+    assert.match(host.stderr, /uncaught exception, exiting: Error: async boom\n\s+at /);
+    // An error passed to the callback is the function's answer, not a crash: 0.11 kept it quiet too.
+    assert.ok(!host.stderr.includes('called back boom'), host.stderr);
+    assert.ok(!host.stderr.includes('calling function'), host.stderr);
+  });
+});

@@ -6,6 +6,7 @@
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { describe, test } = require('node:test');
 const {
@@ -25,9 +26,9 @@ const runtime = require('../lib/runtime');
 const CONFIG = path.join(FIXTURES, 'manager.config.js');
 const HOST_CONFIG = path.join(FIXTURES, 'host.config.js');
 
-async function startManager(t, args = []) {
+async function startManager(t, args = [], config = CONFIG) {
   const runtimeDir = tempRuntimeDir(t);
-  const manager = await startServer(t, CONFIG, ['--manager', ...args], { runtimeDir });
+  const manager = await startServer(t, config, ['--manager', ...args], { runtimeDir });
   manager.runtimeDir = runtimeDir;
   manager.secretFile = path.join(runtimeDir, 'manager.secret');
   manager.secret = fs.readFileSync(manager.secretFile, 'utf8');
@@ -133,7 +134,6 @@ describe('manager endpoints', () => {
     assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections', 'id']);
     assert.equal(started.json.config, CONFIG);
     assert.deepEqual(started.json.connections, []);
-    // Connect at once: a host nobody connects to is stopped after disconnectTimeout.
     const status = await manager.post('host/status', { config: CONFIG });
     assert.deepEqual(status.json, { started: true, host: started.json });
     const connected = await manager.post('host/connect', { config: CONFIG });
@@ -339,11 +339,31 @@ describe('the manager exits once no host is left', () => {
     assert.ok(!isAlive(pid));
   });
 
-  test('a host nobody connects to stops after disconnectTimeout, then the manager exits', async (t) => {
+  test('a host nobody connects to stops after the idle timeout, then the manager exits', async (t) => {
     const manager = await startManager(t);
     const started = await manager.post('host/start', { config: CONFIG });
     assert.equal(started.status, 200, started.body);
     const pid = await hostPid(started.json);
+    assert.deepEqual(await manager.exited, { code: 0, signal: null });
+    assert.ok(!isAlive(pid));
+  });
+
+  test('disconnectTimeout runs from the last disconnect, not from the start (js-host 0.11)', async (t) => {
+    // A manager whose disconnectTimeout is 1 ms, as in the 2015 test suites' config.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'js-host-quick-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const quick = path.join(dir, 'quick.config.js');
+    fs.writeFileSync(quick, `module.exports = Object.assign({}, require(${JSON.stringify(CONFIG)}), { disconnectTimeout: 1 });\n`);
+    const manager = await startManager(t, [], quick);
+    const started = await manager.post('host/start', { config: CONFIG });
+    assert.equal(started.status, 200, started.body);
+    await sleep(200); // the client that started the host is slow to connect
+    const connected = await manager.post('host/connect', { config: CONFIG });
+    assert.equal(connected.status, 200, connected.body);
+    const pid = await hostPid(started.json);
+    assert.ok(Number.isInteger(pid) && isAlive(pid));
+    const left = await manager.post('host/disconnect', { config: CONFIG, connection: connected.json.connection });
+    assert.equal(left.json.stopTimeout, 1);
     assert.deepEqual(await manager.exited, { code: 0, signal: null });
     assert.ok(!isAlive(pid));
   });
