@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 from . import verbosity
-from .exceptions import ConfigError, FunctionError, FunctionTimeout, UnexpectedResponse
+from .exceptions import ConfigError, FunctionError, FunctionTimeout, UnexpectedResponse, WorkerDied
 from .host import JSHost, get_default_host
 from .log import emit
+from .workers import worker_death
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,15 @@ class Function:
             return response.body.decode("utf-8")
         text = response.body.decode("utf-8", "replace")
         if status == 500:
+            death = worker_death(text)
+            if death is not None:  # a pooled host's worker died running it, and was replaced
+                raise WorkerDied(
+                    f"Function {name!r} failed: the worker running it {death.cause}. The host has "
+                    f"replaced it, so the next call is served; the details are in {death.log}.",
+                    cause=death.cause,
+                    js_message=text.strip(),
+                    js_stack=text,
+                )
             js_message = js_error_message(text)
             raise FunctionError(
                 f"Function {name!r} failed: {js_message}\n{text}", js_message=js_message, js_stack=text
