@@ -22,7 +22,14 @@ from typing import Any
 from urllib.parse import quote
 
 from . import verbosity
-from .exceptions import ConfigError, FunctionError, FunctionTimeout, UnexpectedResponse, WorkerDied
+from .exceptions import (
+    ConfigError,
+    ConnectionError,  # noqa: A004 - the spec's name
+    FunctionError,
+    FunctionTimeout,
+    UnexpectedResponse,
+    WorkerDied,
+)
 from .host import JSHost, get_default_host
 from .log import emit
 from .workers import worker_death
@@ -175,6 +182,12 @@ class Function:
             )
         if status == 504:
             raise FunctionTimeout(f"Function {name!r}: the host gave up waiting for it: {text.strip()}")
+        if status == 503:  # a pooled host whose workers are all busy and whose queue is full
+            retry = response.headers.get("retry-after", "")
+            raise ConnectionError(
+                f"Function {name!r}: the host at {host.get_url()} cannot take the call now (it answered "
+                f"503{', Retry-After ' + retry + ' s' if retry else ''}): {text.strip()}"
+            )
         if status == 404:
             raise ConfigError(
                 f"The host at {host.get_url()} does not know function {name!r} ({text.strip()}): restart "

@@ -31,8 +31,9 @@ class WorkerPool:
     busy: int
     #: Calls waiting for a worker (at most ``maxQueue``; one more is answered 503).
     queue: int
-    #: Workers replaced, by cause (e.g. ``timeout``, ``uncaughtException``, ``exit``,
-    #: ``outOfMemory``, ``maxCalls``, ``reload``), since the host started.
+    #: Workers replaced since the host started, by cause: ``timeout``, ``uncaughtException``,
+    #: ``unhandledRejection``, ``exit``, ``outOfMemory``, ``signal`` (killed),
+    #: ``maxCallsPerWorker``, ``maxWorkerMemory``, ``reload``, ``startFailure``.
     restarts: Mapping[str, int] = field(default_factory=dict)
     #: When the workers' code was loaded (as the host reports it), None if not said.
     loaded_at: str | None = None
