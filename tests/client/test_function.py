@@ -70,7 +70,18 @@ def test_function_error_carries_the_js_message_and_stack(configured) -> None:
     assert Function("double").call(number=1) == "2"
 
 
-def test_timeout_per_function_and_from_settings(configured, host_config, impl, client_settings) -> None:
+def test_timeout_per_function_and_from_settings(
+    configured, host_config, impl, client_settings, request: pytest.FixtureRequest
+) -> None:
+    if impl == "pool":
+        # Each worker runs one call at a time, and a call the client gave up on keeps its
+        # worker until it ends: the two 3-second sleeps below hold both, and the last call waits.
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="a pooled host goes on running a call whose client has gone, holding its worker",
+            )
+        )
     with pytest.raises(FunctionTimeout) as info:
         Function("sleep", timeout=0.2).call(ms=3000)
     assert "'sleep'" in str(info.value) and "0.2" in str(info.value)
@@ -90,7 +101,7 @@ def test_host_side_504_is_a_timeout(tmp_path, recording_server, client_settings)
 
 
 def test_bundled_host_function_timeout(impl, tmp_path, start_host, client_settings) -> None:
-    if impl != "bundled":
+    if impl == "npm-0.11":
         pytest.skip("functionTimeout is the project's host's addition")
     from tests.support.processes import free_port
 
