@@ -20,8 +20,12 @@ const { WorkerProcess } = require('./worker_process');
 
 // Start failures in a row, with no worker ready, that end the pool.
 const MAX_START_FAILURES = 3;
-// Delay before starting a worker again after a failed start.
+// Delay before starting a worker again after a failed start, doubled after
+// each failure in a row, up to RESTART_DELAY_MAX_MS.
 const RESTART_DELAY_MS = 500;
+const RESTART_DELAY_MAX_MS = 30000;
+// Calls taken from the queue before its array is compacted.
+const COMPACT_QUEUE_AT = 1024;
 
 const CAUSES = {
   timeout: 'was stopped at the functionTimeout',
@@ -113,6 +117,10 @@ class Pool {
       this.queueHead += 1;
       if (this.queueHead === this.queue.length) {
         this.queue.length = 0;
+        this.queueHead = 0;
+      } else if (this.queueHead >= COMPACT_QUEUE_AT) {
+        // A queue that never empties under load must not grow an array for ever.
+        this.queue = this.queue.slice(this.queueHead);
         this.queueHead = 0;
       }
       this.run(worker, call);
@@ -271,11 +279,12 @@ class Pool {
       }
       return;
     }
-    this.logger.error(`Host: a worker failed to start (trying again in ${RESTART_DELAY_MS}ms): ${reason}`);
+    const delay = Math.min(RESTART_DELAY_MS * 2 ** (this.startFailures - 1), RESTART_DELAY_MAX_MS);
+    this.logger.error(`Host: a worker failed to start (trying again in ${delay}ms): ${reason}`);
     if (worker.replaces === null) {
       setTimeout(() => {
         if (!this.stopping) this.spawn(null);
-      }, RESTART_DELAY_MS);
+      }, delay);
     }
   }
 
@@ -316,7 +325,7 @@ class Pool {
   endReload(err) {
     const { callbacks } = this.reloading;
     this.reloading = null;
-    if (err === null) this.logger.info(`Host: reload done (code version ${this.current.codeVersion})`);
+    if (err === null) this.logger.info(`Host: reload done (code version ${this.current === null ? 'none' : this.current.codeVersion})`);
     for (const callback of callbacks) callback(err);
   }
 
