@@ -220,6 +220,34 @@ describe('crash isolation', () => {
   });
 });
 
+describe('settings', () => {
+  const cases = {
+    'workers: -1': /workers must be a number of worker processes or "auto" \(0: no pool\), not -1/,
+    'workers: 2, maxCallsPerWorker: 1.5': /maxCallsPerWorker must be a number of calls \(0: no limit\), not 1\.5/,
+    "workers: 2, maxWorkerMemory: 'lots'": /maxWorkerMemory must be a size of at least 32mb, such as '512mb', not "lots"/,
+    "workers: 2, maxWorkerMemory: '1mb'": /maxWorkerMemory must be a size of at least 32mb/,
+    'workers: 2, maxQueue: -1': /maxQueue must be a number of calls \(0: none wait\), not -1/,
+  };
+  for (const [settings, pattern] of Object.entries(cases)) {
+    test(`${settings}: one line on stderr naming it, exit 1, also with --config`, (t) => {
+      const { config } = writeConfig(t, 'settings.config.js', `module.exports = {${settings}, functions: {a: (d, cb) => cb(null, 'a')}};`);
+      for (const args of [[config, '--config'], [config, '--json', '-p', '0']]) {
+        const result = runCli(args);
+        assert.equal(result.status, 1);
+        assert.equal(result.stdout, '');
+        assert.match(result.stderr, pattern);
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      }
+    });
+  }
+
+  test('--config of a config with workers: the status of its functions, the pool settings shown as set', (t) => {
+    const { config } = writeConfig(t, 'shown.config.js', "module.exports = {workers: 'auto', maxQueue: 5, functions: {a: (d, cb) => cb(null, 'a')}};");
+    const status = JSON.parse(runCli([config, '--config']).stdout);
+    assert.deepEqual(status.config, { workers: 'auto', maxQueue: 5, functions: ['a'], address: '127.0.0.1', port: '9009', requestDataLimit: '10mb' });
+  });
+});
+
 describe('recycling', () => {
   test('maxCallsPerWorker: workers are replaced between calls, no call fails', async (t) => {
     const host = await startPool(t, { workers: 1, settings: 'maxCallsPerWorker: 5,' });
