@@ -65,6 +65,7 @@ class Pool {
     this.current = null;
     this.restarts = {};
     this.startFailures = 0;
+    this.noStartBefore = 0;
     this.nextCallId = 0;
     this.reloading = null; // {generation, callbacks}
     this.stopping = false;
@@ -189,8 +190,13 @@ class Pool {
     worker.crashMessage = String(stack).split('\n')[0];
   }
 
-  /** Start a replacement for `worker`; it serves until the replacement is ready. */
-  retire(worker, cause, why) {
+  /**
+   * Start a replacement for `worker`; it serves until the replacement is ready.
+   * Recycling waits after a failed start (the worker is retired after a later
+   * call); a reload, asked for, does not.
+   */
+  retire(worker, cause, why, now = false) {
+    if (!now && Date.now() < this.noStartBefore) return;
     worker.retiring = true;
     this.count(cause);
     this.logger.info(`Host: replacing worker ${worker.pid} (${cause}: ${why})`);
@@ -256,18 +262,18 @@ class Pool {
   onStartFailure(worker) {
     const reason = worker.startFailure();
     this.count('startFailure');
-    if (worker.replaces !== null && worker.replaces.state !== 'gone') {
-      // A replacement (recycling, reload): the old worker keeps serving.
-      worker.replaces.retiring = false;
-    }
+    this.startFailures += 1;
+    const delay = Math.min(RESTART_DELAY_MS * 2 ** (this.startFailures - 1), RESTART_DELAY_MAX_MS);
+    // No replacement for recycling starts before then (the old worker keeps serving).
+    this.noStartBefore = Date.now() + delay;
+    const old = worker.replaces;
+    if (old !== null && old.state !== 'gone') old.retiring = false;
+    // A worker that replaced nobody, or one that died meanwhile, leaves a place to fill.
+    const refill = old === null || old.state === 'gone';
     if (this.reloading !== null && worker.generation === this.reloading.generation) {
       this.logger.error(`Host: reload failed, the workers keep serving the code they loaded: ${reason}`);
       this.endReload(new Error(reason));
-      return;
-    }
-    this.startFailures += 1;
-    const ready = this.readyCount();
-    if (ready === 0 && this.startFailures >= MAX_START_FAILURES) {
+    } else if (this.readyCount() === 0 && this.startFailures >= MAX_START_FAILURES) {
       const err = new Error(reason);
       this.logger.error(`Host: ${this.startFailures} workers in a row failed to start, and none is ready: ${reason}`);
       if (this.startCallback !== null) {
@@ -278,10 +284,10 @@ class Pool {
         this.onFatal(err);
       }
       return;
+    } else {
+      this.logger.error(`Host: a worker failed to start${refill ? ` (trying again in ${delay}ms)` : ''}: ${reason}`);
     }
-    const delay = Math.min(RESTART_DELAY_MS * 2 ** (this.startFailures - 1), RESTART_DELAY_MAX_MS);
-    this.logger.error(`Host: a worker failed to start (trying again in ${delay}ms): ${reason}`);
-    if (worker.replaces === null) {
+    if (refill) {
       setTimeout(() => {
         if (!this.stopping) this.spawn(null);
       }, delay);
@@ -315,7 +321,7 @@ class Pool {
     }
     for (const worker of this.workers) {
       if (worker.generation < generation && !worker.retiring && !worker.draining && worker.state === 'ready') {
-        this.retire(worker, 'reload', `generation ${generation}`);
+        this.retire(worker, 'reload', `generation ${generation}`, true);
         return;
       }
     }
