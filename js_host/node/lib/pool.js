@@ -20,8 +20,12 @@ const { WorkerProcess } = require('./worker_process');
 
 // Start failures in a row, with no worker ready, that end the pool.
 const MAX_START_FAILURES = 3;
-// Delay before starting a worker again after a failed start.
+// Delay before starting a worker again after a failed start, doubled after
+// each failure in a row, up to RESTART_DELAY_MAX_MS.
 const RESTART_DELAY_MS = 500;
+const RESTART_DELAY_MAX_MS = 30000;
+// Calls taken from the queue before its array is compacted.
+const COMPACT_QUEUE_AT = 1024;
 
 const CAUSES = {
   timeout: 'was stopped at the functionTimeout',
@@ -61,6 +65,7 @@ class Pool {
     this.current = null;
     this.restarts = {};
     this.startFailures = 0;
+    this.noStartBefore = 0;
     this.nextCallId = 0;
     this.reloading = null; // {generation, callbacks}
     this.stopping = false;
@@ -113,6 +118,10 @@ class Pool {
       this.queueHead += 1;
       if (this.queueHead === this.queue.length) {
         this.queue.length = 0;
+        this.queueHead = 0;
+      } else if (this.queueHead >= COMPACT_QUEUE_AT) {
+        // A queue that never empties under load must not grow an array for ever.
+        this.queue = this.queue.slice(this.queueHead);
         this.queueHead = 0;
       }
       this.run(worker, call);
@@ -181,8 +190,13 @@ class Pool {
     worker.crashMessage = String(stack).split('\n')[0];
   }
 
-  /** Start a replacement for `worker`; it serves until the replacement is ready. */
-  retire(worker, cause, why) {
+  /**
+   * Start a replacement for `worker`; it serves until the replacement is ready.
+   * Recycling waits after a failed start (the worker is retired after a later
+   * call); a reload, asked for, does not.
+   */
+  retire(worker, cause, why, now = false) {
+    if (!now && Date.now() < this.noStartBefore) return;
     worker.retiring = true;
     this.count(cause);
     this.logger.info(`Host: replacing worker ${worker.pid} (${cause}: ${why})`);
@@ -248,18 +262,18 @@ class Pool {
   onStartFailure(worker) {
     const reason = worker.startFailure();
     this.count('startFailure');
-    if (worker.replaces !== null && worker.replaces.state !== 'gone') {
-      // A replacement (recycling, reload): the old worker keeps serving.
-      worker.replaces.retiring = false;
-    }
+    this.startFailures += 1;
+    const delay = Math.min(RESTART_DELAY_MS * 2 ** (this.startFailures - 1), RESTART_DELAY_MAX_MS);
+    // No replacement for recycling starts before then (the old worker keeps serving).
+    this.noStartBefore = Date.now() + delay;
+    const old = worker.replaces;
+    if (old !== null && old.state !== 'gone') old.retiring = false;
+    // A worker that replaced nobody, or one that died meanwhile, leaves a place to fill.
+    const refill = old === null || old.state === 'gone';
     if (this.reloading !== null && worker.generation === this.reloading.generation) {
       this.logger.error(`Host: reload failed, the workers keep serving the code they loaded: ${reason}`);
       this.endReload(new Error(reason));
-      return;
-    }
-    this.startFailures += 1;
-    const ready = this.readyCount();
-    if (ready === 0 && this.startFailures >= MAX_START_FAILURES) {
+    } else if (this.readyCount() === 0 && this.startFailures >= MAX_START_FAILURES) {
       const err = new Error(reason);
       this.logger.error(`Host: ${this.startFailures} workers in a row failed to start, and none is ready: ${reason}`);
       if (this.startCallback !== null) {
@@ -270,12 +284,13 @@ class Pool {
         this.onFatal(err);
       }
       return;
+    } else {
+      this.logger.error(`Host: a worker failed to start${refill ? ` (trying again in ${delay}ms)` : ''}: ${reason}`);
     }
-    this.logger.error(`Host: a worker failed to start (trying again in ${RESTART_DELAY_MS}ms): ${reason}`);
-    if (worker.replaces === null) {
+    if (refill) {
       setTimeout(() => {
         if (!this.stopping) this.spawn(null);
-      }, RESTART_DELAY_MS);
+      }, delay);
     }
   }
 
@@ -306,7 +321,7 @@ class Pool {
     }
     for (const worker of this.workers) {
       if (worker.generation < generation && !worker.retiring && !worker.draining && worker.state === 'ready') {
-        this.retire(worker, 'reload', `generation ${generation}`);
+        this.retire(worker, 'reload', `generation ${generation}`, true);
         return;
       }
     }
@@ -316,7 +331,7 @@ class Pool {
   endReload(err) {
     const { callbacks } = this.reloading;
     this.reloading = null;
-    if (err === null) this.logger.info(`Host: reload done (code version ${this.current.codeVersion})`);
+    if (err === null) this.logger.info(`Host: reload done (code version ${this.current === null ? 'none' : this.current.codeVersion})`);
     for (const callback of callbacks) callback(err);
   }
 

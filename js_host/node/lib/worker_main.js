@@ -1,7 +1,7 @@
 'use strict';
 
 // The entry of a pool worker, forked by worker_process.js with
-// `<config file> <port>`: it loads the config as the single-process host does
+// `<config file> <port> <measure memory: 1|0>`: it loads the config as the single-process host does
 // (a Host that never listens: extendHost, addFunction, host.logger and
 // host.config work the same), reports ready, then runs one call at a time
 // with call.js's rules. The messages (JSON arrays over the IPC channel) are
@@ -42,7 +42,8 @@ class WorkerCall extends FunctionCall {
   }
 
   answer(status, body) {
-    process.send([this.id, status, body, process.memoryUsage.rss()]);
+    // Reading the RSS costs system calls: only when maxWorkerMemory asks for it.
+    process.send([this.id, status, body, measureMemory ? process.memoryUsage.rss() : 0]);
   }
 
   // The master kills this process at functionTimeout: whatever the function does.
@@ -62,9 +63,11 @@ function send(message, callback) {
 }
 
 let host = null;
+let measureMemory = false;
 
 function main() {
-  const [configFile, port] = process.argv.slice(2);
+  const [configFile, port, memory] = process.argv.slice(2);
+  measureMemory = memory === '1';
   process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', onCrash);
   new Worker(WATCHDOG, { eval: true, workerData: process.ppid }).unref();

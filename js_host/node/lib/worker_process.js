@@ -61,7 +61,7 @@ class WorkerProcess {
     this.disconnectTimer = null;
     const execArgv = [...process.execArgv];
     if (heapLimitMb > 0) execArgv.push(`--max-old-space-size=${heapLimitMb}`);
-    this.child = fork(MAIN, [configFile, String(port)], {
+    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0'], {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
