@@ -257,7 +257,7 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
     if not (ROOT / "js_host" / "node" / "bin" / "js-host.js").exists():
         pytest.skip("the bundled host does not exist yet")
     try:
-        host.start(f"http://127.0.0.1:{host_port}/status")
+        host.start(f"http://127.0.0.1:{host_port}/health")  # a worker is ready
         assert host.healthy()
         proxy.start(f"http://127.0.0.1:{proxy_port}/status")
         assert proxy.healthy()
@@ -287,7 +287,7 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
         assert get(f"http://127.0.0.1:{app_port}/health").status == 200
         assert not proxy.healthy()
 
-        host.start(f"http://127.0.0.1:{host_port}/status")
+        host.start(f"http://127.0.0.1:{host_port}/health")  # a worker is ready
         wait_for(lambda: get(f"http://127.0.0.1:{app_port}/counter").status == 200, what="recovery")
         assert proxy.healthy()
     finally:
