@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -281,15 +282,21 @@ def report(
     return text
 
 
-def markdown(text: str, started: str) -> str:
+def markdown(text: str, started: str, load: float) -> str:
     return (
         "## A pool of workers: `bench/pool.py`\n\n"
-        f"Measured by `python3 bench/pool.py` on {started} (2 CPUs shared with other work, so the "
-        "figures are noisy; the ratios are within this one run). A React 18 `renderToString` "
+        f"Measured by `python3 bench/pool.py` on {started} ({os.cpu_count()} CPUs shared with other "
+        f"work, load average {load:.1f} at the start, so the figures are noisy; the ratios are within "
+        "this one run). A React 18 `renderToString` "
         "of `bench/pool/app.js` driven by wrk over 8 kept-alive connections; a 50-byte echo; "
         "echo latency at one connection while another keeps one worker busy with 2-second "
         "synchronous renders.\n\n"
-        f"```text\n{text}\n```\n"
+        f"```text\n{text}\n```\n\n"
+        "Reading it: the pool's scaling needs the CPUs to itself; while other work holds them "
+        "(a load average near or over the CPU count), 2 workers get less than 2 CPUs and the "
+        "single process gets more than its share of one, so the SSR ratio shrinks. The CPU time "
+        "per request, counted over the whole process group (host and workers), is the steadier "
+        "measure of what the dispatch to a worker costs.\n"
     )
 
 
@@ -310,6 +317,8 @@ def main() -> None:
     if missing:
         sys.exit(f"bench: {missing}")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
+    print(f"load average at the start: {load:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
         workdir = Path(tmp)
         logdir = workdir / "logs"
@@ -322,7 +331,7 @@ def main() -> None:
             sys.exit(f"bench: {err}")
     text = report(args, ssr_best, echo, latency)
     if not args.no_docs:
-        write_section("pool", markdown(text, started))
+        write_section("pool", markdown(text, started, load))
         print("\nwritten to docs/bench.md")
 
 
