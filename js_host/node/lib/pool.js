@@ -94,7 +94,7 @@ class Pool {
   /** Run `call` ({name, body, deliver(status, body, worker)}) now or queued; false if the queue is full. */
   dispatch(call) {
     call.id = ++this.nextCallId;
-    const worker = this.idle.pop();
+    const worker = this.takeIdle();
     if (worker !== undefined) {
       this.run(worker, call);
       return true;
@@ -102,6 +102,13 @@ class Pool {
     if (this.queue.length - this.queueHead >= this.settings.maxQueue) return false;
     this.queue.push(call);
     return true;
+  }
+
+  /** An idle worker (one whose channel closed since it became idle is skipped), or undefined. */
+  takeIdle() {
+    let worker = this.idle.pop();
+    while (worker !== undefined && !worker.idle) worker = this.idle.pop();
+    return worker;
   }
 
   run(worker, call) {
@@ -234,9 +241,26 @@ class Pool {
       this.count(worker.cause);
       const detail = worker.cause === 'exit' || worker.cause === 'signal' ? ` (${worker.detail})` : '';
       this.logger.error(`Host: worker ${worker.pid} ${CAUSES[worker.cause] || worker.cause}${detail}; starting another`);
-      this.failCall(worker, this.describeDeath(worker));
+      if (worker.call !== null && worker.undelivered === worker.call) this.rerun(worker);
+      else this.failCall(worker, this.describeDeath(worker));
       // A worker being retired already has its replacement starting.
       if (!worker.retiring) this.spawn(null);
+    }
+  }
+
+  /** The call sent to `worker` never reached it: first in line for another worker. */
+  rerun(worker) {
+    const call = worker.call;
+    worker.call = null;
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    const other = this.takeIdle();
+    if (other !== undefined) {
+      this.run(other, call);
+    } else if (this.queueHead > 0) {
+      this.queueHead -= 1;
+      this.queue[this.queueHead] = call;
+    } else {
+      this.queue.unshift(call);
     }
   }
 

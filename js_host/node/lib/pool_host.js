@@ -12,13 +12,12 @@
 // newest ready workers, for the master's own answers).
 
 const { BodyReader } = require('./body_reader');
-const { functionName, functionTimeoutOf } = require('./host');
+const { FUNCTION_PREFIX, functionName, functionTimeoutOf } = require('./host');
 const { Pool } = require('./pool');
 const { poolSettings } = require('./pool_settings');
 const { BaseServer, JSON_TYPE, TEXT } = require('./server');
 const version = require('./version');
 
-const FUNCTION_PREFIX = '/function/';
 // Seconds a client is asked to wait when the queue is full.
 const RETRY_AFTER_S = '1';
 // On close, calls in flight may take their functionTimeout and this much more.
@@ -200,4 +199,4 @@ class PoolHost extends BaseServer {
   }
 }
 
-module.exports = { PoolHost, PoolCall };
+module.exports = { PoolHost };

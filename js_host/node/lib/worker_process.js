@@ -50,6 +50,7 @@ class WorkerProcess {
     this.cause = null; // why it ended: set by the master (kill) or by its crash report
     this.detail = '';
     this.crashMessage = ''; // the first line of its crash report
+    this.undelivered = null; // a call that could not be sent to it
     this.startError = null;
     this.stderrTail = '';
     this.outOfMemory = false;
@@ -72,8 +73,12 @@ class WorkerProcess {
     this.child.stderr.setEncoding('utf8');
     this.child.stdout.on('data', (text) => this.onOutput('info', text));
     this.child.stderr.on('data', (text) => this.onStderr(text));
+    // A call written to a channel that is already closed (the worker died
+    // between calls, before the master heard of it) never reached it: the
+    // pool runs it elsewhere.
     this.child.on('error', (err) => {
-      this.startError = this.startError || err.message;
+      if (this.state === 'starting') this.startError = this.startError || err.message;
+      else if (this.call !== null) this.undelivered = this.call;
     });
     // Gone once it exited and its channel is read to the end (a crash report
     // sent just before the exit is then known).
@@ -132,7 +137,7 @@ class WorkerProcess {
   }
 
   get idle() {
-    return this.state === 'ready' && this.call === null;
+    return this.state === 'ready' && this.call === null && !this.disconnected;
   }
 
   /** Ask it to leave (it exits when its channel closes); SIGKILL if it does not. */
