@@ -30,7 +30,7 @@ def development_page(err: BaseException, *, config_file: str, logfile: str | Non
     if isinstance(err, WorkerDied):
         cause = (
             "<h2>The worker running the call died</h2>\n"
-            f'<p id="cause">It {html.escape(err.cause)}.</p>\n'
+            f'<p id="cause">It {html.escape(err.cause.rstrip("."))}.</p>\n'
             "<p>The host has replaced it: fix the function (or its input) and reload this page.</p>\n"
         )
         advice = ""

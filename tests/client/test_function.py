@@ -332,15 +332,23 @@ def test_proxy_504_is_a_timeout_and_502_a_connection_error(
     assert url in str(info.value) and "502" in str(info.value)
 
 
-@pytest.mark.parametrize("code", [502, 503])
-def test_gateway_errors_without_url_override_stay_unexpected(code, tmp_path, recording_server) -> None:
-    # Only URL_OVERRIDE points at a proxy; a host itself never answers 502/503.
+def test_gateway_errors_without_url_override_stay_unexpected(tmp_path, recording_server) -> None:
+    # Only URL_OVERRIDE points at a proxy; a host itself never answers 502.
     from js_host.exceptions import UnexpectedResponse
 
-    server = recording_server(status_code=code)
+    server = recording_server(status_code=502)
     host = JSHost(str(write_config(tmp_path, port=server.port)), bin_path=str(NPM_BIN))
     with pytest.raises(UnexpectedResponse):
         Function("echo", host=host).call(text="x")
+
+
+def test_a_hosts_own_503_is_a_connection_error(tmp_path, recording_server) -> None:
+    # A pooled host whose workers are all busy and whose queue is full answers 503.
+    server = recording_server(status_code=503)
+    host = JSHost(str(write_config(tmp_path, port=server.port)), bin_path=str(NPM_BIN))
+    with pytest.raises(ConnectionError) as info:
+        Function("echo", host=host).call(text="x")
+    assert "'echo'" in str(info.value) and "503" in str(info.value) and server.url in str(info.value)
 
 
 # IPv6

@@ -26,7 +26,7 @@ from js_host.host import JSHost
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret, runtime_dir
 from tests.support.client import config_port, host_of, pid_alive, write_config
-from tests.support.processes import NPM_BIN, ROOT, free_port, suite_processes
+from tests.support.processes import NPM_BIN, ROOT, free_port, kind_config, suite_processes
 from tests.support.waiting import wait_for
 
 
@@ -363,13 +363,21 @@ print(host.get_url())
 """
 
 
-def test_concurrent_starts_run_one_host(manager_env, tmp_path) -> None:
+def test_concurrent_starts_run_one_host(manager_env, tmp_path, impl) -> None:
     # js-host 0.11's manager spawns one host per concurrent /host/start (and forgets
     # all but the last): the client starts hosts one process at a time.
     directory = tmp_path / "start"
     directory.mkdir()
     script = CONCURRENT_START_SCRIPT.format(settings=manager_env["settings"], directory=str(directory))
     config = str(manager_env["config"])
+    # The scripts open no connection: a host they started is stopped disconnectTimeout after
+    # it started, which must not pass before the count below (the fixture stops it anyway).
+    write_config(
+        manager_env["config"].parent,
+        port=config_port(manager_env["config"]),
+        disconnectTimeout=20_000,
+        **kind_config(impl),
+    )
     manager = JSHostManager(config, bin_path=manager_env["settings"].get("BIN_PATH"))
     procs = [
         subprocess.Popen(
