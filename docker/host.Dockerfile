@@ -21,8 +21,12 @@ COPY example/components/ ./components/
 USER 1000
 EXPOSE 9009
 
+# GET /health: 200 once a worker is ready to take a call, 503 while none is.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-  CMD ["node", "-e", "require('http').get('http://127.0.0.1:' + (process.env.JS_HOST_PORT || 9009) + '/status', (res) => process.exit(res.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))"]
+  CMD ["node", "-e", "require('http').get('http://127.0.0.1:' + (process.env.JS_HOST_PORT || 9009) + '/health', (res) => process.exit(res.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))"]
 
-# The config reads JS_HOST_ADDRESS and JS_HOST_PORT. SIGTERM stops the host.
-CMD ["node", "/opt/js-host/bin/js-host.js", "/app/host.config.js"]
+# The config reads JS_HOST_ADDRESS and JS_HOST_PORT. `--workers auto`: one worker process
+# per CPU the container may run on (give a number instead under a CPU quota, e.g. compose's
+# `cpus:`); a call that loops or crashes fails alone and its worker is replaced.
+# SIGTERM stops the host; SIGHUP reloads the config, worker by worker.
+CMD ["node", "/opt/js-host/bin/js-host.js", "/app/host.config.js", "--workers", "auto"]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .error_report import UNAVAILABLE_ERRORS, report_error
+from .error_report import REPORTED_ERRORS, report_error
 
 
 class ReportErrorsMiddleware:
-    """Django middleware handing js_host's "host unavailable" errors to :class:`JSHostMiddleware`."""
+    """Django middleware handing js_host's "host unavailable" errors (and, for the development
+    page, a pooled worker's death) to :class:`JSHostMiddleware`."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
@@ -28,7 +29,7 @@ class ReportErrorsMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: Any, exception: Exception) -> None:
-        if isinstance(exception, UNAVAILABLE_ERRORS):
+        if isinstance(exception, REPORTED_ERRORS):
             report_error(request.META, exception)
         # None: Django goes on with its own handling; the WSGI middleware replaces the result.
 

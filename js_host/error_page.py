@@ -1,7 +1,8 @@
 """The pages :class:`~js_host.middleware.JSHostMiddleware` answers with when the host is unavailable.
 
 Development: a 500 HTML page naming the config file and the host's logfile,
-with the last lines of it (everything escaped: a logfile may hold anything).
+with the last lines of it (everything escaped: a logfile may hold anything); for a
+call whose pool worker died (:class:`~js_host.exceptions.WorkerDied`), the cause.
 Production: a plain 503 with ``Retry-After``, which says nothing about the
 machine.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import html
 
+from .exceptions import WorkerDied
 from .runtime import tail
 
 Headers = list[tuple[str, str]]
@@ -29,14 +31,23 @@ def development_page(
     else:
         log = "<p>The host has no logfile yet: it has not been started.</p>\n"
     ended_line = f'<p id="ended">The host process ended: {html.escape(ended)}.</p>\n' if ended else ""
+    if isinstance(err, WorkerDied):
+        cause = (
+            "<h2>The worker running the call died</h2>\n"
+            f'<p id="cause">It {html.escape(err.cause.rstrip("."))}.</p>\n'
+            "<p>The host has replaced it: fix the function (or its input) and reload this page.</p>\n"
+        )
+        advice = ""
+    else:
+        cause = ""
+        advice = "<p>Fix the cause and reload this page: the host is started again on the next request.</p>\n"
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>JavaScript host error</title></head><body>\n"
         "<h1>JavaScript host error</h1>\n"
         f"<p>Config file: <code>{html.escape(config_file)}</code></p>\n"
         f'<pre id="error">{html.escape(type(err).__name__)}: {html.escape(str(err))}</pre>\n'
-        f"{ended_line}{log}"
-        "<p>Fix the cause and reload this page: the host is started again on the next request.</p>\n"
+        f"{ended_line}{cause}{log}{advice}"
         "</body></html>\n"
     )
     return page.encode()

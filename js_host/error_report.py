@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .exceptions import ConnectionError, ProcessError  # noqa: A004 - the spec's name
+from .exceptions import ConnectionError, ProcessError, WorkerDied  # noqa: A004 - the spec's name
 
 #: environ key of the middleware handling the request.
 ENVIRON_MIDDLEWARE = "js_host.middleware"
@@ -19,6 +19,8 @@ ENVIRON_MIDDLEWARE = "js_host.middleware"
 ENVIRON_ERROR = "js_host.middleware.error"
 #: The errors that mean "host unavailable" and get the middleware's pages; others propagate.
 UNAVAILABLE_ERRORS = (ConnectionError, ProcessError)
+#: The errors worth handing over: those, and a pooled worker's death (the development page shows it).
+REPORTED_ERRORS = (*UNAVAILABLE_ERRORS, WorkerDied)
 
 
 def report_error(environ: dict[str, Any], exc: BaseException) -> None:

@@ -41,3 +41,13 @@ class FunctionError(JSHostError):
 
 class FunctionTimeout(JSHostError):
     """The function did not answer within its timeout."""
+
+
+class WorkerDied(FunctionError):
+    """The worker of a pooled host died while it ran the call (an uncaught exception,
+    ``process.exit()``, its heap exhausted, a signal). The host replaced it: the next
+    call is served. ``cause`` is what happened to the worker, as the host said it."""
+
+    def __init__(self, message: str, *, cause: str, js_message: str = "", js_stack: str = "") -> None:
+        super().__init__(message, js_message=js_message, js_stack=js_stack)
+        self.cause = cause

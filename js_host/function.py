@@ -40,9 +40,11 @@ from .exceptions import (
     JSHostError,
     ProcessError,
     UnexpectedResponse,
+    WorkerDied,
 )
 from .host import JSHost, get_default_host
 from .log import emit
+from .workers import worker_death
 
 logger = logging.getLogger(__name__)
 
@@ -222,16 +224,26 @@ class Function:
             cache.answered(name, digest, response, None)  # for the code version it reports
         text = response.body.decode("utf-8", "replace")
         if status == 500:
+            death = worker_death(text)
+            if death is not None:  # a pooled host's worker died running it, and was replaced
+                raise WorkerDied(
+                    f"Function {name!r} failed: the worker running it {death.cause}. The host has "
+                    f"replaced it, so the next call is served; the details are in {death.log}.",
+                    cause=death.cause,
+                    js_message=text.strip(),
+                    js_stack=text,
+                )
             js_message = js_error_message(text)
             raise FunctionError(
                 f"Function {name!r} failed: {js_message}\n{text}", js_message=js_message, js_stack=text
             )
         if status == 504:
             raise FunctionTimeout(f"Function {name!r}: the host gave up waiting for it: {text.strip()}")
-        if status == 503:
+        if status == 503:  # a pooled host whose workers are all busy and whose queue is full
+            retry = response.headers.get("retry-after", "")
             raise ConnectionError(
-                f"Function {name!r}: the host is overloaded (it answered 503); try again later. "
-                f"It said: {text.strip()}"
+                f"Function {name!r}: the host at {host.get_url()} cannot take the call now (it answered "
+                f"503{', Retry-After ' + retry + ' s' if retry else ''}): {text.strip()}"
             )
         if status == 404:
             raise ConfigError(

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from . import verbosity
 from .conf import Settings, settings, validate_url_override
-from .exceptions import ConfigError
+from .exceptions import ConfigError, ConnectionError  # noqa: A004 - the spec's name
 from .host_connection import HostConnection, Target
 from .host_status import HostStatus
 from .local_cache import LocalCache
@@ -41,6 +41,7 @@ from .log import emit, install_console_handler, set_console_verbosity
 from .managed_host import ManagedHost
 from .manager import JSHostManager
 from .transport import Response
+from .workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,18 @@ class JSHost:
 
     def get_status(self) -> dict[str, Any]:
         """What a managed host reported when it started, the live ``GET /status`` through
-        URL_OVERRIDE, else what the config file describes (starts nothing)."""
+        URL_OVERRIDE, else what the config file describes (starts nothing). A pooled host's
+        live status has a ``workers`` section: :meth:`get_workers` reads it, typed."""
         return self._status.status()
+
+    def get_workers(self) -> WorkerPool | None:
+        """The host's pool of workers, live from its ``GET /status`` (``workers`` in the
+        config or ``--workers``); None when it runs its functions in one process (js-host
+        0.11's way). ConnectionError when nothing answers (starts nothing)."""
+        status, reason = self._status.request()
+        if status is None:
+            raise ConnectionError(self._status.cannot_connect_message(reason))
+        return WorkerPool.from_status(status, where=f"GET {self._status.url()}/status")
 
     def get_config(self) -> dict[str, Any]:
         return self.get_status()["config"]

@@ -34,7 +34,9 @@ for it.
 
 Only js_host's "host unavailable" errors become these pages: ``ConnectionError``
 (which is also what a proxy's 502/503 in front of a host that is down raises)
-and ``ProcessError``. Every other exception propagates.
+and ``ProcessError``; in development also ``WorkerDied`` (a pooled host's worker
+died running the call: the page shows the cause, the host has already replaced
+the worker). Every other exception propagates.
 Frameworks that turn exceptions into their own error page before a WSGI
 middleware sees them can hand the error over with :func:`report_error` from
 their error handler (Flask), or with
@@ -55,8 +57,8 @@ from typing import Any, Callable
 from . import error_page
 from .conf import config_file_path, settings
 from .django import ReportErrorsMiddleware  # its home is beside the Django app; first documented here
-from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, UNAVAILABLE_ERRORS, report_error
-from .exceptions import JSHostError
+from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, REPORTED_ERRORS, UNAVAILABLE_ERRORS, report_error
+from .exceptions import JSHostError, WorkerDied
 from .host import JSHost, get_default_host, get_default_host_if_built
 from .reloader import Reloader
 from .start_response import DeferredStartResponse, StartResponse
@@ -169,14 +171,14 @@ class JSHostMiddleware:
         deferred = DeferredStartResponse(start_response)
         try:
             app_iter = self.app(environ, deferred)
-        except UNAVAILABLE_ERRORS as err:
+        except REPORTED_ERRORS as err:
             # Once the app's headers went out (legacy write()), the response cannot be replaced.
-            if deferred.flushed:
+            if deferred.flushed or not self._answers_for(err):
                 raise
             return self._error_response(err, start_response, during_call=True)
 
         reported = environ.get(ENVIRON_ERROR)
-        if isinstance(reported, UNAVAILABLE_ERRORS) and not deferred.flushed:
+        if reported is not None and self._answers_for(reported) and not deferred.flushed:
             if hasattr(app_iter, "close"):
                 app_iter.close()
             return self._error_response(reported, start_response, during_call=True)
@@ -272,16 +274,29 @@ class JSHostMiddleware:
 
     # Errors
 
+    def _answers_for(self, err: BaseException) -> bool:
+        """Whether ``err`` gets this middleware's page: "host unavailable" always; a call whose
+        worker died in development (in production it is the app's FunctionError to handle)."""
+        if isinstance(err, UNAVAILABLE_ERRORS):
+            return True
+        return isinstance(err, WorkerDied) and self.development
+
     def _error_response(
         self, err: BaseException, start_response: StartResponse, *, during_call: bool = False
     ) -> list[bytes]:
         """``during_call``: raised by a function call of the app (not while connecting)."""
-        self._ready = False  # the next request reconnects
+        worker_died = isinstance(err, WorkerDied)
+        if not worker_died:  # the host itself is fine after a worker's death
+            self._ready = False  # the next request reconnects
         if self.development:
             logger.error("js-host error: %s", err)
             host = self._built_host()
             # A host that went during the call: how it ended, and shown once (see reloader).
-            ended = self.reloader.crash_seen(host) if during_call and host is not None else None
+            ended = (
+                self.reloader.crash_seen(host)
+                if during_call and not worker_died and host is not None
+                else None
+            )
             status, headers, body = error_page.development_response(self._page(err, ended))
         else:
             logger.error("js-host unavailable, answering 503: %s", err)

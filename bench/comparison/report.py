@@ -9,6 +9,7 @@ import statistics
 from typing import Callable
 
 from support import BENCH, ROOT
+from support.docs import write_section
 from support.tables import fmt_time, format_table
 
 from .chart import chart
@@ -180,7 +181,7 @@ def report(results: Results, chart_missing: str | None) -> None:
     DOCS.mkdir(exist_ok=True)
     results.table = rows
     (RESULTS / "compare.json").write_text(json.dumps(results.to_json(), indent=1))
-    (DOCS / "bench.md").write_text(markdown(results, rows))
+    write_section("compare", markdown(results, rows), DOCS / "bench.md")
     if chart_missing:
         print(f"no chart: {chart_missing}")
     else:

@@ -17,6 +17,9 @@ LEGACY_VENV = BENCH / ".venv-legacy"
 LEGACY_PYTHON = LEGACY_VENV / "bin" / "python"
 LEGACY_NODE = BENCH / "legacy"
 LEGACY_BIN = LEGACY_NODE / "node_modules" / "js-host" / "bin" / "js-host.js"
+#: The pool benchmark's npm packages (react@18, react-dom@18, hypernova 2.5, hypernova-react),
+#: pinned by bench/pool/package-lock.json.
+POOL_NODE = BENCH / "pool"
 
 
 def which(tool: str) -> str | None:
@@ -120,3 +123,25 @@ def _legacy_python_works() -> bool:
     # import js_host.conf only: the 2015 js_host.host connects to a host on import
     check = [str(LEGACY_PYTHON), "-c", "import js_host.conf"]
     return subprocess.run(check, capture_output=True, timeout=60).returncode == 0
+
+
+def ensure_pool_stack(allow: bool) -> str | None:
+    """bench/pool/node_modules, installed from its lock file (``npm ci``). hypernova-react 2.1
+    names React <= 16 as its peer; it calls only ``renderToString``, which React 18 keeps,
+    hence ``--legacy-peer-deps``."""
+    lock = POOL_NODE / "package-lock.json"
+    installed = POOL_NODE / "node_modules" / ".package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return None
+    if not allow:
+        return "bench/pool/node_modules is missing (--no-install)"
+    print("installing react@18, hypernova 2.5 and hypernova-react into bench/pool ...", flush=True)
+    npm = ["npm", "ci", "--prefix", str(POOL_NODE), "--no-audit", "--no-fund", "--loglevel=error"]
+    try:
+        subprocess.run(
+            [*npm, "--legacy-peer-deps"], check=True, capture_output=True, env=NODE_ENV, timeout=600
+        )
+    except (subprocess.SubprocessError, OSError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        return f"npm ci in bench/pool failed: {err} {detail.decode(errors='replace')[-300:]}"
+    return None

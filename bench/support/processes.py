@@ -112,6 +112,21 @@ class OwnedProcess:
         self.wait_until(accepting, timeout=timeout, interval=0.05)
         return self
 
+    def group_cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the process group: every process still in
+        it (a pool's workers, a cluster's children) and the children it has reaped."""
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[2]) == self.pid:
+                total += int(fields[11]) + int(fields[12])
+                if stat.parent.name == str(self.pid):  # cutime, cstime: reaped children
+                    total += int(fields[13]) + int(fields[14])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             stop_group(self.popen.pid, self.popen.wait)
@@ -121,8 +136,10 @@ class NodeServer(OwnedProcess):
     """A node process that prints its port on its first line: a bare number,
     ``{"port": N}`` (the floors) or a host's status JSON (``--json``)."""
 
-    def __init__(self, cmd: list[str], log: Path, *, timeout: float = 15.0) -> None:
-        super().__init__(cmd, log, env=NODE_ENV)
+    def __init__(
+        self, cmd: list[str], log: Path, *, timeout: float = 15.0, env: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(cmd, log, env=env or NODE_ENV)
         self.port: int = self.wait_until(self._port_line, timeout=timeout)
 
     def _port_line(self) -> int | None:

@@ -14,17 +14,37 @@ Result = dict[str, Any]
 
 
 def wrk(
-    url: str, body: bytes, *, duration: float, connections: int, workdir: Path, threads: int = 2
+    url: str,
+    body: bytes,
+    *,
+    duration: float,
+    connections: int,
+    workdir: Path,
+    threads: int = 2,
+    timeout: float = 2.0,
 ) -> Result:
-    """``wrk`` POSTing ``body`` (application/json) to ``url`` for ``duration`` seconds."""
+    """``wrk`` POSTing ``body`` (application/json) to ``url`` for ``duration`` seconds; an
+    answer slower than ``timeout`` seconds counts as a socket error (timeout), not a latency."""
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        f"--timeout={timeout:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=duration + timeout + 30, check=True
+    ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     if not rps or not total:

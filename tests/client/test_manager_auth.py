@@ -55,7 +55,7 @@ def test_parse_auth_params() -> None:
 def test_one_round_trip_per_request_and_a_new_handshake_after_a_restart(
     manager_env, monkeypatch, impl
 ) -> None:
-    if impl != "bundled":
+    if impl == "npm-0.11":
         pytest.skip("js-host 0.11's manager has no authentication (plain requests: test_manager.py)")
     settings.configure(VERBOSITY=0, CONNECT_ONCE_CONFIGURED=False, **manager_env["settings"])
     manager = JSHostManager(str(manager_env["config"])).start()

@@ -94,7 +94,9 @@ def test_development_restart_on_edit_crash_page_and_no_process_left(
     tmp_path: Path, runtime_dir: Path, worker_class: str, preload: bool
 ) -> None:
     manager_port, app_port = free_port(), free_port()
-    config = write_test_config(tmp_path / "host.config.js", port=manager_port)
+    # A single-process host: its crash is the host's (a pooled one's is a worker's, replaced by
+    # the host: test_middleware_pool.py).
+    config = write_test_config(tmp_path / "host.config.js", port=manager_port, workers=0)
     watched = tmp_path / "component.js"  # e.g. a module the config requires
     watched.write_text("// v1\n")
     env = base_env(
@@ -115,7 +117,7 @@ def test_development_restart_on_edit_crash_page_and_no_process_left(
         assert all(reply.body.endswith(" answer-v1") for reply in replies.values()), replies
 
         # An edit of the config file restarts the host before the next request.
-        write_test_config(config, port=manager_port, answer="answer-v2")
+        write_test_config(config, port=manager_port, answer="answer-v2", workers=0)
         bump_mtime(config)
         replies = hit_all_workers(f"{base}/slow", 2)
         assert len(replies) == 2
@@ -157,7 +159,7 @@ def test_development_restart_on_edit_crash_page_and_no_process_left(
             broken = get(f"{base}/")
             assert broken.status == 500 and "text/html" in broken.headers["content-type"], broken
             assert "SyntaxError" in broken.body or "Unexpected" in broken.body, broken.body
-            write_test_config(config, port=manager_port, answer="answer-v3")
+            write_test_config(config, port=manager_port, answer="answer-v3", workers=0)
             bump_mtime(config)
             fixed = wait_for(lambda: get(f"{base}/slow").body.endswith("answer-v3") and True, what="fixed")
             assert fixed

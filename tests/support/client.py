@@ -12,15 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import IMPLEMENTATIONS
+from tests.support.processes import BUNDLED_BIN, HOST_KINDS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "client"
 FUNCTIONS_JS = FIXTURES / "host.config.js"
 
 
 def bin_setting(impl: str) -> dict[str, Any]:
-    """BIN_PATH for ``impl``: the npm one explicitly, the bundled one through the fallback."""
-    return {} if impl == "bundled" else {"BIN_PATH": str(IMPLEMENTATIONS[impl])}
+    """BIN_PATH for the host kind ``impl``: the npm one explicitly, the bundled one (also
+    the pool's) through the fallback."""
+    return {} if HOST_KINDS[impl] == BUNDLED_BIN else {"BIN_PATH": str(HOST_KINDS[impl])}
 
 
 def write_config(directory: Path, *, name: str = "host.config.js", **props: Any) -> Path:
@@ -37,6 +38,18 @@ def config_port(config: Path) -> int:
         if line.strip().startswith("port:"):
             return int(line.split(":")[1].strip(" ,"))
     raise ValueError(f"{config} has no port")
+
+
+def host_of(reported: int) -> int:
+    """The host process behind the pid a function reported (``process.pid``): that pid, or,
+    when it is a worker process of a pooled host, the host that forked it."""
+    try:
+        argv = Path(f"/proc/{reported}/cmdline").read_bytes().split(b"\0")
+        if any(arg.endswith(b"worker_main.js") for arg in argv):
+            return int(Path(f"/proc/{reported}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        pass
+    return reported
 
 
 def pid_alive(pid: int) -> bool:

@@ -20,9 +20,10 @@ from js_host.manager import JSHostManager
 from tests.support.client import bin_setting, config_port, write_config
 from tests.support.processes import (
     BUNDLED_BIN,
-    IMPLEMENTATIONS,
+    HOST_KINDS,
     NodeProcess,
     free_port,
+    kind_config,
     suite_processes,
     wait_for_new_processes_to_end,
 )
@@ -30,10 +31,11 @@ from tests.support.recording_server import RecordingServer
 from tests.support.threaded_server import closing_servers
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+@pytest.fixture(params=sorted(HOST_KINDS))
 def impl(request: pytest.FixtureRequest) -> str:
-    """Each client test runs against the bundled host and js-host 0.11 from npm."""
-    if request.param == "bundled" and not BUNDLED_BIN.exists():
+    """Each client test runs against the bundled host, js-host 0.11 from npm, and the
+    bundled host with a pool of workers ("pool")."""
+    if request.param != "npm-0.11" and not BUNDLED_BIN.exists():
         pytest.skip(f"the bundled host {BUNDLED_BIN} does not exist yet")
     return request.param
 
@@ -81,7 +83,7 @@ def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> I
     runtime = tmp_path / "runtime"
     monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(runtime))
     before = suite_processes()
-    config = write_config(tmp_path, port=free_port(), disconnectTimeout=300)
+    config = write_config(tmp_path, port=free_port(), disconnectTimeout=300, **kind_config(impl))
     yield {
         "config": config,
         "runtime": runtime,
@@ -89,9 +91,7 @@ def manager_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, impl: str) -> I
     }
     settings.reset()
     try:
-        manager = JSHostManager(
-            str(config), bin_path=str(IMPLEMENTATIONS[impl]) if impl != "bundled" else None
-        )
+        manager = JSHostManager(str(config), bin_path=bin_setting(impl).get("BIN_PATH"))
         if manager.is_running():
             manager.stop()
     except Exception:

@@ -11,19 +11,20 @@ from typing import Callable
 
 import pytest
 
-from tests.support.processes import IMPLEMENTATIONS, NodeProcess
+from tests.support.processes import HOST_KINDS, NodeProcess, kind_args
 
 
 @pytest.fixture
 def start_host(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    """Start ``js-host <config> --json`` (the bundled one unless ``impl`` says
-    otherwise) on a free port; every host started is stopped after the test."""
+    """Start ``js-host <config> --json`` (the bundled one unless ``impl`` names another
+    kind of ``HOST_KINDS``, e.g. "pool") on a free port; every host started is stopped
+    after the test."""
     started: list[NodeProcess] = []
 
     def start(config: Path | str, *args: str, impl: str = "bundled") -> NodeProcess:
         if "--port" not in args and "-p" not in args:
             args = (*args, "--port", "0")
-        proc = NodeProcess(IMPLEMENTATIONS[impl], config, *args, logdir=tmp_path)
+        proc = NodeProcess(HOST_KINDS[impl], config, *args, *kind_args(impl), logdir=tmp_path)
         started.append(proc)
         return proc.start()
 

@@ -22,6 +22,21 @@ BUNDLED_BIN = ROOT / "js_host" / "node" / "bin" / "js-host.js"
 NPM_BIN = ROOT / "tests" / "npm" / "node_modules" / "js-host" / "bin" / "js-host.js"
 
 IMPLEMENTATIONS = {"bundled": BUNDLED_BIN, "npm-0.11": NPM_BIN}
+#: The kinds of host the client suite runs against: each implementation, and the bundled
+#: host running its functions in a pool of POOL_WORKERS worker processes.
+HOST_KINDS = {**IMPLEMENTATIONS, "pool": BUNDLED_BIN}
+POOL_WORKERS = 2
+
+
+def kind_args(kind: str) -> tuple[str, ...]:
+    """The command-line options that make a host of ``kind`` (``--workers`` for a pool)."""
+    return ("--workers", str(POOL_WORKERS)) if kind == "pool" else ()
+
+
+def kind_config(kind: str) -> dict[str, Any]:
+    """The config properties that make a host of ``kind`` (a managed host reads no options)."""
+    return {"workers": POOL_WORKERS} if kind == "pool" else {}
+
 
 # js-host 0.11 prints a deprecation warning on Node 20, which its own manager
 # takes for a failed start.

@@ -26,7 +26,7 @@ TEST_CONFIG = """\
 // Written by tests/support/wsgi_app.py.
 module.exports = {
   port: %(port)d,
-  disconnectTimeout: 300,
+  disconnectTimeout: 300,%(workers)s
   functions: {
     answer: function(data, cb) { cb(null, %(answer)s); },
     pid: function(data, cb) { cb(null, String(process.pid)); },
@@ -38,8 +38,12 @@ module.exports = {
 """
 
 
-def write_test_config(path: Path, *, port: int, answer: str = "answer-v1") -> Path:
-    path.write_text(TEST_CONFIG % {"port": port, "answer": json.dumps(answer)})
+def write_test_config(
+    path: Path, *, port: int, answer: str = "answer-v1", workers: int | None = None
+) -> Path:
+    """``workers``: the config's pool size (None: the manager's default, a pool of one)."""
+    pool = "" if workers is None else f"\n  workers: {workers},"
+    path.write_text(TEST_CONFIG % {"port": port, "answer": json.dumps(answer), "workers": pool})
     return path
 
 

@@ -174,6 +174,11 @@ def test_compose_file_is_consistent() -> None:
     bind_port = proxy_env["JS_HOST_PROXY_BIND"].rsplit(":", 1)[1]
     assert services["example"]["environment"]["JS_HOST_URL_OVERRIDE"] == f"http://proxy:{bind_port}"
     assert services["host"]["environment"]["JS_HOST_ADDRESS"] == "0.0.0.0"
+    # Production runs a pool of workers, and the compose file runs the image's own command.
+    host = parse_dockerfile(DOCKERFILES["host"])
+    assert host.cmd[-2:] == ["--workers", "auto"], host.cmd
+    assert services["host"].get("command", host.cmd) == host.cmd
+    assert any("/health" in arg for arg in host.healthcheck), host.healthcheck
 
 
 # The containers' commands, run here
@@ -254,7 +259,7 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
     if not (ROOT / "js_host" / "node" / "bin" / "js-host.js").exists():
         pytest.skip("the bundled host does not exist yet")
     try:
-        host.start(f"http://127.0.0.1:{host_port}/status")
+        host.start(f"http://127.0.0.1:{host_port}/health")  # a worker is ready
         assert host.healthy()
         proxy.start(f"http://127.0.0.1:{proxy_port}/status")
         assert proxy.healthy()
@@ -268,9 +273,13 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
         assert "<h2>Markdown, rendered by <em>markdown-it</em></h2>" in page.body
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.body
 
-        # The counter is no-store: every call reaches the host through the proxy.
-        first, second = (get(f"http://127.0.0.1:{app_port}/counter") for _ in range(2))
-        assert counted(second.body) == counted(first.body) + 1
+        # The counter is no-store: every call reaches the host through the proxy. Each worker
+        # of the pool counts its own calls: by pid, every count is a new one.
+        seen: dict[int, list[int]] = {}
+        for _ in range(5):
+            pid, calls = counted(get(f"http://127.0.0.1:{app_port}/counter").body)
+            seen.setdefault(pid, []).append(calls)
+        assert all(counts == sorted(set(counts)) for counts in seen.values()), seen
 
         # Host down: pages needing a new answer get the 503; /health stays up.
         host.stop()
@@ -280,7 +289,7 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
         assert get(f"http://127.0.0.1:{app_port}/health").status == 200
         assert not proxy.healthy()
 
-        host.start(f"http://127.0.0.1:{host_port}/status")
+        host.start(f"http://127.0.0.1:{host_port}/health")  # a worker is ready
         wait_for(lambda: get(f"http://127.0.0.1:{app_port}/counter").status == 200, what="recovery")
         assert proxy.healthy()
     finally:
@@ -289,10 +298,11 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
         host.stop()
 
 
-def counted(body: str) -> int:
-    match = re.search(r'id="counter">.*?<strong>(\d+)</strong>', body)
+def counted(body: str) -> tuple[int, int]:
+    """The counter page's (pid of the worker that counted, calls it counted)."""
+    match = re.search(r'id="counter">Calls counted by host pid (\d+): <strong>(\d+)</strong>', body)
     assert match, body
-    return int(match.group(1))
+    return int(match.group(1)), int(match.group(2))
 
 
 def test_paths_in_the_images_match_the_repository() -> None:

@@ -26,7 +26,7 @@ import pytest
 from js_host.exceptions import ConnectionError, JSHostError, ProcessError  # noqa: A004
 from js_host.function import Function
 from js_host.host import JSHost
-from tests.support.client import FUNCTIONS_JS, pid_alive
+from tests.support.client import FUNCTIONS_JS, host_of, pid_alive
 from tests.support.proc import children, connected_to, pid_listening_on, rss_kb
 from tests.support.processes import NodeProcess, free_port
 from tests.support.proxy import Proxy, Server, Upstream, call_path
@@ -83,8 +83,9 @@ def test_host_killed_mid_call_raises_and_the_next_call_after_a_restart_works(
 
 
 def kill_managed_host() -> tuple[int, pytest.ExceptionInfo[ProcessError]]:
-    """SIGKILL the configured managed host; the next call raises ProcessError."""
-    pid = int(Function("pid").call())
+    """SIGKILL the configured managed host (not just the worker of its pool that answers
+    ``pid``); the next call raises ProcessError."""
+    pid = host_of(int(Function("pid").call()))
     os.kill(pid, signal.SIGKILL)
     assert wait_for(lambda: not pid_alive(pid))
     with pytest.raises(ProcessError) as info:
@@ -104,7 +105,7 @@ def test_managed_host_killed_raises_process_error_and_a_new_process_gets_a_new_h
     # What a restarted Python process does: configure() and connect again.
     client_settings(**manager_env["settings"])
     assert Function("echo").call(text="back") == "back"
-    assert int(Function("pid").call()) != pid
+    assert host_of(int(Function("pid").call())) != pid
 
 
 @pytest.mark.timeout(60)
@@ -130,7 +131,7 @@ def test_manager_killed_the_client_starts_a_new_one(
     manager_port = int(host.manager.get_url().rsplit(":", 1)[1])
     manager_pid = pid_listening_on(manager_port)
     host_port = host.get_target().port
-    host_pid = int(Function("pid").call())
+    host_pid = host_of(int(Function("pid").call()))
     assert manager_pid and manager_pid != host_pid
     try:
         os.kill(manager_pid, signal.SIGKILL)
@@ -156,7 +157,7 @@ def test_manager_killed_the_client_starts_a_new_one(
 
 def _current_host_pid() -> int:
     try:
-        return int(Function("pid").call())
+        return host_of(int(Function("pid").call()))
     except JSHostError:
         return -1
 

@@ -17,7 +17,7 @@ from js_host.conf import settings
 from js_host.function import Function
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret
-from tests.support.client import FUNCTIONS_JS
+from tests.support.client import FUNCTIONS_JS, host_of
 from tests.support.proc import descendants, is_loopback, listening
 from tests.support.processes import NodeProcess
 from tests.support.proxy import Proxy, Server, Upstream, body_of, call_path
@@ -270,13 +270,13 @@ def test_nothing_listens_on_a_non_loopback_address(
     pids |= {proxy.process.pid, *descendants(proxy.process.pid)}
     # The manager and the host it spawns (both detached from this process).
     settings.configure(VERBOSITY=0, **manager_env["settings"])
-    host_pid = int(Function("pid").call())
+    host_pid = host_of(int(Function("pid").call()))  # a managed host runs a pool: its workers too
     from tests.support.proc import pid_listening_on
 
     manager_port = int(JSHostManager(str(manager_env["config"])).get_url().rsplit(":", 1)[1])
     manager_pid = pid_listening_on(manager_port)
     assert manager_pid is not None
-    pids |= {host_pid, manager_pid}
+    pids |= {host_pid, manager_pid, *descendants(host_pid)}
     sockets = listening(pids)
     assert {pid for pid, _, _ in sockets} >= {host_pid, manager_pid}
     exposed = [s for s in sockets if not is_loopback(s[1])]

@@ -3,7 +3,11 @@
 
 // js-host <config> [-c|--config] [-j|--json] [-p|--port N] [-l|--logfile F]
 //                  [-m|--manager] [-d|--detached] [-v|--version] [-h|--help]
+//                  [--workers N|auto]
 // Same outputs as js-host 0.11's CLI. Errors are one line on stderr, exit 1.
+// With workers (the config's `workers`, --workers, or 1 for a host started by
+// the manager), the host is a master that runs the functions in a pool of
+// worker processes (pool_host.js); SIGHUP then reloads them without downtime.
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -15,6 +19,8 @@ const { ConfigError, loadConfigFile } = require('../lib/config');
 const { Host } = require('../lib/host');
 const { ignoreConsoleErrors } = require('../lib/logger');
 const { Manager } = require('../lib/manager');
+const { PoolHost } = require('../lib/pool_host');
+const { poolSettings, workerCount } = require('../lib/pool_settings');
 const runtime = require('../lib/runtime');
 const { createLogger } = require('../lib/server');
 const version = require('../lib/version');
@@ -77,6 +83,8 @@ function main() {
     const serving = !args.config && !args.detached;
     const logger = createLogger(userConfig, { holdConsole: args.json });
     if (logfile !== null && serving) logger.addFile(logfile, openLogfileOrFail(logfile));
+    // A manager's hosts run their functions in one worker unless the config says otherwise.
+    const workers = args.manager ? 0 : workerCount(userConfig, args.workers, MANAGED ? 1 : 0);
     if (args.manager) {
       const options = { logger, port: args.port };
       if (serving) {
@@ -85,7 +93,21 @@ function main() {
         options.onExit = (reason) => exit(server, 0, reason);
       }
       server = new Manager(userConfig, options);
+    } else if (workers > 0 && serving) {
+      server = new PoolHost(userConfig, {
+        logger,
+        port: args.port,
+        configFile,
+        workers,
+        logfile,
+        onFatal: (err) => {
+          logger.error(`Host: exiting: no worker can start: ${err.message}`);
+          exit(server, 1, 'no worker can start');
+        },
+      });
     } else {
+      // --config and --detached show what a single-process host shows (and check the pool's settings).
+      if (workers > 0) poolSettings(userConfig, workers);
       server = new Host(userConfig, { logger, port: args.port });
       // What the manager's clients watch (see loadedFiles): taken as the config was loaded.
       if (MANAGED) server.loadedFiles = loadedFiles();
@@ -153,7 +175,21 @@ function serve(server, args) {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
+  if (server instanceof PoolHost) {
+    process.on('SIGHUP', () => {
+      logger.info('Host: SIGHUP received, reloading the config in new workers');
+      server.reload((err) => {
+        // A manager's /host/restart waits for this.
+        if (MANAGED && process.connected) process.send(err ? { reloadFailed: err.message } : { reloaded: server.statusJson() });
+      });
+    });
+  }
+
   server.listen((err) => {
+    if (err && err.workerStart) {
+      logger.flushSync();
+      fail(err.message);
+    }
     if (err) {
       const reason = err.code === 'EADDRINUSE' ? 'address already in use (EADDRINUSE)' : err.message;
       logger.flushSync();
@@ -222,6 +258,7 @@ function runDetached(args, kind, configFile) {
   const childArgs = [__filename, configFile, '--json'];
   if (args.manager) childArgs.push('--manager');
   if (args.port !== undefined) childArgs.push('--port', String(args.port));
+  if (args.workers !== undefined) childArgs.push('--workers', String(args.workers));
   if (logfile !== null) childArgs.push('--logfile', logfile);
   const child = spawn(process.execPath, [...process.execArgv, ...childArgs], {
     detached: true,

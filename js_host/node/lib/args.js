@@ -3,6 +3,7 @@
 // Command-line arguments of js-host 0.11:
 //   js-host <config> [-c|--config] [-j|--json] [-p|--port N] [-l|--logfile F]
 //                    [-m|--manager] [-d|--detached] [-v|--version] [-h|--help]
+// and ours: [--workers N|auto] (a pool of worker processes, see pool.js).
 // Values: "-p 0", "-p0", "--port 0", "--port=0". Short flags combine ("-jm").
 
 class UsageError extends Error {}
@@ -10,7 +11,7 @@ class UsageError extends Error {}
 const FLAGS = { c: 'config', j: 'json', m: 'manager', d: 'detached', v: 'version', h: 'help' };
 const VALUES = { p: 'port', l: 'logfile' };
 const LONG_FLAGS = new Set(Object.values(FLAGS));
-const LONG_VALUES = new Set(Object.values(VALUES));
+const LONG_VALUES = new Set([...Object.values(VALUES), 'workers']);
 
 const USAGE = `Usage: js-host <file> [options]
 
@@ -21,6 +22,7 @@ Options:
   -m, --manager   Run a manager process
   -d, --detached  Run in a detached process
   -l, --logfile   Adds a logger file transport that writes to the specified file
+  --workers       Run functions in a pool of N worker processes ("auto": one per CPU)
   -h, --help      Show help
   -v, --version   Show version number
 
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     file: undefined,
     port: undefined,
     logfile: undefined,
+    workers: undefined,
     config: false,
     json: false,
     manager: false,
@@ -49,6 +52,11 @@ function parseArgs(argv) {
         throw new UsageError(`--port must be a number from 0 to 65535, not ${JSON.stringify(value)}`);
       }
       options.port = Number(value);
+    } else if (name === 'workers') {
+      if (value !== 'auto' && !/^\d+$/.test(value)) {
+        throw new UsageError(`--workers must be a number of worker processes or "auto", not ${JSON.stringify(value)}`);
+      }
+      options.workers = value === 'auto' ? value : Number(value);
     } else {
       if (options.logfile !== undefined) throw new UsageError('-l --logfile should only be specified once');
       options.logfile = value;

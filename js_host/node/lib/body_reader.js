@@ -5,7 +5,8 @@
 // listeners serve every request. An oversized body is handed to the server's
 // tooLarge() (413 once it is drained), a bad one gets 400, a good one reaches
 // the reader's onBody(data); acceptBody(bytes) sees the raw bytes first (the
-// manager checks a request's MAC over them).
+// manager checks a request's MAC over them; a pool sends them to a worker,
+// which parses them with the same parseObject()).
 
 const kReader = Symbol('js-host.reader');
 const EMPTY = Buffer.alloc(0);
@@ -24,8 +25,9 @@ class BodyReader {
   }
 
   /**
-   * The whole body, before it is parsed: false if this method has answered
-   * the request (the manager checks the MAC over the bytes here).
+   * The whole body, before it is parsed: false if this method took the
+   * request over (the manager answers here when the MAC over the bytes is
+   * wrong; a pool hands the bytes to a worker, which parses them).
    */
   // eslint-disable-next-line no-unused-vars
   acceptBody(body) {
@@ -76,22 +78,39 @@ function onEnd() {
     const body = reader.chunks === null ? reader.first : Buffer.concat(reader.chunks, reader.size);
     reader.first = reader.chunks = null;
     if (!reader.acceptBody(body)) return;
-    try {
-      data = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      server.send(this, res, 400, `Bad request: the body is not valid JSON (${err.message})`);
-      return;
-    }
-    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-      server.send(this, res, 400, 'Bad request: the body must be a JSON object');
+    data = parseObject(body.toString('utf8'));
+    if (data instanceof BadBody) {
+      server.send(this, res, 400, data.message);
       return;
     }
   }
   reader.onBody(data);
 }
 
+/** Why a body is refused (400): returned, not thrown, by parseObject(). */
+class BadBody {
+  constructor(message) {
+    this.message = message;
+  }
+}
+
+/** The JSON object in `text` ('' is {}), or a BadBody saying what is wrong. */
+function parseObject(text) {
+  if (text === '') return {};
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return new BadBody(`Bad request: the body is not valid JSON (${err.message})`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return new BadBody('Bad request: the body must be a JSON object');
+  }
+  return data;
+}
+
 function onError() {
   this[kReader].failed = true;
 }
 
-module.exports = { BodyReader, readBody };
+module.exports = { BadBody, BodyReader, parseObject, readBody };

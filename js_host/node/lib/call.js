@@ -5,6 +5,8 @@
 // strings, a falsy output is an error), plus ours: a returned Promise settles
 // the call, a synchronous throw is a 500, a call that never completes is a 504
 // after functionTimeout, and a second callback is logged, not fatal.
+// A pool worker runs calls through a subclass (worker_main.js) that answers
+// over IPC, gives no req/res, and leaves the deadline to the pool.
 
 const { BodyReader } = require('./body_reader');
 const { TEXT } = require('./server');
@@ -22,8 +24,26 @@ class FunctionCall extends BodyReader {
   }
 
   onBody(data) {
+    this.run(data);
+  }
+
+  /** What a function sees as `this`. */
+  context() {
+    return { name: this.entry.name, host: this.host, req: this.req, res: this.res };
+  }
+
+  /** Send the answer (the only way out of a call). */
+  answer(status, body, cacheControl) {
+    this.host.send(this.req, this.res, status, body, TEXT, cacheControl);
+  }
+
+  startTimer() {
+    if (this.host.functionTimeout > 0) this.timer = setTimeout(onTimeout, this.host.functionTimeout, this);
+  }
+
+  run(data) {
     const { entry, host } = this;
-    const context = { name: entry.name, host, req: this.req, res: this.res };
+    const context = this.context();
     // js-host 0.11's lines around every call (its logfile's readers look for them).
     host.logger.info(`Host: calling function ${entry.name}`);
     let returned;
@@ -43,9 +63,7 @@ class FunctionCall extends BodyReader {
         (err) => this.rejected(err),
       );
     }
-    if (!this.done && host.functionTimeout > 0) {
-      this.timer = setTimeout(onTimeout, host.functionTimeout, this);
-    }
+    if (!this.done) this.startTimer();
   }
 
   // An async function that resolves to undefined is taken to use the callback
@@ -104,11 +122,11 @@ class FunctionCall extends BodyReader {
       const line = `Host: function ${entry.name} produced an error ${stack}`;
       if (thrown) host.logger.errorToStderr(line);
       else host.logger.error(line);
-      host.send(this.req, this.res, 500, stack);
+      this.answer(500, stack);
       return;
     }
     host.logger.info(`Host: function ${entry.name} completed`);
-    host.send(this.req, this.res, 200, body, TEXT, entry.cacheControl);
+    this.answer(200, body, entry.cacheControl);
   }
 }
 
@@ -119,7 +137,7 @@ function onTimeout(call) {
   const { host, entry } = call;
   const message = `Function "${entry.name}" did not complete within the functionTimeout of ${host.functionTimeout}ms`;
   host.logger.error(`Host: ${message}`);
-  host.send(call.req, call.res, 504, `Gateway timeout: ${message}`);
+  call.answer(504, `Gateway timeout: ${message}`);
 }
 
 function toError(err) {

@@ -4,6 +4,8 @@
 //   GET  /status          -> {"type": "Host", "version", "config": {...}}
 //   POST /function/<name> -> 200 output | 500 error stack | 404 unknown name
 //                            | 504 functionTimeout | 400 bad JSON | 413 too large
+//   GET  /health          -> 200 {"status": "ready"} (a pool answers 503 until a worker is)
+// The pool's master (pool_host.js) answers the same, running the calls in workers.
 // Every answer carries the version of the code (JS-Host-Code-Version, and
 // "codeVersion" in /status): see code_version.js.
 
@@ -23,10 +25,8 @@ class Host extends BaseServer {
   constructor(config, options) {
     super(config, options);
     // The config's modules are loaded by now (extendHost may load more: counted too, below).
-    const { functions, functionTimeout = 30000, cacheControl = {} } = this.config;
-    if (!Number.isFinite(functionTimeout) || functionTimeout < 0) {
-      throw new ConfigError(`functionTimeout must be a number of milliseconds (0 disables it), not ${JSON.stringify(functionTimeout)}`);
-    }
+    const { functions, cacheControl = {} } = this.config;
+    const functionTimeout = functionTimeoutOf(this.config);
     if (cacheControl === null || typeof cacheControl !== 'object') {
       throw new ConfigError('cacheControl must be an object: {<function name>: "<Cache-Control value>"}');
     }
@@ -80,21 +80,24 @@ class Host extends BaseServer {
     } else if (url === '/status' || url.startsWith('/status?')) {
       if (req.method === 'GET' || req.method === 'HEAD') this.sendStatus(req, res);
       else this.send(req, res, 405, 'Method not allowed: use GET /status');
+    } else if (url === '/health' || url.startsWith('/health?')) {
+      if (req.method === 'GET' || req.method === 'HEAD') this.sendHealth(req, res);
+      else this.send(req, res, 405, 'Method not allowed: use GET /health');
     } else {
       this.notFound(req, res);
     }
   }
 
+  /** Ready once listening (a pool overrides this). */
+  sendHealth(req, res) {
+    this.sendJson(req, res, 200, { status: 'ready' });
+  }
+
   routeFunction(req, res, url) {
-    const query = url.indexOf('?', FUNCTION_PREFIX.length);
-    let name = query === -1 ? url.slice(FUNCTION_PREFIX.length) : url.slice(FUNCTION_PREFIX.length, query);
-    if (name.includes('%')) {
-      try {
-        name = decodeURIComponent(name);
-      } catch {
-        this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
-        return;
-      }
+    const name = functionName(url);
+    if (name === null) {
+      this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
+      return;
     }
     const entry = this.functions.get(name);
     if (entry === undefined) {
@@ -109,4 +112,25 @@ class Host extends BaseServer {
   }
 }
 
-module.exports = { Host };
+/** The function name in a /function/<name>[?query] URL, or null when malformed. */
+function functionName(url) {
+  const query = url.indexOf('?', FUNCTION_PREFIX.length);
+  const name = query === -1 ? url.slice(FUNCTION_PREFIX.length) : url.slice(FUNCTION_PREFIX.length, query);
+  if (!name.includes('%')) return name;
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return null;
+  }
+}
+
+/** config.functionTimeout in ms (30000 if unset), or a ConfigError. */
+function functionTimeoutOf(config) {
+  const { functionTimeout = 30000 } = config;
+  if (!Number.isFinite(functionTimeout) || functionTimeout < 0) {
+    throw new ConfigError(`functionTimeout must be a number of milliseconds (0 disables it), not ${JSON.stringify(functionTimeout)}`);
+  }
+  return functionTimeout;
+}
+
+module.exports = { FUNCTION_PREFIX, Host, functionName, functionTimeoutOf };

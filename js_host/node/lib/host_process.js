@@ -2,7 +2,8 @@
 
 // One managed host as a child process: spawned with `js-host <config> --port N
 // --json --logfile F`, ready once it prints its status line, stopped with
-// SIGTERM then SIGKILL. The manager's registry (host_registry.js) decides
+// SIGTERM then SIGKILL, or reloaded with SIGHUP when it runs a pool of
+// workers. The manager's registry (host_registry.js) decides
 // when; this module knows how, and how to describe an exit and the end of a
 // host's logfile.
 
@@ -79,6 +80,33 @@ function spawnHost(config, { port, logfile, onSpawn = () => {} }) {
   });
 }
 
+/**
+ * Reload a host that runs a pool of workers (SIGHUP: it replaces its workers
+ * one by one, without downtime); resolves with its new status line once it
+ * says it is done, rejects with its reason if the new code fails to load (it
+ * keeps serving the old one), if it exits, or after HOST_START_TIMEOUT_MS.
+ */
+function reloadHost(child) {
+  return new Promise((resolve, reject) => {
+    const done = (err, line) => {
+      clearTimeout(timer);
+      child.removeListener('message', onMessage);
+      child.removeListener('exit', onExit);
+      if (err) reject(err);
+      else resolve(line);
+    };
+    const onMessage = (message) => {
+      if (message && typeof message.reloaded === 'string') done(null, message.reloaded);
+      else if (message && typeof message.reloadFailed === 'string') done(new Error(message.reloadFailed));
+    };
+    const onExit = (code, signal) => done(new Error(`it exited (${describeExit(code, signal)}) while reloading`));
+    const timer = setTimeout(() => done(new Error(`it did not reload within ${HOST_START_TIMEOUT_MS}ms`)), HOST_START_TIMEOUT_MS);
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+    child.kill('SIGHUP');
+  });
+}
+
 /** SIGTERM, then SIGKILL after HOST_STOP_TIMEOUT_MS; resolves once it exited. */
 function stopProcess(child) {
   child.expectedExit = true;
@@ -120,4 +148,4 @@ function logTail(file, stderr) {
   return `End of its logfile ${file}:\n${text}`;
 }
 
-module.exports = { spawnHost, stopProcess, describeExit, logTail };
+module.exports = { spawnHost, reloadHost, stopProcess, describeExit, logTail };

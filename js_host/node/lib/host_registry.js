@@ -113,6 +113,8 @@ class HostRegistry {
         logfile: file,
         connections,
         port: status.config.port,
+        // A host with a pool of workers reloads without downtime (reloadHost).
+        pool: status.workers !== undefined && status.workers !== null,
         stopTimer: null,
       };
       child.on('exit', (code, signal) => this.onHostExit(record, code, signal));

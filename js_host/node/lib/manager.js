@@ -22,7 +22,7 @@ const path = require('node:path');
 const { finished } = require('node:stream');
 const { AuthenticatedServer } = require('./authenticated_server');
 const { ConfigError } = require('./config');
-const { stopProcess } = require('./host_process');
+const { logTail, reloadHost, stopProcess } = require('./host_process');
 const { HostRegistry } = require('./host_registry');
 const { AUTH_NAME, isLoopbackAddress } = require('./security');
 
@@ -195,6 +195,10 @@ class Manager extends AuthenticatedServer {
         this.send(req, res, 500, `No known host with config: ${config}`);
         return;
       }
+      if (!old.crashed && old.pool) {
+        await this.reloadPool(req, res, old);
+        return;
+      }
       // The new host keeps the port, the logfile, the connections and a
       // pending stop of the old one (a crashed one is revived the same way).
       registry.forgetCrashed(config);
@@ -218,6 +222,29 @@ class Manager extends AuthenticatedServer {
     }).then(() => {
       if (failed) this.exitAfterResponse(res);
     });
+  }
+
+  /**
+   * Restart a host that runs a pool of workers by reloading it: same process,
+   * new workers with the new code, no call lost. A config that fails to load
+   * is a 500 with the reason; the host keeps serving the code it had.
+   */
+  async reloadPool(req, res, record) {
+    try {
+      const line = await reloadHost(record.process);
+      record.output = `${line}\n`;
+      this.logger.info(`Manager: reloaded host with config ${record.config}`);
+      this.sendJson(req, res, 200, this.serializeHost(record));
+    } catch (err) {
+      this.logger.error(`Manager: error reloading host: ${err.message}`);
+      this.send(
+        req,
+        res,
+        500,
+        `Host with config ${record.config} failed to reload: ${err.message}. ` +
+          `It keeps serving the code it had loaded.\n${logTail(record.logfile, '')}`,
+      );
+    }
   }
 
   statusAction(req, res, config) {

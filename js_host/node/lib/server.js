@@ -243,15 +243,18 @@ class BaseServer {
     this.handle(req, res);
   }
 
-  /** Every response goes through here: headers, body, and the log line. */
-  send(req, res, status, body, type = TEXT, cacheControl = undefined) {
+  /**
+   * Every response goes through here: headers, body, and the log line.
+   * `codeVersion`: of the code that answered (a pool's worker), by default the server's.
+   */
+  send(req, res, status, body, type = TEXT, cacheControl = undefined, codeVersion = this.codeVersion) {
     if (res.headersSent) {
       this.logger.error(`${this.name}: ${req.method} ${req.url}: response already sent, cannot send ${status}`);
       return;
     }
     const headers = ['Content-Type', type, 'Content-Length', Buffer.byteLength(body)];
     if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
-    if (this.codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, this.codeVersion);
+    if (codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, codeVersion);
     if (this.closing) headers.push('Connection', 'close');
     const ms = (performance.now() - res.jsHostStart).toFixed(2);
     this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);

@@ -1,6 +1,7 @@
 'use strict';
 
-// The host over HTTP: js-host 0.11's answers, our additions, and bad input.
+// The host over HTTP: js-host 0.11's answers, our additions, and bad input;
+// the same suite against the single-process host and a pool of 2 workers.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -12,7 +13,8 @@ const VERSION = require('../lib/version');
 
 const CONFIG = path.join(FIXTURES, 'host.config.js');
 
-describe('host', () => {
+for (const workers of [undefined, 2]) describe(workers === undefined ? 'host' : `host (workers: ${workers})`, () => {
+  const pool = workers !== undefined;
   let host;
   let logfile;
   // One host for the whole file: node:test's `before` gets a context with after().
@@ -20,7 +22,7 @@ describe('host', () => {
 
   before(async () => {
     logfile = path.join(tempRuntimeDir(ctx), 'host.log');
-    host = await startServer(ctx, CONFIG, ['--logfile', logfile]);
+    host = await startServer(ctx, CONFIG, ['--logfile', logfile, ...(pool ? ['--workers', String(workers)] : [])]);
   });
   after(async () => {
     for (const fn of ctx.cleanups.reverse()) await fn();
@@ -31,7 +33,15 @@ describe('host', () => {
     assert.equal(res.status, 200);
     assert.match(res.headers['content-type'], /^application\/json/);
     const status = JSON.parse(res.body);
-    assert.deepEqual(status, host.status);
+    if (pool) {
+      // The workers section changes as they start and serve.
+      const { workers: now, ...rest } = status;
+      const { workers: then, ...printed } = host.status;
+      assert.deepEqual(rest, printed);
+      assert.equal(now.size, then.size);
+    } else {
+      assert.deepEqual(status, host.status);
+    }
     assert.equal(status.type, 'Host');
     // "version" is the js-host protocol, which the 2015 clients check; "packageVersion" this release.
     assert.equal(status.version, '0.11.7');
@@ -122,14 +132,14 @@ describe('host', () => {
     assert.match(res.body, /400ms/);
   });
 
-  test('the context has name, host (logger, config), req and res', async () => {
+  test('the context has name, host (logger, config), req and res (not in a pool)', async () => {
     const res = await call(host, 'context');
     assert.deepEqual(JSON.parse(res.body), {
       name: 'context',
       hasLogger: true,
       extra: { nested: [1, 2] },
-      method: 'POST',
-      hasRes: true,
+      method: pool ? null : 'POST',
+      hasRes: !pool,
     });
   });
 

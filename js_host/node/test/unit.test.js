@@ -100,9 +100,11 @@ describe('runtime dir', () => {
 describe('args', () => {
   test('js-host 0.11 options', () => {
     assert.deepEqual(parseArgs(['c.js', '-p', '0', '-j', '-l', 'x.log']), {
-      file: 'c.js', port: 0, logfile: 'x.log', config: false, json: true, manager: false, detached: false,
-      version: false, help: false,
+      file: 'c.js', port: 0, logfile: 'x.log', workers: undefined, config: false, json: true, manager: false,
+      detached: false, version: false, help: false,
     });
+    assert.equal(parseArgs(['c.js', '--workers', '3']).workers, 3);
+    assert.equal(parseArgs(['c.js', '--workers=auto']).workers, 'auto');
     const combined = parseArgs(['-mj', '--port=8080', 'c.js', '-dc']);
     assert.equal(combined.port, 8080);
     assert.ok(combined.manager && combined.json && combined.detached && combined.config);
@@ -117,6 +119,7 @@ describe('args', () => {
     assert.throws(() => parseArgs(['c.js', '-p', '70000']), /0 to 65535/);
     assert.throws(() => parseArgs(['c.js', '-l', 'a', '-l', 'b']), /only be specified once/);
     assert.throws(() => parseArgs(['a.js', 'b.js']), /Unknown argument: b\.js/);
+    assert.throws(() => parseArgs(['c.js', '--workers', 'many']), /--workers must be a number of worker processes or "auto"/);
   });
 });
 

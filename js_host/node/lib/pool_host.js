@@ -1,0 +1,202 @@
+'use strict';
+
+// The host in pool mode (`workers: N`): the master process. It owns the port
+// and answers as the single-process host does (host.js), with the same
+// request parsing and limits (server.js), but runs no user function: each call
+// goes, its body unparsed, to a worker of the pool (pool.js). It adds:
+//   GET /health  -> 200 {"status": "ready", ...} once a worker is ready, else 503
+//   /status      -> 0.11's shape, the config as the serving workers loaded it,
+//                   plus "workers": {size, ready, busy, queue, restarts, loadedAt, codeVersion}
+//   503 + Retry-After when maxQueue calls already wait for a worker
+// Every answer carries the code version of the worker that made it (or of the
+// newest ready workers, for the master's own answers).
+
+const { BodyReader } = require('./body_reader');
+const { FUNCTION_PREFIX, functionName, functionTimeoutOf } = require('./host');
+const { Pool } = require('./pool');
+const { poolSettings } = require('./pool_settings');
+const { BaseServer, JSON_TYPE, TEXT } = require('./server');
+const version = require('./version');
+
+// Seconds a client is asked to wait when the queue is full.
+const RETRY_AFTER_S = '1';
+// On close, calls in flight may take their functionTimeout and this much more.
+const CLOSE_GRACE_MS = 2000;
+
+/** A call read by the master: its body goes to a worker as it came. */
+class PoolCall extends BodyReader {
+  constructor(host, req, res, name) {
+    super(host, req, res);
+    this.host = host;
+    this.name = name;
+    this.body = '';
+    this.id = 0;
+    this.worker = null;
+    this.timer = undefined;
+  }
+
+  acceptBody(body) {
+    if (body.length > 0) this.body = body.toString('utf8');
+    if (!this.host.pool.dispatch(this)) this.host.sendBusy(this);
+    return false;
+  }
+
+  deliver(status, body, worker) {
+    this.host.sendAnswer(this, status, body, worker);
+  }
+}
+
+class PoolHost extends BaseServer {
+  static defaults = {
+    functions: null,
+    ...BaseServer.defaults,
+  };
+
+  /**
+   * @param {object} config the user's config (loaded here only for the settings: the workers run it)
+   * @param {object} options
+   * @param {string} options.configFile the file every worker loads
+   * @param {number} options.workers the number of workers
+   * @param {string|null} [options.logfile] named in the errors of crashed calls
+   * @param {Function} [options.onFatal] called with an Error when no worker can start any more
+   */
+  constructor(config, options) {
+    super(config, options);
+    this.name = 'Host';
+    this.functionTimeout = functionTimeoutOf(this.config);
+    this.settings = poolSettings(this.config, options.workers);
+    this.configFile = options.configFile;
+    this.logfile = options.logfile || null;
+    this.onFatal = options.onFatal || (() => {});
+    this.pool = null; // made once listening: the workers get the real port
+  }
+
+  get codeVersion() {
+    return this.pool !== null && this.pool.current !== null ? this.pool.current.codeVersion : undefined;
+  }
+
+  getStatus() {
+    const current = this.pool === null ? null : this.pool.current;
+    // The config as the serving workers see it (extendHost's functions
+    // included), with the port the master listens on.
+    const config = current === null ? this.serializableConfig() : { ...current.report.config, port: this.config.port };
+    return {
+      type: this.name,
+      version,
+      config,
+      codeVersion: current === null ? null : current.codeVersion,
+      workers: this.pool === null ? null : this.pool.stats(),
+    };
+  }
+
+  // Not cached: the workers section changes with every call.
+  statusJson() {
+    return JSON.stringify(this.getStatus());
+  }
+
+  /** Listen, then start the workers; `callback(err)` once one is ready (err.workerStart: none could). */
+  listen(callback) {
+    super.listen((err) => {
+      if (err) {
+        callback(err);
+        return;
+      }
+      this.pool = new Pool({
+        configFile: this.configFile,
+        port: this.config.port,
+        settings: this.settings,
+        functionTimeout: this.functionTimeout,
+        logger: this.logger,
+        logfile: this.logfile,
+        onFatal: this.onFatal,
+      });
+      this.pool.start((startError) => {
+        if (startError) startError.workerStart = true;
+        callback(startError || null);
+      });
+    });
+  }
+
+  /** Load the config again in new workers, one by one; `callback(err)` when done. */
+  reload(callback) {
+    if (this.pool === null || this.closing) {
+      callback(new Error('the host is not serving'));
+      return;
+    }
+    this.pool.reload(callback);
+  }
+
+  /** Stop accepting, let the calls in flight finish (bounded), then stop the workers. */
+  close(callback) {
+    if (this.closing) return;
+    const bound = setTimeout(() => this.server.closeAllConnections(), this.functionTimeout + CLOSE_GRACE_MS);
+    super.close(() => {
+      clearTimeout(bound);
+      if (this.pool === null) callback();
+      else this.pool.stop(callback);
+    });
+  }
+
+  route(req, res) {
+    const url = req.url;
+    if (url.startsWith(FUNCTION_PREFIX)) {
+      this.routeFunction(req, res, url);
+    } else if (url === '/status' || url.startsWith('/status?')) {
+      if (req.method === 'GET' || req.method === 'HEAD') this.sendStatus(req, res);
+      else this.send(req, res, 405, 'Method not allowed: use GET /status');
+    } else if (url === '/health' || url.startsWith('/health?')) {
+      if (req.method === 'GET' || req.method === 'HEAD') this.sendHealth(req, res);
+      else this.send(req, res, 405, 'Method not allowed: use GET /health');
+    } else {
+      this.notFound(req, res);
+    }
+  }
+
+  routeFunction(req, res, url) {
+    const name = functionName(url);
+    if (name === null) {
+      this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
+      return;
+    }
+    // Before the first worker is ready the names are not known: its worker answers 404.
+    const current = this.pool === null ? null : this.pool.current;
+    if (current !== null && !current.names.has(name)) {
+      this.send(req, res, 404, `Not found. Unknown function "${name}"`);
+      return;
+    }
+    if (req.method !== 'POST') {
+      this.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
+      return;
+    }
+    this.readJson(req, new PoolCall(this, req, res, name));
+  }
+
+  sendHealth(req, res) {
+    const ready = this.pool === null ? 0 : this.pool.readyCount();
+    const status = this.closing ? 'stopping' : ready > 0 ? 'ready' : 'starting';
+    const body = { status, workers: { size: this.settings.size, ready } };
+    this.send(req, res, status === 'ready' ? 200 : 503, JSON.stringify(body), JSON_TYPE);
+  }
+
+  sendAnswer(call, status, body, worker) {
+    let cacheControl;
+    let codeVersion = this.codeVersion;
+    if (worker !== null && worker.report !== null) {
+      codeVersion = worker.report.codeVersion;
+      const headers = worker.report.cacheControl;
+      if (status === 200 && Object.prototype.hasOwnProperty.call(headers, call.name)) cacheControl = headers[call.name];
+    }
+    this.send(call.req, call.res, status, body, TEXT, cacheControl, codeVersion);
+  }
+
+  /** 503 with Retry-After: maxQueue calls already wait for a worker. */
+  sendBusy(call) {
+    const message =
+      `Service unavailable: all ${this.settings.size} workers are busy and ${this.settings.maxQueue} calls ` +
+      `already wait (maxQueue); function "${call.name}" was not run. Retry later, or raise workers or maxQueue.`;
+    call.res.setHeader('Retry-After', RETRY_AFTER_S);
+    this.send(call.req, call.res, 503, message);
+  }
+}
+
+module.exports = { PoolHost };

@@ -1,0 +1,129 @@
+'use strict';
+
+// The entry of a pool worker, forked by worker_process.js with
+// `<config file> <port> <measure memory: 1|0>`: it loads the config as the single-process host does
+// (a Host that never listens: extendHost, addFunction, host.logger and
+// host.config work the same), reports ready, then runs one call at a time
+// with call.js's rules. The messages (JSON arrays over the IPC channel) are
+// described in worker_process.js. Logging goes to the master, which writes it
+// to the host's logger and logfile.
+//
+// The worker ends when its master does: on 'disconnect' (also after a SIGKILL
+// of the master, the channel closes), and, since a function stuck in a loop
+// never sees that event, through a watchdog thread that kills the process
+// once its parent is gone.
+
+const { Worker } = require('node:worker_threads');
+const { BadBody, parseObject } = require('./body_reader');
+const { FunctionCall } = require('./call');
+const { ConfigError, loadConfigFile } = require('./config');
+const { Host } = require('./host');
+const { Logger } = require('./logger');
+
+const WATCHDOG_INTERVAL_MS = 1000;
+const WATCHDOG = `
+const { workerData } = require('node:worker_threads');
+setInterval(() => {
+  if (process.ppid !== workerData) process.kill(process.pid, 'SIGKILL');
+}, ${WATCHDOG_INTERVAL_MS});
+`;
+// Exit code of a worker that reported a crash (the cause went in the message).
+const CRASH_EXIT_CODE = 70;
+
+/** A call run in a worker: answered over IPC; no req/res; the master keeps the deadline. */
+class WorkerCall extends FunctionCall {
+  constructor(host, entry, id) {
+    super(host, entry, null, null);
+    this.id = id;
+  }
+
+  context() {
+    return { name: this.entry.name, host: this.host };
+  }
+
+  answer(status, body) {
+    // Reading the RSS costs system calls: only when maxWorkerMemory asks for it.
+    process.send([this.id, status, body, measureMemory ? process.memoryUsage.rss() : 0]);
+  }
+
+  // The master kills this process at functionTimeout: whatever the function does.
+  startTimer() {}
+}
+
+// Log lines travel to the master as ['log', level, message].
+const ipcLogger = {
+  info: (message) => send(['log', 'info', String(message)]),
+  warn: (message) => send(['log', 'warn', String(message)]),
+  error: (message) => send(['log', 'error', String(message)]),
+};
+
+function send(message, callback) {
+  if (process.connected) process.send(message, callback);
+  else if (callback) callback();
+}
+
+let host = null;
+let measureMemory = false;
+
+function main() {
+  const [configFile, port, memory] = process.argv.slice(2);
+  measureMemory = memory === '1';
+  process.on('disconnect', () => process.exit(0));
+  process.on('uncaughtException', onCrash);
+  new Worker(WATCHDOG, { eval: true, workerData: process.ppid }).unref();
+
+  try {
+    const { config } = loadConfigFile(configFile);
+    host = new Host(config, { logger: new Logger({ custom: ipcLogger }), port: Number(port) });
+    host.statusJson();
+  } catch (err) {
+    send(['failed', describeStartError(err, configFile)], () => process.exit(1));
+    return;
+  }
+  process.on('message', onMessage);
+  const cacheControl = {};
+  for (const entry of host.functions.values()) {
+    if (entry.cacheControl !== undefined) cacheControl[entry.name] = entry.cacheControl;
+  }
+  send([
+    'ready',
+    { functions: Array.from(host.functions.keys()), cacheControl, codeVersion: host.codeVersion, config: host.serializableConfig() },
+  ]);
+}
+
+// A call from the master: [id, function name, body text].
+function onMessage(message) {
+  const [id, name, body] = message;
+  const entry = host.functions.get(name);
+  if (entry === undefined) {
+    process.send([id, 404, `Not found. Unknown function "${name}"`, 0]);
+    return;
+  }
+  const data = parseObject(body);
+  if (data instanceof BadBody) {
+    process.send([id, 400, data.message, 0]);
+    return;
+  }
+  new WorkerCall(host, entry, id).run(data);
+}
+
+// An uncaught exception or an unhandled rejection (Node raises those as
+// uncaught exceptions, with `origin` saying so): the master fails the call in
+// flight with the cause and replaces this worker.
+function onCrash(err, origin) {
+  const cause = origin === 'unhandledRejection' ? 'unhandledRejection' : 'uncaughtException';
+  const stack = err instanceof Error && typeof err.stack === 'string' ? err.stack : String(err);
+  send(['crash', cause, stack], () => process.exit(CRASH_EXIT_CODE));
+}
+
+// The CLI's one-line messages for a config that does not load.
+function describeStartError(err, configFile) {
+  const message = String(err && err.message).split('\n')[0];
+  if (err instanceof ConfigError) return message.includes(configFile) ? message : `${message} (config file ${configFile})`;
+  return `Error loading config file ${configFile}: ${message}`;
+}
+
+// Run only as a forked worker's entry: requiring this module does nothing.
+if (require.main === module) main();
+
+module.exports = { CRASH_EXIT_CODE };
