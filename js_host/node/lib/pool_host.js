@@ -82,8 +82,9 @@ class PoolHost extends BaseServer {
     const config = current === null ? this.serializableConfig() : { ...current.report.config, port: this.config.port };
     return {
       type: this.name,
-      version,
+      version: this.protocolVersion,
       config,
+      packageVersion: version,
       codeVersion: current === null ? null : current.codeVersion,
       workers: this.pool === null ? null : this.pool.stats(),
     };
