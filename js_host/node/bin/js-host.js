@@ -180,7 +180,7 @@ function serve(server, args) {
       logger.info('Host: SIGHUP received, reloading the config in new workers');
       server.reload((err) => {
         // A manager's /host/restart waits for this.
-        if (MANAGED && process.connected) process.send(err ? { reloadFailed: err.message } : { reloaded: server.statusJson() });
+        if (MANAGED && process.connected) process.send(err ? { reloadFailed: err.message } : { reloaded: statusLine(server) });
       });
     });
   }
@@ -216,7 +216,7 @@ function serve(server, args) {
 // The status line of --json; a managed host adds its loaded files, for its manager
 // (which shows them to its authenticated clients only, never in GET /status).
 function statusLine(server) {
-  if (server.loadedFiles === undefined) return server.statusJson();
+  if (!MANAGED || server.loadedFiles === undefined) return server.statusJson();
   return JSON.stringify({ ...JSON.parse(server.statusJson()), loadedFiles: server.loadedFiles });
 }
 

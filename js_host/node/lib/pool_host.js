@@ -71,6 +71,11 @@ class PoolHost extends BaseServer {
     this.pool = null; // made once listening: the workers get the real port
   }
 
+  /** The user's modules the serving workers loaded, with their mtimes (see code_version.js). */
+  get loadedFiles() {
+    return this.pool !== null && this.pool.current !== null ? this.pool.current.report.loadedFiles : undefined;
+  }
+
   get codeVersion() {
     return this.pool !== null && this.pool.current !== null ? this.pool.current.codeVersion : undefined;
   }

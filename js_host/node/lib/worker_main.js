@@ -18,6 +18,7 @@ const { BadBody, parseObject } = require('./body_reader');
 const { FunctionCall } = require('./call');
 const { ConfigError, loadConfigFile } = require('./config');
 const { Host } = require('./host');
+const { loadedFiles } = require('./code_version');
 const { Logger } = require('./logger');
 
 const WATCHDOG_INTERVAL_MS = 1000;
@@ -87,7 +88,14 @@ function main() {
   }
   send([
     'ready',
-    { functions: Array.from(host.functions.keys()), cacheControl, codeVersion: host.codeVersion, config: host.serializableConfig() },
+    {
+      functions: Array.from(host.functions.keys()),
+      cacheControl,
+      codeVersion: host.codeVersion,
+      config: host.serializableConfig(),
+      // The user's modules this worker loaded (what a development client watches).
+      loadedFiles: loadedFiles(),
+    },
   ]);
 }
 
