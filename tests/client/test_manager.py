@@ -30,6 +30,13 @@ from tests.support.processes import NPM_BIN, ROOT, free_port, kind_config, suite
 from tests.support.waiting import wait_for
 
 
+@pytest.fixture(params=["bundled", "npm-0.11"])
+def impl(request: pytest.FixtureRequest) -> str:
+    """Both implementations of the manager. No "pool" kind here: the bundled manager's hosts
+    already run a pool (of one worker, unless their config sets ``workers``)."""
+    return request.param
+
+
 def test_configure_spawns_the_manager_and_the_host(manager_env, impl) -> None:
     settings.configure(VERBOSITY=0, **manager_env["settings"])
     from js_host.host import host
