@@ -74,18 +74,7 @@ class Host extends BaseServer {
   }
 
   route(req, res) {
-    const url = req.url;
-    if (url.startsWith(FUNCTION_PREFIX)) {
-      this.routeFunction(req, res, url);
-    } else if (url === '/status' || url.startsWith('/status?')) {
-      if (req.method === 'GET' || req.method === 'HEAD') this.sendStatus(req, res);
-      else this.send(req, res, 405, 'Method not allowed: use GET /status');
-    } else if (url === '/health' || url.startsWith('/health?')) {
-      if (req.method === 'GET' || req.method === 'HEAD') this.sendHealth(req, res);
-      else this.send(req, res, 405, 'Method not allowed: use GET /health');
-    } else {
-      this.notFound(req, res);
-    }
+    routeHost(this, req, res);
   }
 
   /** Ready once listening (a pool overrides this). */
@@ -133,4 +122,23 @@ function functionTimeoutOf(config) {
   return functionTimeout;
 }
 
-module.exports = { FUNCTION_PREFIX, Host, functionName, functionTimeoutOf };
+/**
+ * A host's routes, with workers or without: /function/<name> (server.routeFunction),
+ * /status (server.sendStatus), /health (server.sendHealth), else 404.
+ */
+function routeHost(server, req, res) {
+  const url = req.url;
+  if (url.startsWith(FUNCTION_PREFIX)) {
+    server.routeFunction(req, res, url);
+  } else if (url === '/status' || url.startsWith('/status?')) {
+    if (req.method === 'GET' || req.method === 'HEAD') server.sendStatus(req, res);
+    else server.send(req, res, 405, 'Method not allowed: use GET /status');
+  } else if (url === '/health' || url.startsWith('/health?')) {
+    if (req.method === 'GET' || req.method === 'HEAD') server.sendHealth(req, res);
+    else server.send(req, res, 405, 'Method not allowed: use GET /health');
+  } else {
+    server.notFound(req, res);
+  }
+}
+
+module.exports = { FUNCTION_PREFIX, Host, functionName, functionTimeoutOf, routeHost };

@@ -12,7 +12,7 @@
 // newest ready workers, for the master's own answers).
 
 const { BodyReader } = require('./body_reader');
-const { FUNCTION_PREFIX, functionName, functionTimeoutOf } = require('./host');
+const { FUNCTION_PREFIX, functionName, functionTimeoutOf, routeHost } = require('./host');
 const { Pool } = require('./pool');
 const { poolSettings } = require('./pool_settings');
 const { BaseServer, JSON_TYPE, TEXT } = require('./server');
@@ -144,18 +144,7 @@ class PoolHost extends BaseServer {
   }
 
   route(req, res) {
-    const url = req.url;
-    if (url.startsWith(FUNCTION_PREFIX)) {
-      this.routeFunction(req, res, url);
-    } else if (url === '/status' || url.startsWith('/status?')) {
-      if (req.method === 'GET' || req.method === 'HEAD') this.sendStatus(req, res);
-      else this.send(req, res, 405, 'Method not allowed: use GET /status');
-    } else if (url === '/health' || url.startsWith('/health?')) {
-      if (req.method === 'GET' || req.method === 'HEAD') this.sendHealth(req, res);
-      else this.send(req, res, 405, 'Method not allowed: use GET /health');
-    } else {
-      this.notFound(req, res);
-    }
+    routeHost(this, req, res);
   }
 
   routeFunction(req, res, url) {
