@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,14 +124,6 @@ def edit(path: Path, text: str) -> None:
     path.write_text(text)
     info = path.stat()
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
-
-
-@pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    path = tmp_path / "runtime"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(path))
-    yield path
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:

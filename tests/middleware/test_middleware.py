@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ MODE_IDS = [f"{cls}{'-preload' if preload else ''}" for cls, preload in MODES]
 
 def start_host(config: Path, port: int, tmp_path: Path) -> NodeProcess:
     return NodeProcess(HOST_BIN, config, "--port", str(port), logdir=tmp_path).start()
-
-
-@pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    path = tmp_path / "runtime"
-    path.mkdir(mode=0o700)
-    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(path))
-    yield path
 
 
 @pytest.mark.parametrize(("worker_class", "preload"), MODES, ids=MODE_IDS)

@@ -31,3 +31,12 @@ def start_host(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private runtime dir (mode 0700) for this test's managers and managed hosts."""
+    path = tmp_path / "runtime"
+    path.mkdir(mode=0o700)
+    monkeypatch.setenv("JS_HOST_RUNTIME_DIR", str(path))
+    yield path
