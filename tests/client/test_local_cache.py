@@ -6,7 +6,6 @@ the byte bound, threads and fork()."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import threading
@@ -21,6 +20,7 @@ from js_host.host import JSHost, get_default_host
 from js_host.local_cache import ENTRY_OVERHEAD, LocalCache
 from js_host.response import Response
 from tests.support.client import bin_setting
+from tests.support.forked import run_in_fork
 from tests.support.processes import NodeProcess, free_port
 from tests.support.sockets import read_request
 from tests.support.threaded_server import ThreadedServer, closing_servers
@@ -191,23 +191,15 @@ def test_eight_threads(project_host) -> None:
 def test_a_forked_child_starts_empty_and_keeps_its_own(project_host) -> None:
     project_host(LOCAL_CACHE_SIZE=1 << 20)
     assert Function("fresh").call(n=1) == 'v1:1:{"n":1}'
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            cache = get_default_host().local_cache
-            report = {"kept": len(cache), "first": Function("fresh").call(n=1)}
-            report["again"] = Function("fresh").call(n=1)
-            report["kept_after"] = len(cache)
-        except BaseException as err:
-            report = {"error": repr(err)}
-        os.write(write_fd, json.dumps(report).encode())
-        os._exit(0)
-    os.close(write_fd)
-    _, status = os.waitpid(child, 0)
-    with os.fdopen(read_fd) as fh:
-        report = json.loads(fh.read())
-    assert status == 0 and "error" not in report, report
+
+    def child() -> dict[str, object]:
+        cache = get_default_host().local_cache
+        report = {"kept": len(cache), "first": Function("fresh").call(n=1)}
+        report["again"] = Function("fresh").call(n=1)
+        report["kept_after"] = len(cache)
+        return report
+
+    report = run_in_fork(child)
     assert report == {"kept": 0, "first": 'v1:2:{"n":1}', "again": 'v1:2:{"n":1}', "kept_after": 1}
     # The parent keeps its own.
     assert Function("fresh").call(n=1) == 'v1:1:{"n":1}'

@@ -4,8 +4,6 @@ request) and responses cut off before their end."""
 
 from __future__ import annotations
 
-import json
-import os
 import select
 import socket
 import struct
@@ -19,6 +17,7 @@ from js_host.exceptions import ConnectionError  # noqa: A004 - the spec's name
 from js_host.function import Function
 from js_host.transport import Pool
 from tests.support.client import write_config
+from tests.support.forked import run_in_fork
 from tests.support.processes import NPM_BIN
 from tests.support.sockets import idle_local_ports, read_request
 from tests.support.threaded_server import ThreadedServer, closing_servers
@@ -37,21 +36,11 @@ def test_sockets_are_kept_alive(configured) -> None:
 def test_fork_child_and_parent_each_use_their_own_socket(configured) -> None:
     parent_answer = Function("pid").call()
     parent_ports = idle_local_ports()
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: call, report its socket, exit without cleanup
-        try:
-            answer = Function("pid").call()
-            report = {"answer": answer, "ports": sorted(idle_local_ports())}
-        except BaseException as err:
-            report = {"error": repr(err)}
-        os.write(write_fd, json.dumps(report).encode())
-        os._exit(0)
-    os.close(write_fd)
-    _, status = os.waitpid(child, 0)
-    with os.fdopen(read_fd) as fh:
-        report = json.loads(fh.read())
-    assert status == 0 and "error" not in report, report
+
+    def child() -> dict[str, object]:  # call, report its socket, exit without cleanup
+        return {"answer": Function("pid").call(), "ports": sorted(idle_local_ports())}
+
+    report = run_in_fork(child)
     assert report["answer"] == parent_answer  # the same host
     assert report["ports"] and not set(report["ports"]) & parent_ports
     # The parent's socket still works and is still the same one.
