@@ -82,21 +82,13 @@ class Host extends BaseServer {
     this.sendJson(req, res, 200, { status: 'ready' });
   }
 
-  routeFunction(req, res, url) {
-    const name = functionName(url);
-    if (name === null) {
-      this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
-      return;
-    }
-    const entry = this.functions.get(name);
-    if (entry === undefined) {
-      this.send(req, res, 404, `Not found. Unknown function "${name}"`);
-      return;
-    }
-    if (req.method !== 'POST') {
-      this.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
-      return;
-    }
+  /** The function `name` (its entry), or undefined: 404. */
+  findFunction(name) {
+    return this.functions.get(name);
+  }
+
+  /** Run a call of the function found by findFunction(). */
+  startCall(req, res, entry) {
     this.readJson(req, new FunctionCall(this, entry, req, res));
   }
 }
@@ -123,13 +115,13 @@ function functionTimeoutOf(config) {
 }
 
 /**
- * A host's routes, with workers or without: /function/<name> (server.routeFunction),
- * /status (server.sendStatus), /health (server.sendHealth), else 404.
+ * A host's routes, with workers or without: /function/<name> (server.findFunction,
+ * then server.startCall), /status (server.sendStatus), /health (server.sendHealth), else 404.
  */
 function routeHost(server, req, res) {
   const url = req.url;
   if (url.startsWith(FUNCTION_PREFIX)) {
-    server.routeFunction(req, res, url);
+    routeFunction(server, req, res, url);
   } else if (url === '/status' || url.startsWith('/status?')) {
     if (req.method === 'GET' || req.method === 'HEAD') server.sendStatus(req, res);
     else server.send(req, res, 405, 'Method not allowed: use GET /status');
@@ -141,4 +133,22 @@ function routeHost(server, req, res) {
   }
 }
 
-module.exports = { FUNCTION_PREFIX, Host, functionName, functionTimeoutOf, routeHost };
+function routeFunction(server, req, res, url) {
+  const name = functionName(url);
+  if (name === null) {
+    server.send(req, res, 400, `Bad request: malformed function name in ${url}`);
+    return;
+  }
+  const found = server.findFunction(name);
+  if (found === undefined) {
+    server.send(req, res, 404, `Not found. Unknown function "${name}"`);
+    return;
+  }
+  if (req.method !== 'POST') {
+    server.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
+    return;
+  }
+  server.startCall(req, res, found);
+}
+
+module.exports = { Host, functionTimeoutOf, routeHost };

@@ -12,7 +12,7 @@
 // newest ready workers, for the master's own answers).
 
 const { BodyReader } = require('./body_reader');
-const { FUNCTION_PREFIX, functionName, functionTimeoutOf, routeHost } = require('./host');
+const { functionTimeoutOf, routeHost } = require('./host');
 const { Pool } = require('./pool');
 const { poolSettings } = require('./pool_settings');
 const { BaseServer, JSON_TYPE, TEXT } = require('./server');
@@ -147,22 +147,14 @@ class PoolHost extends BaseServer {
     routeHost(this, req, res);
   }
 
-  routeFunction(req, res, url) {
-    const name = functionName(url);
-    if (name === null) {
-      this.send(req, res, 400, `Bad request: malformed function name in ${url}`);
-      return;
-    }
+  /** `name`, or undefined (404) when the serving workers do not have it. */
+  findFunction(name) {
     // Before the first worker is ready the names are not known: its worker answers 404.
     const current = this.pool === null ? null : this.pool.current;
-    if (current !== null && !current.names.has(name)) {
-      this.send(req, res, 404, `Not found. Unknown function "${name}"`);
-      return;
-    }
-    if (req.method !== 'POST') {
-      this.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
-      return;
-    }
+    return current !== null && !current.names.has(name) ? undefined : name;
+  }
+
+  startCall(req, res, name) {
     this.readJson(req, new PoolCall(this, req, res, name));
   }
 
