@@ -67,16 +67,7 @@ def table(results: Results) -> list[list[str]]:
 
 def versus(results: Results, name: str, other: str) -> str | None:
     """``other``'s per-call time over ``name``'s, for each payload and thread count."""
-    mine, theirs = results.subjects.get(name), results.subjects.get(other)
-    if not (mine and mine.calls and theirs and theirs.calls):
-        return None
-    parts = []
-    for payload in PAYLOADS:
-        for threads in THREADS:
-            a, b = mine.median_call(payload, threads), theirs.median_call(payload, threads)
-            if a and b:
-                parts.append(f"{payload} x{threads}: {b / a:.1f}x")
-    return ", ".join(parts)
+    return compared(results, name, other, lambda a, b: f"{b / a:.1f}x", PAYLOADS)
 
 
 def compared(
