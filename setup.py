@@ -44,6 +44,9 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # `make test` runs the suite's modules on 3 workers: most of its time is spent
+            # waiting for real processes, not computing.
+            "pytest-xdist>=3.5",
             "hypothesis>=6",
             "django>=4.2",
             "flask>=3",
