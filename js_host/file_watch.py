@@ -93,6 +93,10 @@ class FileWatcher:
             return "none"
         return "inotify" if self._fd is not None else "polling"
 
+    def __len__(self) -> int:
+        """How many files it watches."""
+        return len(self._reference)
+
     def watch(self, mtimes: Mapping[str, int | str | None]) -> None:
         """Watch the files of ``mtimes`` ({path: the mtime in ns it should have, None for a file
         that should not exist}) instead of the ones watched so far; forgets earlier changes. A file
@@ -103,7 +107,9 @@ class FileWatcher:
                 self._forget_parent()
             self._reference = reference
             self.changed_files = []
-            if not self._polling_wanted():
+            if self._polling_wanted():
+                self._close_fd()
+            else:
                 self._watch_folders(reference)
             if self._fd is None:
                 self._ensure_thread()
