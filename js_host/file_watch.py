@@ -97,6 +97,10 @@ class FileWatcher:
         """How many files it watches."""
         return len(self._reference)
 
+    def __contains__(self, path: object) -> bool:
+        """Whether it watches ``path`` (absolute)."""
+        return path in self._reference
+
     def watch(self, mtimes: Mapping[str, int | str | None]) -> None:
         """Watch the files of ``mtimes`` ({path: the mtime in ns it should have, None for a file
         that should not exist}) instead of the ones watched so far; forgets earlier changes. A file

@@ -213,17 +213,17 @@ class Reloader:
     def _restart_if_loaded_files_changed(self, host: JSHost, described: dict[str, Any]) -> bool:
         """Restart the host if a module it loaded has changed since; True if so (or if another
         process restarted it meanwhile)."""
-        loaded = _loaded_files(described)
-        if loaded is None:
-            return False  # js-host 0.11: only the watched files count
-        changed = [path for path, mtime in loaded.items() if mtime_ns(path) != mtime]
-        if not changed:
-            return False
+        if not _changed_files(described):
+            return False  # (None: js-host 0.11, only the watched files count)
         assert host.manager is not None
         with MachineLock(RECORD_PURPOSE, host.config_file, record=True):
-            # Only if it still is the host process that loaded them: every worker sees the change.
+            # Every worker sees the change: only if it still is the host process that loaded
+            # them, and it still runs the old code (a pool reloaded by another worker keeps
+            # its process, and reports the files its new workers loaded).
             now = host.manager.request_host_status(host.config_file)
-            if (now.get("host") or {}).get("id") == described.get("id"):
+            current = now.get("host") or {}
+            changed = _changed_files(current) if current.get("id") == described.get("id") else None
+            if changed:
                 logger.info("Restarting %s: %s changed", host.get_name(), ", ".join(changed))
                 host.restart()  # starts it if it is not running
         return True
@@ -292,6 +292,15 @@ def _loaded_files(described: dict[str, Any]) -> dict[str, int] | None:
         return {path: int(mtime) for path, mtime in loaded.items()}
     except (TypeError, ValueError):
         return None
+
+
+def _changed_files(described: dict[str, Any]) -> list[str] | None:
+    """The files the host process ``described`` loaded that have changed since (None: its host
+    does not say which it loaded)."""
+    loaded = _loaded_files(described)
+    if loaded is None:
+        return None
+    return [path for path, mtime in loaded.items() if mtime_ns(path) != mtime]
 
 
 def _alive(pid: int) -> bool:
