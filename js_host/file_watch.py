@@ -131,6 +131,12 @@ class FileWatcher:
             self._read_events()
         return bool(self.changed_files)
 
+    def __del__(self) -> None:
+        # An inotify instance per watcher, and a user may have few (fs.inotify.max_user_instances).
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+            self._fd = None
+
     def close(self) -> None:
         """Stop watching (the thread ends, the inotify instance is closed)."""
         with self._lock:
@@ -223,15 +229,11 @@ class FileWatcher:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop = threading.Event()
+        # The thread holds the watcher weakly: it ends once nothing else holds it.
         self._thread = threading.Thread(
-            target=self._poll, args=(self._stop,), name="js-host file watcher", daemon=True
+            target=_poll, args=(weakref.ref(self), self._stop), name="js-host file watcher", daemon=True
         )
         self._thread.start()
-
-    def _poll(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            if self._fd is None and not self.changed_files and self._pid == os.getpid():
-                self._compare(list(self._reference))
 
     # Both
 
@@ -251,6 +253,25 @@ class FileWatcher:
         self._thread = None
         self._stop = threading.Event()
         self._pid = os.getpid()
+
+
+def _poll(ref: weakref.ref[FileWatcher], stop: threading.Event) -> None:
+    """The polling thread: a pass over the files every ``interval`` seconds, while the watcher
+    polls in this process and has not seen a change yet."""
+    while True:
+        watcher = ref()
+        if watcher is None:
+            return
+        interval = watcher.interval
+        del watcher  # not held while waiting
+        if stop.wait(interval):
+            return
+        watcher = ref()
+        if watcher is None:
+            return
+        if watcher._fd is None and not watcher.changed_files and watcher._pid == os.getpid():
+            watcher._compare(list(watcher._reference))
+        del watcher
 
 
 _watchers: weakref.WeakSet[FileWatcher] = weakref.WeakSet()
