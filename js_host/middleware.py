@@ -200,15 +200,9 @@ class JSHostMiddleware:
         """
         pid = os.getpid()
         host = self.host
-        reloader = self.reloader
-        if (
-            self._ready
-            and self._pid == pid
-            and host is self._connected_host
-            # Development: a few microseconds, however many files the host loaded (see reloader).
-            and (host.manager is None or not reloader.due() or not reloader.changed())
-        ):
+        if self._up_to_date(host, pid):
             return
+        reloader = self.reloader
         if host.manager is None:
             self._prepare_production(host, pid)
             return
@@ -220,6 +214,22 @@ class JSHostMiddleware:
                 self._ready = reloader.check(host, connected=connected, show_crash=show_crash)
             if not self._ready:
                 self._connect(host)
+
+    def needs_prepare(self) -> bool:
+        """Whether :meth:`prepare` has anything to do (connect, or in development check the host
+        and its files). Cheap and never blocks: an async server can call it on its event loop,
+        and :meth:`prepare` (which may block) in a thread only when it says so."""
+        return not self._up_to_date(self.host, os.getpid())
+
+    def _up_to_date(self, host: JSHost, pid: int) -> bool:
+        reloader = self.reloader
+        return (
+            self._ready
+            and self._pid == pid
+            and host is self._connected_host
+            # Development: a few microseconds, however many files the host loaded (see reloader).
+            and (host.manager is None or not reloader.due() or not reloader.changed())
+        )
 
     def _prepare_production(self, host: JSHost, pid: int) -> None:
         if host.retry_wait() > 0:

@@ -141,6 +141,7 @@ class Reloader:
         # The host's mtimes first: a file it loaded counts as changed from the version it runs.
         self.files.watch({**extra, **loaded})
         self._watching = True
+        logger.debug("Watching %d files of %s (%s)", len(self.files), host.get_name(), self.files.mode)
 
     def check(self, host: JSHost, *, connected: bool, show_crash: bool = True) -> bool:
         """Restart ``host`` if its code changed; returns whether the connection is still good
