@@ -28,8 +28,12 @@ setup(
     },
     include_package_data=True,
     zip_safe=False,
-    # httptools (llhttp) parses the host's responses: the client's hot path.
-    install_requires=["httptools>=0.6"],
+    install_requires=[
+        # httptools (llhttp) parses the host's responses: the client's hot path.
+        "httptools>=0.6",
+        # The development reloader's file events (js_host/file_watch.py); other platforms poll.
+        "inotify_simple>=1.3; sys_platform == 'linux'",
+    ],
     extras_require={
         # The caching reverse proxy, run by gunicorn.
         "proxy": [

@@ -7,11 +7,13 @@ files: it is meant to run before every request (see :mod:`js_host.reloader`).
 
 Two ways to watch, chosen when watching starts:
 
-- Linux: inotify, on the folders of the files (one watch per folder, so that
-  thousands of files in a few folders take a few watches, and a file replaced by
-  an editor's rename stays watched). The kernel queues the events as the edit
-  happens; ``changed()`` reads them without blocking (one system call when there
-  are none), so the first check after an edit sees it, with no thread.
+- Linux: inotify (through ``inotify_simple``, which adds no thread of its own), on
+  the folders of the files (one watch per folder, so that thousands of files in a
+  few folders take a few watches, and a file replaced by an editor's rename stays
+  watched). The kernel queues the events as the edit happens; ``changed()`` reads
+  them without blocking (one system call when there are none), so the first check
+  after an edit sees it. A library that hands events over from a thread of its own
+  (watchdog) would let a request that follows an edit at once miss it.
 - Elsewhere, when inotify cannot be used (its limits reached), or with
   ``JS_HOST_WATCH_POLLING=1`` in the environment (a Docker Desktop bind mount or
   a network filesystem, whose edits send no events): a daemon thread stats the
@@ -26,10 +28,8 @@ child ``changed()`` is True until :meth:`FileWatcher.watch` starts afresh there.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
-import struct
 import sys
 import threading
 import weakref
@@ -43,18 +43,27 @@ POLL_INTERVAL = 0.5
 #: The environment variable that asks for polling instead of inotify ("1").
 POLLING_VARIABLE = "JS_HOST_WATCH_POLLING"
 
-# <sys/inotify.h>: what a folder's watch reports. IN_MODIFY is left out: a log file
-# kept open in the project's folder would send one event per line; an edit ends with
-# a close (IN_CLOSE_WRITE), a rename (IN_MOVED_TO) or an mtime set by hand (IN_ATTRIB).
-_IN_ATTRIB = 0x4
-_IN_CLOSE_WRITE = 0x8
-_IN_MOVED_FROM = 0x40
-_IN_MOVED_TO = 0x80
-_IN_DELETE = 0x200
-_IN_Q_OVERFLOW = 0x4000
-_IN_ONLYDIR = 0x01000000
-_FOLDER_MASK = _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_DELETE | _IN_ONLYDIR
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+try:  # Linux only (an install requirement there)
+    from inotify_simple import INotify
+    from inotify_simple import flags as inotify_flags
+except ImportError:  # pragma: no cover - other platforms poll
+    INotify = None  # type: ignore[assignment,misc]
+
+# What a folder's watch reports. MODIFY is left out: a log file kept open in the
+# project's folder would send one event per line; an edit ends with a close
+# (CLOSE_WRITE), a rename (MOVED_TO) or an mtime set by hand (ATTRIB).
+_FOLDER_MASK = (
+    (
+        inotify_flags.ATTRIB
+        | inotify_flags.CLOSE_WRITE
+        | inotify_flags.MOVED_FROM
+        | inotify_flags.MOVED_TO
+        | inotify_flags.DELETE
+        | inotify_flags.ONLYDIR
+    )
+    if INotify is not None
+    else 0
+)
 
 Mtimes = dict[str, Optional[int]]
 
@@ -78,7 +87,7 @@ class FileWatcher:
         self._lock = threading.Lock()
         self._reference: Mtimes = {}  # path -> the mtime it should have
         self._names: dict[int, tuple[str, set[str]]] = {}  # inotify wd -> (folder, watched names)
-        self._fd: int | None = None  # the inotify instance
+        self._inotify: INotify | None = None  # the inotify instance
         self._thread: threading.Thread | None = None  # the polling thread
         self._stop = threading.Event()
         self._pid: int | None = None  # the process watching (None: not watching)
@@ -91,7 +100,7 @@ class FileWatcher:
         """How it watches: "inotify", "polling" or "none" (not started in this process)."""
         if self._pid != os.getpid():
             return "none"
-        return "inotify" if self._fd is not None else "polling"
+        return "inotify" if self._inotify is not None else "polling"
 
     def __len__(self) -> int:
         """How many files it watches."""
@@ -112,10 +121,10 @@ class FileWatcher:
             self._reference = reference
             self.changed_files = []
             if self._polling_wanted():
-                self._close_fd()
+                self._close_inotify()
             else:
                 self._watch_folders(reference)
-            if self._fd is None:
+            if self._inotify is None:
                 self._ensure_thread()
         # After the watches: an edit made before them (since the mtimes were taken) counts too.
         self._compare(list(reference))
@@ -127,22 +136,22 @@ class FileWatcher:
             return True
         if self._pid != os.getpid():
             return True  # a forked child: nothing watched in this process yet
-        if self._fd is not None:
+        if self._inotify is not None:
             self._read_events()
         return bool(self.changed_files)
 
     def __del__(self) -> None:
         # An inotify instance per watcher, and a user may have few (fs.inotify.max_user_instances).
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-            self._fd = None
+        if self._inotify is not None and self._pid == os.getpid():
+            self._inotify.close()
+            self._inotify = None
 
     def close(self) -> None:
         """Stop watching (the thread ends, the inotify instance is closed)."""
         with self._lock:
             self._stop.set()
             if self._pid == os.getpid():
-                self._close_fd()
+                self._close_inotify()
             self._pid = None
 
     # Inotify
@@ -150,74 +159,64 @@ class FileWatcher:
     def _polling_wanted(self) -> bool:
         if self._polling is not None:
             return self._polling
-        return os.environ.get(POLLING_VARIABLE, "") not in ("", "0") or not sys.platform.startswith("linux")
+        wanted = os.environ.get(POLLING_VARIABLE, "") not in ("", "0")
+        return wanted or INotify is None or not sys.platform.startswith("linux")
 
     def _watch_folders(self, reference: Mtimes) -> None:
         """Set up inotify watches of the folders of ``reference`` (under the lock); on failure
-        leaves ``self._fd`` None: the caller polls instead."""
-        self._close_fd()
+        leaves ``self._inotify`` None: the caller polls instead."""
+        self._close_inotify()
         folders: dict[str, set[str]] = {}
         for path in reference:
             folder, name = os.path.split(path)
             folders.setdefault(folder, set()).add(name)
         try:
-            libc = _libc()
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-            if fd < 0:
-                raise _os_error("inotify_init1")
-        except (OSError, AttributeError) as err:
+            inotify = INotify(nonblocking=True)
+        except OSError as err:
             logger.info("Watching files by polling every %g s: no inotify (%s)", self.interval, err)
             return
-        self._fd = fd
+        self._inotify = inotify
         for folder, names in folders.items():
-            wd = libc.inotify_add_watch(fd, os.fsencode(folder), _FOLDER_MASK)
-            if wd >= 0:
-                self._names[wd] = (folder, names)
-                continue
-            err = _os_error("inotify_add_watch", folder)
-            if err.errno in (2, 20):  # ENOENT, ENOTDIR: the folder has gone, and its files (compared)
-                continue
-            logger.warning(
-                "Watching files by polling every %g s: inotify cannot watch %s (%s; on Linux raise "
-                "fs.inotify.max_user_watches)",
-                self.interval,
-                folder,
-                err,
-            )
-            self._close_fd()
-            return
+            try:
+                wd = inotify.add_watch(folder, _FOLDER_MASK)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # the folder has gone, and its files (compared)
+            except OSError as err:
+                logger.warning(
+                    "Watching files by polling every %g s: inotify cannot watch %s (%s; on Linux raise "
+                    "fs.inotify.max_user_watches)",
+                    self.interval,
+                    folder,
+                    err,
+                )
+                self._close_inotify()
+                return
+            self._names[wd] = (folder, names)
 
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
+    def _close_inotify(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+        self._inotify = None
         self._names = {}
 
     def _read_events(self) -> None:
         candidates: set[str] = set()
         overflow = False
         with self._lock:
-            fd = self._fd
-            if fd is None:
+            inotify = self._inotify
+            if inotify is None:
                 return
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    return
-                offset = 0
-                while offset + _EVENT.size <= len(data):
-                    wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                    name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
-                    offset += _EVENT.size + length
-                    if mask & _IN_Q_OVERFLOW:
-                        overflow = True
-                        continue
-                    watched = self._names.get(wd)
-                    if watched is not None and os.fsdecode(name) in watched[1]:
-                        candidates.add(os.path.join(watched[0], os.fsdecode(name)))
+            try:
+                events = inotify.read(timeout=0)  # what the kernel has queued; never waits
+            except OSError:
+                return
+            for event in events:
+                if event.mask & inotify_flags.Q_OVERFLOW:
+                    overflow = True
+                    continue
+                watched = self._names.get(event.wd)
+                if watched is not None and event.name in watched[1]:
+                    candidates.add(os.path.join(watched[0], event.name))
         if overflow:
             candidates = set(self._reference)  # events lost: compare them all, once
         if candidates:
@@ -249,7 +248,7 @@ class FileWatcher:
     def _forget_parent(self) -> None:
         """In a forked child (under the lock): the parent's inotify instance and thread are the
         parent's (the child's copy of the descriptor is closed; the parent's stays open)."""
-        self._close_fd()
+        self._close_inotify()
         self._thread = None
         self._stop = threading.Event()
         self._pid = os.getpid()
@@ -269,7 +268,7 @@ def _poll(ref: weakref.ref[FileWatcher], stop: threading.Event) -> None:
         watcher = ref()
         if watcher is None:
             return
-        if watcher._fd is None and not watcher.changed_files and watcher._pid == os.getpid():
+        if watcher._inotify is None and not watcher.changed_files and watcher._pid == os.getpid():
             watcher._compare(list(watcher._reference))
         del watcher
 
@@ -282,23 +281,3 @@ def _close_all() -> None:
     # The polling threads are daemons; stopping them at exit keeps them off a dying interpreter.
     for watcher in list(_watchers):
         watcher.close()
-
-
-_libc_handle: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _libc_handle
-    if _libc_handle is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.inotify_init1.argtypes = [ctypes.c_int]
-        libc.inotify_init1.restype = ctypes.c_int
-        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        libc.inotify_add_watch.restype = ctypes.c_int
-        _libc_handle = libc
-    return _libc_handle
-
-
-def _os_error(call: str, path: str | None = None) -> OSError:
-    errno = ctypes.get_errno()
-    return OSError(errno, f"{call}: {os.strerror(errno)}", path)
