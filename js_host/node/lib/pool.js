@@ -85,6 +85,7 @@ class Pool {
       port: this.port,
       generation: this.generation,
       heapLimitMb: this.settings.heapLimitMb,
+      logFields: this.logger.wantsFields,
     });
     worker.replaces = replaces;
     this.workers.add(worker);

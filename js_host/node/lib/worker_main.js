@@ -1,7 +1,7 @@
 'use strict';
 
 // The entry of a pool worker, forked by worker_process.js with
-// `<config file> <port> <measure memory: 1|0>`: it loads the config as the single-process host does
+// `<config file> <port> <measure memory: 1|0> <log fields: 1|0>`: it loads the config as the single-process host does
 // (a Host that never listens: extendHost, addFunction, host.logger and
 // host.config work the same), reports ready, then runs one call at a time
 // with call.js's rules. The messages (JSON arrays over the IPC channel) are
@@ -55,8 +55,9 @@ class WorkerCall extends FunctionCall {
 }
 
 // Log lines travel to the master as ['log', level, message, fields?]: the master writes
-// them in its format (the fields of a call's lines only count in JSON, which the worker
-// does not need to know), adding this worker's pid.
+// them in its format, adding this worker's pid. The fields of a call's lines (and the
+// request id of each call) are sent only when the master writes JSON lines: text lines
+// cost the channel nothing more.
 const ipcLogger = {
   info: (message, fields) => sendLog('info', message, fields),
   warn: (message, fields) => sendLog('warn', message, fields),
@@ -76,7 +77,7 @@ let host = null;
 let measureMemory = false;
 
 function main() {
-  const [configFile, port, memory] = process.argv.slice(2);
+  const [configFile, port, memory, fields] = process.argv.slice(2);
   measureMemory = memory === '1';
   process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', onCrash);
@@ -84,7 +85,7 @@ function main() {
 
   try {
     const { config } = loadConfigFile(configFile);
-    host = new Host(config, { logger: new Logger({ custom: ipcLogger, customFields: true }), port: Number(port) });
+    host = new Host(config, { logger: new Logger({ custom: ipcLogger, customFields: fields === '1' }), port: Number(port) });
     host.statusJson();
   } catch (err) {
     send(['failed', describeStartError(err, configFile)], () => process.exit(1));

@@ -7,11 +7,11 @@
 //
 // The IPC messages are JSON arrays (serialization 'json': the cheapest for
 // strings), one each way per call; the body crosses as the client sent it:
-//   master -> worker  [id, name, body, requestId]  run a call
+//   master -> worker  [id, name, body, requestId?] run a call (its request id for JSON log lines)
 //   worker -> master  [id, status, body, rss]      its answer, and the RSS after it
 //                     ['ready', report]            loaded: {functions, cacheControl, codeVersion, config, heapUsed}
 //                     ['failed', message]          the config did not load (then it exits)
-//                     ['log', level, message, fields]  a log line (fields: of a call's line, or absent)
+//                     ['log', level, message, fields?]  a log line (fields of a call's line: JSON log lines only)
 //                     ['heap', bytes]              its V8 heap used, every few seconds (for /metrics)
 //                     ['crash', cause, stack]      uncaughtException or unhandledRejection (then it exits)
 
@@ -34,9 +34,10 @@ let nextId = 0;
 class WorkerProcess {
   /**
    * @param {object} pool receives onReady, onAnswer, onLog, onCrashReport, onGone(worker)
-   * @param {object} options {configFile, port, generation, heapLimitMb}
+   * @param {object} options {configFile, port, generation, heapLimitMb, logFields}
+   *   (logFields: the master writes JSON log lines, which carry the fields of a call's lines)
    */
-  constructor(pool, { configFile, port, generation, heapLimitMb }) {
+  constructor(pool, { configFile, port, generation, heapLimitMb, logFields = false }) {
     this.pool = pool;
     this.id = ++nextId;
     this.generation = generation;
@@ -64,7 +65,8 @@ class WorkerProcess {
     this.disconnectTimer = null;
     const execArgv = [...process.execArgv];
     if (heapLimitMb > 0) execArgv.push(`--max-old-space-size=${heapLimitMb}`);
-    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0'], {
+    this.logFields = logFields;
+    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0', logFields ? '1' : '0'], {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -138,7 +140,8 @@ class WorkerProcess {
   /** Run `call` ({id, name, body, requestId}); the worker must be ready and idle. */
   run(call) {
     this.call = call;
-    this.child.send([call.id, call.name, call.body, call.requestId === undefined ? null : call.requestId]);
+    if (this.logFields) this.child.send([call.id, call.name, call.body, call.requestId === undefined ? null : call.requestId]);
+    else this.child.send([call.id, call.name, call.body]);
   }
 
   get idle() {
