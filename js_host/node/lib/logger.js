@@ -220,15 +220,15 @@ class Logger {
   }
 }
 
-/** One JSON object on one line (JSON escapes the line feeds of a stack). */
+/**
+ * One JSON object on one line (JSON escapes the line feeds of a stack): time, level and
+ * message first, then `fields` (never named time, level or message; undefined ones left out).
+ */
 function jsonLine(level, message, fields) {
-  const record = { time: timestamp(), level, message: String(message) };
-  if (fields !== undefined && fields !== null) {
-    for (const key of Object.keys(fields)) {
-      if (!(key in record) && fields[key] !== undefined) record[key] = fields[key];
-    }
-  }
-  return `${JSON.stringify(record)}\n`;
+  const head = `{"time":"${timestamp()}","level":"${level}","message":${JSON.stringify(String(message))}`;
+  if (fields === undefined || fields === null) return `${head}}\n`;
+  const rest = JSON.stringify(fields);
+  return rest === '{}' ? `${head}}\n` : `${head},${rest.slice(1)}\n`;
 }
 
 function writeConsole(stream, data) {

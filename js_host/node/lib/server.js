@@ -306,7 +306,7 @@ class BaseServer {
       ? { function: name, status, duration_ms: Math.round(ms * 100) / 100, request_id: requestId, worker: res.jsHostWorker ?? null }
       : undefined;
     // The text line names the request id; a JSON line has it as a field.
-    const id = fields === undefined || !logger.json ? ` request_id=${requestId}` : '';
+    const id = logger.json ? '' : ` request_id=${requestId}`;
     logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms.toFixed(2)}ms${id}`, fields);
     if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body);
   }
