@@ -9,6 +9,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { before, after, describe, test } = require('node:test');
 const { startServer, request, call, writeConfig, waitFor, isAlive } = require('./helpers');
+const { HostMetrics, LAST_ERRORS, MAX_UNKNOWN_NAMES, OTHER_NAME } = require('../lib/host_metrics');
 const { Registry, escapeLabelValue } = require('../lib/metrics');
 const { requestIdFrom } = require('../lib/request_id');
 
@@ -310,7 +311,7 @@ test('logFormat in the config; a bad value is refused naming it', async (t) => {
   assert.match(String(refused), /logFormat must be 'text' .* or 'json' .*, not "xml"/);
 });
 
-describe('lib/metrics.js', () => {
+describe('lib/metrics.js, lib/host_metrics.js, lib/request_id.js', () => {
   test('HELP, TYPE, labels escaped, histogram buckets cumulative with le last', () => {
     const registry = new Registry();
     const counter = registry.counter('a_total', 'A help with a \\ and a\nline feed', ['x', 'y']);
@@ -344,6 +345,28 @@ describe('lib/metrics.js', () => {
     assert.throws(() => registry.counter('a_total', 'again'), /registered twice/);
     assert.throws(() => registry.counter('bad-name', 'x'), /not a valid metric name/);
     assert.throws(() => counter.inc(['only one']), /takes 2 label values/);
+  });
+
+  test('HostMetrics: made-up names bounded, lastErrors bounded, 404s out of the histogram', () => {
+    const metrics = new HostMetrics();
+    for (let i = 0; i < MAX_UNKNOWN_NAMES + 5; i++) metrics.recordCall(`made-up-${i}`, 404, 0.001, 'Not found');
+    metrics.recordCall('known', 200, 0.002, 'ok');
+    metrics.recordCall('made-up-0', 404, 0.001, 'Not found');
+    const parsed = parseMetrics(metrics.render());
+    const calls = find(parsed, 'js_host_calls_total');
+    assert.equal(calls.length, MAX_UNKNOWN_NAMES + 2);
+    assert.equal(value(parsed, 'js_host_calls_total', { function: OTHER_NAME, status: '404' }), 5);
+    assert.equal(value(parsed, 'js_host_calls_total', { function: 'made-up-0', status: '404' }), 2);
+    assert.deepEqual(
+      find(parsed, 'js_host_call_duration_seconds_count').map((s) => s.labels.function),
+      ['known'],
+    );
+    for (let i = 0; i < LAST_ERRORS + 3; i++) metrics.recordCall('known', 500, 0.001, `Error: number ${i}\n    at x`);
+    assert.equal(metrics.lastErrors.length, LAST_ERRORS);
+    assert.equal(metrics.lastErrors[0].message, 'Error: number 3');
+    assert.equal(metrics.lastErrors.at(-1).message, `Error: number ${LAST_ERRORS + 2}`);
+    metrics.recordCall('known', 500, 0.001, 'x'.repeat(2000));
+    assert.equal(metrics.lastErrors.at(-1).message.length, 500);
   });
 
   test('request ids: a token kept, anything else replaced', () => {
