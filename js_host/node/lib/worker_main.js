@@ -111,7 +111,7 @@ function main() {
   setInterval(() => send(['heap', process.memoryUsage().heapUsed]), HEAP_REPORT_INTERVAL_MS).unref();
 }
 
-// A call from the master: [id, function name, body text].
+// A call from the master: [id, function name, body text, request id (JSON log lines only)].
 function onMessage(message) {
   const [id, name, body, requestId] = message;
   const entry = host.functions.get(name);
