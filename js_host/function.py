@@ -20,6 +20,10 @@ replaced: it is a bug to see (``FunctionError`` is raised). Each fallback is
 logged at WARNING with its cause::
 
     render = Function("render", fallback="")   # the page renders in the browser instead
+
+:func:`call_many` sends many calls in one request (``POST /batch``; see :mod:`js_host.many`)::
+
+    header, footer = call_many([(Function("header"), {"user": "ann"}), (Function("footer"), {})])
 """
 
 from __future__ import annotations

@@ -179,7 +179,9 @@ class PoolJob {
     const { host, batch } = this.runner;
     const { cacheControl, codeVersion } = host.answerHeaders(this.name, status, worker);
     batch.finish(this.index, this.name, status, body, resultHeaders(cacheControl, codeVersion), this.started);
-    this.runner.next();
+    // Once the pool has freed this job's worker (it does so after deliver() returns): the next
+    // job then takes it, or queues behind the calls already waiting, as a new call would.
+    queueMicrotask(this.runner.nextJob);
   }
 }
 
@@ -190,6 +192,7 @@ class PoolRunner {
     this.batch = batch;
     this.jobs = jobs;
     this.nextIndex = 0;
+    this.nextJob = () => this.next();
   }
 
   start() {

@@ -21,6 +21,7 @@ module.exports = {
     pid: (data, cb) => cb(null, String(process.pid)),
     error: (data, cb) => setTimeout(() => cb(new Error('boom ' + data.n)), 1),
     never: () => {},
+    slow: (data, cb) => setTimeout(() => cb(null, 'slow done'), data.ms),
     cached,
   },
 };
@@ -164,5 +165,28 @@ for (const workers of [undefined, 2]) describe(workers === undefined ? 'batch' :
     const res = await batch(host, [job('echo', {})], { host: 'evil.example' });
     assert.equal(res.status, 403);
     assert.match(res.body, /DNS rebinding/);
+  });
+});
+
+describe('batch on a full pool', () => {
+  test('a job that finds the queue full is a 503 result with Retry-After', async (t) => {
+    const { config } = writeConfig(t, 'full.config.js', CONFIG.replace('functionTimeout: 300,', 'functionTimeout: 10000, workers: 1, maxQueue: 0,'));
+    const host = await startServer(t, config);
+    const status = async () => JSON.parse((await request(`${host.url}/status`)).body).workers;
+    await waitFor(async () => (await status()).ready === 1, 20000, 'the worker ready');
+    const running = call(host, 'slow', { ms: 1500 });
+    await waitFor(async () => (await status()).busy === 1, 5000, 'a busy worker');
+    const list = await results(host, [job('echo', { n: 1 }), job('echo', { n: 2 })]);
+    assert.deepEqual(
+      list.map((r) => r.status),
+      [503, 503],
+    );
+    assert.equal(list[0].headers['retry-after'], '1');
+    assert.match(list[0].body, /maxQueue/);
+    assert.equal((await running).body, 'slow done');
+    assert.deepEqual(
+      (await results(host, [job('echo', { n: 3 }), job('echo', { n: 4 })])).map((r) => r.body),
+      ['{"n":3}', '{"n":4}'],
+    );
   });
 });
