@@ -15,6 +15,8 @@ For each job, as for a single ``POST /function/<name>?hash=H``:
 - when the host cannot be reached, or answers a job 502/503/504, a stale entry that
   may be served is (``STALE``, RFC 5861 stale-if-error), else the error.
 
+The upstream batch carries the request's fields as a cached call does (without the
+client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included.
 A batch whose jobs are all fresh hits never reaches a host. Each result's ``headers``
 carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields.
 
