@@ -175,8 +175,8 @@ def main() -> int:
             "cannot be met by a CPU-bound component on 2 workers: the 20 renders of a page take at "
             "least 10 render times on 2 workers, against 20 render times plus 20 round trips one "
             "after another, so the ratio is at most 2 + 2 x (a call's overhead / the render time), "
-            "2.3x for 2 ms renders and 0.3 ms round trips; the line under the table computes that bound from this "
-            "run's own sequential time.\n\n"
+            "2.3x for 2 ms renders and 0.3 ms round trips; the line under the table computes that "
+            "bound from this run's own sequential time.\n\n"
             f"```text\n{table}\n```\n",
         )
     return 0
