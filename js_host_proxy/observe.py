@@ -46,7 +46,15 @@ class Observer:
         self.health = UpstreamHealth(pool.urls, timeout=min(config.connect_timeout, 2.0))
         self.metrics: ProxyMetrics | None = None
         if config.metrics:
-            self.metrics = ProxyMetrics(backend, self.health, multiprocess_dir_from_env())
+            try:
+                self.metrics = ProxyMetrics(backend, self.health, multiprocess_dir_from_env())
+            except ImportError as err:  # installed without the proxy extra: serve all the same
+                logger.warning(
+                    "no metrics: %s. Install js-host[proxy] (it has prometheus_client), "
+                    "or set JS_HOST_PROXY_METRICS=0.",
+                    err,
+                )
+        if self.metrics is not None:
             backend.evicted = self.metrics.evicted
             pool.observer = self
         self._metrics_socket = _socket_matcher(config.metrics_bind) if config.metrics_bind else None
