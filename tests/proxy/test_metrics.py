@@ -291,3 +291,25 @@ def test_readiness_follows_the_upstream(stack: Stack) -> None:
         stack.start_host()
     wait_for(lambda: requests.get(stack.url + "/health?ready").status_code == 200)
     wait_for(lambda: stack.scrape()[up] == 1)
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+def test_cache_size_and_evictions_are_counted(cache: str, tmp_path: Path) -> None:
+    recording = RecordingServer(["echo"])
+    try:
+        with in_process_proxies(recording.url) as make:
+            url = "memory://" if cache == "memory" else f"file://{tmp_path}/cache"
+            proxy = make(cache_url=url, max_size=1000)  # a few entries of ~150 bytes
+            for i in range(20):
+                assert proxy.call("echo", {"i": i}).headers["X-Cache"] == "MISS"
+            families = {
+                f.name: f.samples
+                for f in text_string_to_metric_families(proxy.client.get("/metrics").get_data(as_text=True))
+            }
+            evicted = families["js_host_proxy_cache_evictions"][0].value
+            entries = families["js_host_proxy_cache_entries"][0].value
+            size = families["js_host_proxy_cache_bytes"][0].value
+            assert evicted > 0 and entries + evicted == 20
+            assert 0 < size <= 1000
+    finally:
+        recording.close()
