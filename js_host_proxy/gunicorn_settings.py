@@ -53,6 +53,9 @@ def _env(name, default):
 #   PROMETHEUS_MULTIPROC_DIR        where the workers' counts are kept (emptied at start) a private
 #                                   $TMPDIR/js-host-proxy-<uid>/metrics-<bind>
 
+# What on_starting made for this server (the metrics directory), for on_exit.
+_made = {}
+
 # The app is created in each worker on first use, from the environment above.
 wsgi_app = "js_host_proxy.wsgi:app"
 
@@ -158,11 +161,14 @@ def on_starting(server):
         # counts start at zero.
         from js_host_proxy.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
+        given = os.environ.get(MULTIPROC_ENV, "").strip()
         try:
             os.environ[MULTIPROC_ENV] = prepare_multiprocess_dir(server.cfg.bind[0])
         except (ConfigError, OSError) as err:
             server.log.error("js-host-proxy: the metrics directory: %s (or JS_HOST_PROXY_METRICS=0)", err)
             raise SystemExit(1) from None
+        if not given:
+            _made["metrics_dir"] = os.environ[MULTIPROC_ENV]  # ours: removed by on_exit
         server.log.info("js-host-proxy: metrics in %s", os.environ[MULTIPROC_ENV])
 
 
@@ -180,6 +186,14 @@ def post_fork(server, worker):
         max_body=ProxyConfig.from_env().max_body,
         max_buffered=max_buffered,
     )
+
+
+def on_exit(server):
+    """Master process, the server stopping: remove the metrics directory it made."""
+    if _made.get("metrics_dir"):
+        from js_host_proxy.metrics import remove_multiprocess_dir
+
+        remove_multiprocess_dir(_made.pop("metrics_dir"))
 
 
 def child_exit(server, worker):

@@ -26,6 +26,7 @@ worker's mmap'ed file): see ``bench/proxy_metrics.py``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -236,6 +237,26 @@ def prepare_multiprocess_dir(bind: str) -> str:
     for leftover in glob.glob(os.path.join(glob.escape(path), "*.db")):
         os.unlink(leftover)
     return path
+
+
+def remove_multiprocess_dir(path: str) -> None:
+    """Remove the directory :func:`prepare_multiprocess_dir` made (gunicorn's ``on_exit``):
+    the counts end with the server, and /tmp keeps no folder per port ever used."""
+    from js_host.exceptions import ConfigError
+    from js_host.private_dir import PrivateDir
+
+    what = "js-host-proxy metrics directory"
+    try:
+        folder = PrivateDir.open(path, what=what, setting=MULTIPROC_ENV, create=False)
+    except (OSError, ConfigError) as err:  # gone already, or no longer ours: leave it
+        logger.debug("not removing %r: %s", path, err)
+        return
+    with folder:
+        for entry in folder.listdir():
+            if entry.endswith(".db"):
+                folder.unlink(entry, missing_ok=True)
+    with contextlib.suppress(OSError):  # something else in it: leave it
+        os.rmdir(path)
 
 
 def worker_exited(pid: int) -> None:
