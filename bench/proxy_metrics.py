@@ -187,7 +187,9 @@ mmap'ed file: the in-process line above, a few µs against the 80-170 µs of CPU
 costs through gunicorn here. Counting in-process and flushing now and then would save
 little of that and lose the last counts of a killed worker, so each hit is written at
 once. The wrk rounds swing with the other work on the machine (see each round's ratio);
-the best rounds are the least disturbed ones.
+the best rounds are the least disturbed ones. Loading both proxies at once, each under its
+own wrk, swung more still (0.4x to 8x in one round): a loaded machine is not shared fairly
+between the two; the in-process line is the steady measure of what counting adds.
 """
 
 
