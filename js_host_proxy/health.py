@@ -18,6 +18,14 @@ from urllib.parse import urlsplit
 from js_host_proxy.upstream import _reason
 
 
+def shown(url: str) -> str:
+    """``url`` as the metrics and the readiness answer name it: without credentials."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 class UpstreamHealth:
     def __init__(self, urls: Sequence[str], *, timeout: float, max_age: float = 1.0) -> None:
         self.urls = list(urls)

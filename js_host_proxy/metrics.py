@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from js_host_proxy.cache.base import CacheBackend
-from js_host_proxy.health import UpstreamHealth
+from js_host_proxy.health import UpstreamHealth, shown
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class LiveCollector:
             labels=["upstream"],
         )
         for url, why in self.health.check().items():
-            up.add_metric([url], 0 if why else 1)
+            up.add_metric([shown(url)], 0 if why else 1)
         yield up
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from js_host_proxy import request_id
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
-from js_host_proxy.health import UpstreamHealth
+from js_host_proxy.health import UpstreamHealth, shown
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
 from js_host_proxy.purge_endpoint import authorized
 from js_host_proxy.replies import Reply, StartResponse, text_reply
@@ -131,7 +131,7 @@ class Observer:
 
     def readiness(self) -> Reply:
         checked = self.health.check()
-        states = "; ".join(f"{url} ({why or 'up'})" for url, why in checked.items())
+        states = "; ".join(f"{shown(url)} ({why or 'up'})" for url, why in checked.items())
         if any(why is None for why in checked.values()):
             return text_reply(200, f"ready: {states}", [NO_STORE])
         return text_reply(

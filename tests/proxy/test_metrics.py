@@ -313,3 +313,13 @@ def test_cache_size_and_evictions_are_counted(cache: str, tmp_path: Path) -> Non
             assert 0 < size <= 1000
     finally:
         recording.close()
+
+
+def test_upstream_credentials_are_never_shown() -> None:
+    with in_process_proxies("http://user:s3cret@127.0.0.1:1") as make:
+        proxy = make()
+        ready = proxy.client.get("/ready")
+        assert ready.status_code == 503 and "http://127.0.0.1:1 (" in ready.get_data(as_text=True)
+        text = proxy.client.get("/metrics").get_data(as_text=True)
+        assert 'js_host_proxy_upstream_up{upstream="http://127.0.0.1:1"} 0.0' in text
+        assert "s3cret" not in ready.get_data(as_text=True) + text
