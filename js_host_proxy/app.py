@@ -24,6 +24,8 @@ What it answers:
   would be (from the cache or, all misses in one upstream batch, from the host): ``batch.py``.
 - ``GET /status``: forwarded, so that clients connect through the proxy.
 - ``POST /purge``: only when ``JS_HOST_PROXY_PURGE_TOKEN`` is set (``purge_endpoint.py``).
+- ``GET /health``, ``GET /ready``, ``GET /metrics``: the proxy's own (``observe.py``, which
+  every request passes first: it also gives each one its ``X-Request-Id``).
 - The manager's endpoints (``/manager/*``, ``/host/*``): refused (403).
 
 A MISS carries exactly the host's end-to-end header fields plus ``X-Cache`` and
@@ -58,6 +60,7 @@ from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.observe import Observer
 from js_host_proxy.replies import Reply, StartResponse, text_reply
 from js_host_proxy.revalidate import Revalidator
 from js_host_proxy.versions import CodeVersions
@@ -94,8 +97,15 @@ class ProxyApp:
         self.batch = BatchEndpoint(
             config, hits=self.hits, calls=self.calls, cache=self.cache, versions=self.versions
         )
+        # Request ids, metrics, /metrics and /health (observe.py): every request passes it.
+        self.observer = Observer(config, self.backend, self.calls.pool)
+        if self.observer.metrics is not None:  # a batch's jobs are counted as single calls are
+            self.batch.counted = self.observer.metrics.request
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.observer.handle(environ, start_response, self.route)
+
+    def route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ["REQUEST_METHOD"]
         if path.startswith(FUNCTION_PREFIX):
@@ -178,6 +188,8 @@ class ProxyApp:
             return self.calls.cached(environ, _path_qs(name, query), body, key)
 
         reply, shared = self.coalescer.run(key, lookup, call, lambda r: r.shareable)
+        if shared:
+            self.observer.coalesced()
         state = reply.state
         collapsed = None
         if shared and state != "STALE":

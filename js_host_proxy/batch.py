@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -90,6 +91,9 @@ class BatchEndpoint:
         self.versions = versions
         # Upstreams (base URLs) found without POST /batch: their misses go as single calls.
         self._no_batch: set[str] = set()
+        #: Called with (X-Cache, function, status) for each job answered, as a single call's
+        #: answer is counted (the proxy's metrics, observe.py), or None.
+        self.counted: Callable[[str, str, str], None] | None = None
 
     def answer(self, environ: dict[str, Any], body: bytes) -> Reply:
         """The reply to a batch whose body (read whole, within JS_HOST_PROXY_MAX_BODY) is ``body``."""
@@ -121,6 +125,11 @@ class BatchEndpoint:
             misses.append(job)
         if misses:
             self.forward(environ, misses, results)
+        if self.counted is not None:
+            for job in jobs:
+                result = results[job.index]
+                if result is not None:
+                    self.counted(result["headers"].get("x-cache", "NONE"), job.name, str(result["status"]))
         return Reply(
             200,
             [("Content-Type", "application/json; charset=utf-8")],
