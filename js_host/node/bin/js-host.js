@@ -15,7 +15,7 @@ const path = require('node:path');
 
 const { parseArgs, UsageError, USAGE } = require('../lib/args');
 const { loadedFiles } = require('../lib/code_version');
-const { ConfigError, loadConfigFile } = require('../lib/config');
+const { ConfigError, loadConfigFile, sourceMapsOn, watchNodeModules } = require('../lib/config');
 const { Host } = require('../lib/host');
 const { ignoreConsoleErrors } = require('../lib/logger');
 const { Manager } = require('../lib/manager');
@@ -54,7 +54,7 @@ function fail(message) {
   process.exit(1);
 }
 
-function main() {
+async function main() {
   let args;
   try {
     args = parseArgs(process.argv.slice(2));
@@ -77,9 +77,15 @@ function main() {
   let server;
   let configFile;
   try {
-    const loaded = loadConfigFile(args.file);
+    // Node reads a module's source map as it loads it: on while the config
+    // loads, then as the config says (sourceMapsOn).
+    if (!args.manager) process.setSourceMapsEnabled(true);
+    const loaded = await loadConfigFile(args.file, { host: !args.manager });
     configFile = loaded.configFile;
     const userConfig = loaded.config;
+    const sourceMaps = !args.manager && sourceMapsOn(userConfig, MANAGED);
+    if (!args.manager) process.setSourceMapsEnabled(sourceMaps);
+    const nodeModules = !args.manager && watchNodeModules(userConfig);
     const serving = !args.config && !args.detached;
     const logger = createLogger(userConfig, { holdConsole: args.json });
     if (logfile !== null && serving) logger.addFile(logfile, openLogfileOrFail(logfile));
@@ -100,6 +106,7 @@ function main() {
         configFile,
         workers,
         logfile,
+        sourceMaps,
         onFatal: (err) => {
           logger.error(`Host: exiting: no worker can start: ${err.message}`);
           exit(server, 1, 'no worker can start');
@@ -110,7 +117,7 @@ function main() {
       if (workers > 0) poolSettings(userConfig, workers);
       server = new Host(userConfig, { logger, port: args.port });
       // What the manager's clients watch (see loadedFiles): taken as the config was loaded.
-      if (MANAGED) server.loadedFiles = loadedFiles();
+      if (MANAGED) server.loadedFiles = loadedFiles(undefined, { nodeModules });
     }
     try {
       server.statusJson();
@@ -303,4 +310,4 @@ function runDetached(args, kind, configFile) {
   });
 }
 
-main();
+main().catch((err) => fail(`unexpected error: ${err && err.stack ? err.stack : err}`));
