@@ -33,9 +33,9 @@ let nextId = 0;
 class WorkerProcess {
   /**
    * @param {object} pool receives onReady, onAnswer, onLog, onCrashReport, onGone(worker)
-   * @param {object} options {configFile, port, generation, heapLimitMb}
+   * @param {object} options {configFile, port, generation, heapLimitMb, sourceMaps}
    */
-  constructor(pool, { configFile, port, generation, heapLimitMb }) {
+  constructor(pool, { configFile, port, generation, heapLimitMb, sourceMaps = false }) {
     this.pool = pool;
     this.id = ++nextId;
     this.generation = generation;
@@ -62,7 +62,7 @@ class WorkerProcess {
     this.disconnectTimer = null;
     const execArgv = [...process.execArgv];
     if (heapLimitMb > 0) execArgv.push(`--max-old-space-size=${heapLimitMb}`);
-    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0'], {
+    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0', sourceMaps ? '1' : '0'], {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
