@@ -37,7 +37,8 @@ const UNSERIALIZED = new Set([
  * extension", kept).
  *
  * `host`: the config of a host, not of a manager: the ES modules it loads are
- * recorded (module_files.js) and, since nothing older has to be accepted, an
+ * recorded (module_files.js; for an ES module or an asynchronous set-up, the
+ * only ways a config loads them with its code) and, since nothing older has to be accepted, an
  * ES-module or asynchronous config must have functions (a CommonJS object
  * without them is accepted, with `functions: null`, as js-host 0.11 does).
  */
@@ -46,14 +47,18 @@ async function loadConfigFile(file, { host = false } = {}) {
   if (!fs.existsSync(configFile)) {
     throw new ConfigError(`Config file not found: ${configFile}`);
   }
-  if (host) recordModules();
   const format = moduleFormat(configFile);
+  // Only a config that can import ES modules (an ES module, or an async set-up)
+  // records them: a plain CommonJS config costs what it did (no hooks thread).
+  if (host && format === 'module') recordModules();
   let exported;
   try {
     exported = format === 'module' ? await import(pathToFileURL(configFile).href) : require(configFile);
   } catch (err) {
     throw new ConfigError(await describeLoadError(configFile, err, format));
   }
+  // Before the set-up runs (a promise's pending import() still goes through the hooks).
+  if (host && (typeof exported === 'function' || isPromise(exported))) recordModules();
   let config = exported;
   const esModule = format === 'module' || types.isModuleNamespaceObject(exported);
   if (esModule) {

@@ -3,11 +3,13 @@
 // Every file of user code this process loaded: CommonJS modules from
 // require.cache, and ES modules, which Node keeps in no public registry,
 // recorded by module hooks (module_files_hooks.mjs, registered with
-// module.register() before the config loads) that post each loaded file: URL
-// over a MessagePort. The hooks only run when a module is loaded, never in a
-// call: a call costs the same with them.
+// module.register() before an ES-module config or an asynchronous set-up
+// loads: config.js) that post each loaded file: URL over a MessagePort. The
+// hooks only run when a module is loaded, never in a call: a call costs the
+// same with them. Node runs them on a thread of its own (about 25 ms at start
+// and 10 MB of memory): a plain CommonJS config never starts it.
 //
-// Hooks run on a thread of their own: the URLs arrive after the import()
+// As the hooks run on their own thread, the URLs arrive after the import()
 // that loaded them may have settled, so settled() waits for a round trip
 // through the same port (its messages keep their order) before the list is read.
 //
