@@ -78,12 +78,13 @@ async function main() {
   let configFile;
   try {
     // Node reads a module's source map as it loads it: on while the config
-    // loads, then as the config says (sourceMapsOn).
+    // loads, then as the config says (sourceMapsOn; node --enable-source-maps also turns it on).
+    const startedWithMaps = process.sourceMapsEnabled === true;
     if (!args.manager) process.setSourceMapsEnabled(true);
     const loaded = await loadConfigFile(args.file, { host: !args.manager });
     configFile = loaded.configFile;
     const userConfig = loaded.config;
-    const sourceMaps = !args.manager && sourceMapsOn(userConfig, MANAGED);
+    const sourceMaps = !args.manager && sourceMapsOn(userConfig, MANAGED || startedWithMaps);
     if (!args.manager) process.setSourceMapsEnabled(sourceMaps);
     const nodeModules = !args.manager && watchNodeModules(userConfig);
     const serving = !args.config && !args.detached;

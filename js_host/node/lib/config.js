@@ -219,15 +219,16 @@ async function findSyntaxError(configFile, format) {
   }
   return null;
 }
+
 /**
  * Whether a host maps its stacks through source maps (Node's own support:
  * the stack of a function's error names the original file and line of
- * bundled code): the config's `sourceMaps: true|false`, else on for a host
- * started by the manager (development), off elsewhere.
+ * bundled code): the config's `sourceMaps: true|false`, else `byDefault` (on
+ * for a host started by the manager, for development, or by `node --enable-source-maps`).
  */
-function sourceMapsOn(config, managed) {
+function sourceMapsOn(config, byDefault) {
   const { sourceMaps } = config;
-  if (sourceMaps === undefined) return managed;
+  if (sourceMaps === undefined) return byDefault;
   if (typeof sourceMaps !== 'boolean') throw new ConfigError(`sourceMaps must be true or false, not ${JSON.stringify(sourceMaps)}`);
   return sourceMaps;
 }

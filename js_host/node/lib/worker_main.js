@@ -76,9 +76,10 @@ async function main() {
   let nodeModules;
   try {
     // As the single-process host: maps read while the config loads, then used as it says.
+    const startedWithMaps = process.sourceMapsEnabled === true;
     process.setSourceMapsEnabled(true);
     const { config } = await loadConfigFile(configFile, { host: true });
-    process.setSourceMapsEnabled(sourceMapsOn(config, sourceMapsByDefault === '1'));
+    process.setSourceMapsEnabled(sourceMapsOn(config, sourceMapsByDefault === '1' || startedWithMaps));
     nodeModules = watchNodeModules(config);
     host = new Host(config, { logger: new Logger({ custom: ipcLogger }), port: Number(port) });
     host.statusJson();
