@@ -80,7 +80,7 @@ async function main() {
     // Node reads a module's source map as it loads it: on while the config
     // loads, then as the config says (sourceMapsOn; node --enable-source-maps also turns it on).
     const startedWithMaps = process.sourceMapsEnabled === true;
-    if (!args.manager) process.setSourceMapsEnabled(true);
+    if (!args.manager && !args.config) process.setSourceMapsEnabled(true);
     const loaded = await loadConfigFile(args.file, { host: !args.manager });
     configFile = loaded.configFile;
     const userConfig = loaded.config;
