@@ -94,7 +94,9 @@ async function loadConfigFile(file, { host = false } = {}) {
   if (functions !== undefined && functions !== null && (typeof functions !== 'object' || Array.isArray(functions))) {
     throw new ConfigError(`functions must be an object of {name: function}, not ${describeValue(functions)}: ${configFile}`);
   }
-  if (host && (esModule || asynchronous) && (functions === undefined || functions === null) && typeof config.extendHost !== 'function') {
+  // A host with nothing to call is a mistake (a config that forgot its functions, or exported
+  // them under another name), not an empty host whose every call fails with a 404.
+  if (host && (functions === undefined || functions === null) && typeof config.extendHost !== 'function') {
     throw new ConfigError(`Config file has no functions: add functions: {<name>: <function>} to its config: ${configFile}`);
   }
   if (host) await settled();
