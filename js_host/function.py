@@ -31,7 +31,7 @@ import os
 from typing import Any, Callable, Union
 from urllib.parse import quote
 
-from . import verbosity
+from . import aio_host, verbosity
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
@@ -44,6 +44,7 @@ from .exceptions import (
 )
 from .host import JSHost, get_default_host
 from .log import emit
+from .response import Response
 from .workers import worker_death
 
 logger = logging.getLogger(__name__)
@@ -189,12 +190,47 @@ class Function:
         try:
             return self._call(kwargs)
         except FALLBACK_ERRORS as err:
-            logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
-            fallback = self.fallback
-            return fallback if isinstance(fallback, str) else fallback(err)
+            return self._fallback_output(err)
+
+    async def call_async(self, **kwargs: Any) -> str:
+        """:meth:`call` for asyncio: the same encoding, local cache, errors and fallback, over a
+        kept-alive connection pool of the running loop (see :mod:`js_host.aio_host`)."""
+        if self.fallback is None:
+            return await self._call_async(kwargs)
+        try:
+            return await self._call_async(kwargs)
+        except FALLBACK_ERRORS as err:
+            return self._fallback_output(err)
+
+    def _fallback_output(self, err: JSHostError) -> str:
+        logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
+        fallback = self.fallback
+        assert fallback is not None
+        return fallback if isinstance(fallback, str) else fallback(err)
 
     def _call(self, kwargs: dict[str, Any]) -> str:
         host = self.get_host()
+        body, digest, kept = self._prepare(host, kwargs)
+        if kept is not None:
+            return kept
+        timeout = self.timeout if self.timeout is not None else host.function_timeout
+        # Transport errors and a proxy's 502/503/504 are raised by the host.
+        response = host.request_function(self.name, f"{self._path}{digest}", body, timeout)
+        return self._answer(host, digest, response)
+
+    async def _call_async(self, kwargs: dict[str, Any]) -> str:
+        host = self.get_host()
+        await aio_host.connect(host)  # off the loop, once per process
+        body, digest, kept = self._prepare(host, kwargs)
+        if kept is not None:
+            return kept
+        timeout = self.timeout if self.timeout is not None else host.function_timeout
+        response = await aio_host.request_function(host, self.name, f"{self._path}{digest}", body, timeout)
+        return self._answer(host, digest, response)
+
+    def _prepare(self, host: JSHost, kwargs: dict[str, Any]) -> tuple[bytes | list[bytes], str, str | None]:
+        """The body and hash of a call (the host known to have the function), and the local
+        cache's fresh answer to it if it has one."""
         name = self.name
         host.require_function(name)
         body, digest = encode_request(kwargs, name)
@@ -202,8 +238,7 @@ class Function:
         if cache is not None:
             kept = cache.get(name, digest)
             if kept is not None:
-                return kept
-        timeout = self.timeout if self.timeout is not None else host.function_timeout
+                return body, digest, kept
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
@@ -212,8 +247,13 @@ class Function:
                 name,
                 _head(body, 1000).decode("utf-8", "replace"),
             )
-        # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = host.request_function(name, f"{self._path}{digest}", body, timeout)
+        return body, digest, None
+
+    def _answer(self, host: JSHost, digest: str, response: Response) -> str:
+        """The output of the host's answer to a call (kept in the local cache if it may be), or
+        the error it means."""
+        name = self.name
+        cache = host.local_cache
         status = response.status
         if status == 200:
             output = response.body.decode("utf-8")

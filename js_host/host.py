@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from . import verbosity
 from .conf import Settings, settings, validate_url_override
-from .exceptions import ConfigError, ConnectionError  # noqa: A004 - the spec's name
+from .exceptions import ConfigError, ConnectionError, JSHostError  # noqa: A004 - the spec's name
 from .host_connection import HostConnection, Target
 from .host_status import HostStatus
 from .local_cache import LocalCache
@@ -266,6 +266,17 @@ class JSHost:
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""
         return self._connection.crashed_error(err)
+
+    def transport_error(self, name: str, timeout: float, err: JSHostError) -> Exception:
+        """The error a call of ``name`` raises for what the transport reported (``err``: a
+        FunctionTimeout after ``timeout`` seconds, or a ConnectionError), as
+        :meth:`request_function` does: for clients that send the request themselves."""
+        return self._connection.transport_error(name, timeout, err)
+
+    def check_answer(self, name: str, response: Response) -> None:
+        """Raise, as :meth:`request_function` does, for an answer of the proxy (URL_OVERRIDE)
+        that speaks for a host it cannot use (502/503: ConnectionError, 504: FunctionTimeout)."""
+        self._connection.check_answer(name, response)
 
 
 # The default host, built from the settings on first use.

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 #: Lines of a crashed host's logfile shown in the ProcessError.
 LOG_TAIL_LINES = 20
 
-_JSON_HEADERS = b"Content-Type: application/json\r\n"
+#: The header lines of a function request (beyond Host and Content-Length).
+FUNCTION_HEADERS = b"Content-Type: application/json\r\n"
 
 # Every HostConnection, so that a forked child can forget its parent's (see _after_fork).
 _connections: weakref.WeakSet[HostConnection] = weakref.WeakSet()
@@ -192,16 +193,26 @@ class HostConnection:
                 "POST",
                 target.prefix + path,
                 body,
-                headers=_JSON_HEADERS,
+                headers=FUNCTION_HEADERS,
                 timeout=timeout,
             )
-        except FunctionTimeout as err:
-            raise FunctionTimeout(
+        except (FunctionTimeout, ConnectionError) as err:
+            raise self.transport_error(name, timeout, err) from err
+        self.check_answer(name, response)
+        return response
+
+    def transport_error(self, name: str, timeout: float, err: JSHostError) -> Exception:
+        """What a call of ``name`` raises when the transport reported ``err`` (a FunctionTimeout
+        after ``timeout`` seconds, or a ConnectionError)."""
+        if isinstance(err, FunctionTimeout):
+            return FunctionTimeout(
                 f"Function {name!r} did not answer within {timeout:g} s ({self.status.url()}). Raise "
                 "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
-            ) from err
-        except ConnectionError as err:
-            raise self.crashed_error(err) from err
+            )
+        return self.crashed_error(err)
+
+    def check_answer(self, name: str, response: Response) -> None:
+        """Raise for an answer that speaks for a host the proxy cannot use (URL_OVERRIDE only)."""
         status, proxy = response.status, self.status.url_override
         if proxy and status in (502, 503, 504):
             # The proxy (DESIGN.md: upstream down -> 502, timeout -> 504) speaks for a host it cannot use.
@@ -215,7 +226,6 @@ class HostConnection:
                 f"Function {name!r}: the host behind {proxy} cannot be reached (it answered "
                 f"{status}); check that the host runs. {proxy} said: {said}"
             )
-        return response
 
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""
