@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
@@ -60,9 +61,9 @@ class _Stale(Exception):
 class _HostProtocol(asyncio.Protocol):
     """One kept-alive connection: its transport, its parser and the call waiting for an answer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, where: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
         self.loop = loop
-        self.where = where  # host:port, for messages
+        self.host, self.port = host, port
         self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -89,7 +90,7 @@ class _HostProtocol(asyncio.Protocol):
             logger.warning(
                 "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
                 "the connection was closed, not reused",
-                self.where,
+                request_url(self.host, self.port, ""),
             )
             self.close()
             return
@@ -134,6 +135,25 @@ class _HostProtocol(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             return False
         return self.poller is None or not self.poller.poll(0)
+
+    def close_idle(self) -> None:
+        """Close a pooled connection found readable; a warning when it held bytes (the server
+        answered what nobody asked), not when the server merely closed it."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        data = b""
+        if sock is not None and not self.closed:
+            try:
+                with sock.dup() as peek:  # the transport's own socket does not offer recv
+                    data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:  # reset by the server, or nothing after all
+                pass
+        if data:
+            logger.warning(
+                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+                "the connection was closed, not reused",
+                request_url(self.host, self.port, ""),
+            )
+        self.close()
 
     def close(self) -> None:
         """Close at once (buffered bytes dropped): the connection is never reused."""
@@ -189,8 +209,7 @@ class _HostProtocol(asyncio.Protocol):
         return ConnectionError(f"{url}: the server closed the connection mid-response")
 
     def _url(self) -> str:
-        host, _, port = self.where.rpartition(":")
-        return request_url(host.strip("[]"), int(port), self.target)
+        return request_url(self.host, self.port, self.target)
 
 
 class AsyncPool:
@@ -307,7 +326,7 @@ class AsyncPool:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             _, protocol = await self.loop.create_connection(
-                lambda: _HostProtocol(self.loop, where), host, port
+                lambda: _HostProtocol(self.loop, host, port), host, port
             )
         except OSError as err:
             raise CannotConnect(f"Cannot connect to http://{where}: {err}") from err
@@ -349,7 +368,7 @@ class AsyncPool:
             conn = idle.pop()
             if conn.idle_and_open():
                 return conn
-            conn.close()
+            conn.close_idle()
         return None
 
     def _put(self, key: tuple[str, int], conn: _HostProtocol) -> None:
