@@ -20,6 +20,13 @@ replaced: it is a bug to see (``FunctionError`` is raised). Each fallback is
 logged at WARNING with its cause::
 
     render = Function("render", fallback="")   # the page renders in the browser instead
+
+:func:`call_many` sends many calls in one request (``POST /batch``; see :mod:`js_host.many`)::
+
+    header, footer = call_many([(Function("header"), {"user": "ann"}), (Function("footer"), {})])
+
+On an asyncio loop, ``await render.call_async(...)`` and ``await call_many_async([...])``
+do the same without blocking it (:mod:`js_host.aio_host`, :mod:`js_host.aio_many`).
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Union
+from collections.abc import Iterable
+from typing import Any, Callable, NamedTuple, Union
 from urllib.parse import quote
 
-from . import aio_host, verbosity
+from . import aio_host, aio_many, many, verbosity
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
@@ -202,56 +210,67 @@ class Function:
         except FALLBACK_ERRORS as err:
             return self._fallback_output(err)
 
+    async def _call_async(self, kwargs: dict[str, Any]) -> str:
+        await aio_host.connect(self.get_host())  # off the loop, once per process
+        prepared = self._prepare(kwargs)
+        return prepared.kept if prepared.kept is not None else await self._send_async(prepared)
+
+    async def _send_async(self, prepared: Prepared) -> str:
+        """:meth:`_send` on the running loop."""
+        host, body, digest = prepared.host, prepared.body, prepared.digest
+        self._log_call(body)
+        path = f"{self._path}{digest}"
+        response = await aio_host.request_function(host, self.name, path, body, prepared.timeout)
+        return self._answer(host, digest, response)
+
     def _fallback_output(self, err: JSHostError) -> str:
         logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
         fallback = self.fallback
         assert fallback is not None
         return fallback if isinstance(fallback, str) else fallback(err)
 
+    def _outcome(self, err: JSHostError) -> str | JSHostError:
+        """What a call that failed with ``err`` gives: its fallback's output when the fallback
+        applies (see :meth:`call`), else ``err`` (for :func:`call_many`'s results)."""
+        if self.fallback is not None and isinstance(err, FALLBACK_ERRORS):
+            return self._fallback_output(err)
+        return err
+
     def _call(self, kwargs: dict[str, Any]) -> str:
-        host = self.get_host()
-        body, digest, kept = self._prepare(host, kwargs)
-        if kept is not None:
-            return kept
-        timeout = self.timeout if self.timeout is not None else host.function_timeout
-        # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = host.request_function(self.name, f"{self._path}{digest}", body, timeout)
-        return self._answer(host, digest, response)
+        prepared = self._prepare(kwargs)
+        return prepared.kept if prepared.kept is not None else self._send(prepared)
 
-    async def _call_async(self, kwargs: dict[str, Any]) -> str:
+    def _prepare(self, kwargs: dict[str, Any]) -> Prepared:
+        """Connect if needed, encode ``kwargs`` and look the call up in the local cache."""
         host = self.get_host()
-        await aio_host.connect(host)  # off the loop, once per process
-        body, digest, kept = self._prepare(host, kwargs)
-        if kept is not None:
-            return kept
-        timeout = self.timeout if self.timeout is not None else host.function_timeout
-        response = await aio_host.request_function(host, self.name, f"{self._path}{digest}", body, timeout)
-        return self._answer(host, digest, response)
-
-    def _prepare(self, host: JSHost, kwargs: dict[str, Any]) -> tuple[bytes | list[bytes], str, str | None]:
-        """The body and hash of a call (the host known to have the function), and the local
-        cache's fresh answer to it if it has one."""
         name = self.name
         host.require_function(name)
         body, digest = encode_request(kwargs, name)
         cache = host.local_cache
-        if cache is not None:
-            kept = cache.get(name, digest)
-            if kept is not None:
-                return body, digest, kept
+        kept = cache.get(name, digest) if cache is not None else None
+        timeout = self.timeout if self.timeout is not None else host.function_timeout
+        return Prepared(host, body, digest, timeout, kept)
+
+    def _send(self, prepared: Prepared) -> str:
+        """Send a prepared call on its own; its output (or its exception)."""
+        host, body, digest = prepared.host, prepared.body, prepared.digest
+        self._log_call(body)
+        # Transport errors and a proxy's 502/503/504 are raised by the host.
+        response = host.request_function(self.name, f"{self._path}{digest}", body, prepared.timeout)
+        return self._answer(host, digest, response)
+
+    def _log_call(self, body: bytes | list[bytes]) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
                 verbosity.FUNCTION_CALL,
                 "Calling function %r with data %s",
-                name,
+                self.name,
                 _head(body, 1000).decode("utf-8", "replace"),
             )
-        return body, digest, None
 
     def _answer(self, host: JSHost, digest: str, response: Response) -> str:
-        """The output of the host's answer to a call (kept in the local cache if it may be), or
-        the error it means."""
+        """The output of the host's answer to a call (kept in the local cache), or its exception."""
         name = self.name
         cache = host.local_cache
         status = response.status
@@ -291,6 +310,36 @@ class Function:
                 f"the host so that it loads {host.config_file}."
             )
         raise UnexpectedResponse(f"Function {name!r}: the host answered {status}: {text.strip()}")
+
+
+class Prepared(NamedTuple):
+    """A call ready to send: its host, body, hash and timeout; ``kept``: its output, when
+    the local cache has it (then nothing is sent)."""
+
+    host: JSHost
+    body: bytes | list[bytes]
+    digest: str
+    timeout: float
+    kept: str | None
+
+
+def call_many(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
+    """Call many functions in one request: ``[(Function('render'), {...}), ...]``.
+
+    Returns a list in the same order whose items are each call's output, or the
+    exception its :meth:`Function.call` would have raised (``FunctionError``,
+    ``FunctionTimeout``, ``WorkerDied``, ...), as ``asyncio.gather(...,
+    return_exceptions=True)`` does; a Function's ``fallback`` applies to its own call.
+    See :mod:`js_host.many`.
+    """
+    return many.call_many(calls)
+
+
+async def call_many_async(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
+    """:func:`call_many` for asyncio: the same results, the batch sent over the running loop's
+    pool (concurrent single calls against a host without ``POST /batch``). See
+    :mod:`js_host.aio_many`."""
+    return await aio_many.call_many_async(calls)
 
 
 def _head(body: bytes | list[bytes], size: int) -> bytes:

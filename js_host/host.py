@@ -18,7 +18,8 @@ With ``URL_OVERRIDE`` (production, e.g. behind the caching proxy) the host's
 status comes from ``GET <URL_OVERRIDE>/status``: neither node nor the config
 file needs to be on the machine.
 
-Function calls go through :meth:`JSHost.request_function`, which turns what
+Function calls go through :meth:`JSHost.request_function` (many in one request:
+:meth:`JSHost.request_batch`), which turns what
 the transport and a proxy in front of the host report into js_host's errors.
 The module subscribes to the settings: each ``configure()`` or ``reset()``
 drops the default host (and sets the console's verbosity); with
@@ -263,20 +264,40 @@ class JSHost:
         """
         return self._connection.request_function(name, path, body, timeout)
 
+    def request_batch(self, body: bytes, timeout: float, what: str = "A batch of calls") -> Response | None:
+        """POST ``body`` (:func:`js_host.batch.encode_batch`) to ``/batch``; the answer, or None
+        when the host has no batch endpoint (js-host 0.11 answers 404: then this host's
+        batches are not sent again, its calls go one by one).
+
+        Errors as :meth:`request_function`'s, ``what`` naming the batch in their messages.
+        """
+        return self._connection.request_batch(body, timeout, what)
+
+    def job_answer(self, name: str, response: Response) -> Response:
+        """One job's result of a batch (as a Response), checked as :meth:`request_function`
+        checks a call's answer: through URL_OVERRIDE a proxy's 502/503/504 for it raise."""
+        return self._connection.proxy_answer(f"Function {name!r}", response)
+
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""
         return self._connection.crashed_error(err)
 
-    def transport_error(self, name: str, timeout: float, err: JSHostError) -> Exception:
-        """The error a call of ``name`` raises for what the transport reported (``err``: a
-        FunctionTimeout after ``timeout`` seconds, or a ConnectionError), as
-        :meth:`request_function` does: for clients that send the request themselves."""
-        return self._connection.transport_error(name, timeout, err)
+    # For clients that send the requests themselves (js_host.aio_host: on an asyncio loop), the
+    # steps of request_function and request_batch around the transport.
 
-    def check_answer(self, name: str, response: Response) -> None:
-        """Raise, as :meth:`request_function` does, for an answer of the proxy (URL_OVERRIDE)
-        that speaks for a host it cannot use (502/503: ConnectionError, 504: FunctionTimeout)."""
-        self._connection.check_answer(name, response)
+    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
+        """The error a request raises for what the transport reported (``err``: a FunctionTimeout
+        after ``timeout`` seconds, or a ConnectionError); ``what`` names it ("Function 'render'")."""
+        return self._connection.transport_error(what, timeout, err)
+
+    def batch_target(self) -> Target | None:
+        """Where batches go (connects if needed); None when that host has no batch endpoint."""
+        return self._connection.batch_target()
+
+    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
+        """The answer to a batch sent to ``target``, checked as :meth:`request_batch` does (None:
+        no batch endpoint, remembered)."""
+        return self._connection.batch_answer(target, response, what)
 
 
 # The default host, built from the settings on first use.

@@ -22,6 +22,7 @@ import weakref
 from typing import Any, Callable, NamedTuple
 
 from . import verbosity
+from .batch import BATCH_PATH
 from .endpoint import split_url
 from .exceptions import (
     ConfigError,
@@ -77,6 +78,8 @@ class HostConnection:
         # After a failed connect(retry_after=...): until then target() raises this error.
         self._retry_at = 0.0
         self._retry_error: JSHostError | None = None
+        # The target found to have no POST /batch (js-host 0.11): its batches go as single calls.
+        self._no_batch: Target | None = None
         _connections.add(self)
 
     @property
@@ -185,9 +188,42 @@ class HostConnection:
 
     def request_function(self, name: str, path: str, body: bytes | list[bytes], timeout: float) -> Response:
         """See :meth:`js_host.host.JSHost.request_function`."""
+        what = f"Function {name!r}"
+        return self.proxy_answer(what, self._post(self.target(), path, body, timeout, what))
+
+    def request_batch(self, body: bytes, timeout: float, what: str) -> Response | None:
+        """See :meth:`js_host.host.JSHost.request_batch`."""
+        target = self.batch_target()
+        if target is None:
+            return None
+        return self.batch_answer(target, self._post(target, BATCH_PATH, body, timeout, what), what)
+
+    def batch_target(self) -> Target | None:
+        """Where batches go; None when that host has no batch endpoint (connects if needed)."""
         target = self.target()
+        return None if self._no_batch == target else target
+
+    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
+        """The answer to a batch sent to ``target``, checked as :meth:`proxy_answer` does; None
+        (and the target remembered) when it has no such endpoint."""
+        response = self.proxy_answer(what, response)
+        if response.status in (404, 405):  # js-host 0.11 (or an older proxy): no such endpoint
+            logger.info(
+                "%s has no POST %s endpoint (it answered %s): its batches are sent as single calls",
+                self.status.url(),
+                BATCH_PATH,
+                response.status,
+            )
+            self._no_batch = target
+            return None
+        return response
+
+    def _post(
+        self, target: Target, path: str, body: bytes | list[bytes], timeout: float, what: str
+    ) -> Response:
+        """POST ``body`` to ``path`` at ``target``; transport errors become js_host's."""
         try:
-            response = pool.request(
+            return pool.request(
                 target.address,
                 target.port,
                 "POST",
@@ -197,35 +233,33 @@ class HostConnection:
                 timeout=timeout,
             )
         except (FunctionTimeout, ConnectionError) as err:
-            raise self.transport_error(name, timeout, err) from err
-        self.check_answer(name, response)
-        return response
+            raise self.transport_error(what, timeout, err) from err
 
-    def transport_error(self, name: str, timeout: float, err: JSHostError) -> Exception:
-        """What a call of ``name`` raises when the transport reported ``err`` (a FunctionTimeout
-        after ``timeout`` seconds, or a ConnectionError)."""
+    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
+        """What a request (``what``: "Function 'render'", "A batch of ...") raises when the
+        transport reported ``err``: a FunctionTimeout after ``timeout`` s, or a ConnectionError."""
         if isinstance(err, FunctionTimeout):
             return FunctionTimeout(
-                f"Function {name!r} did not answer within {timeout:g} s ({self.status.url()}). Raise "
+                f"{what} did not answer within {timeout:g} s ({self.status.url()}). Raise "
                 "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
             )
         return self.crashed_error(err)
 
-    def check_answer(self, name: str, response: Response) -> None:
-        """Raise for an answer that speaks for a host the proxy cannot use (URL_OVERRIDE only)."""
+    def proxy_answer(self, what: str, response: Response) -> Response:
+        """``response``, unless it is a proxy's 502/503 (ConnectionError) or 504 (FunctionTimeout)."""
         status, proxy = response.status, self.status.url_override
         if proxy and status in (502, 503, 504):
             # The proxy (DESIGN.md: upstream down -> 502, timeout -> 504) speaks for a host it cannot use.
             said = response.body.decode("utf-8", "replace").strip()
             if status == 504:
                 raise FunctionTimeout(
-                    f"Function {name!r}: {proxy} gave up waiting for the host (it answered "
-                    f"504). {proxy} said: {said}"
+                    f"{what}: {proxy} gave up waiting for the host (it answered 504). {proxy} said: {said}"
                 )
             raise ConnectionError(
-                f"Function {name!r}: the host behind {proxy} cannot be reached (it answered "
+                f"{what}: the host behind {proxy} cannot be reached (it answered "
                 f"{status}); check that the host runs. {proxy} said: {said}"
             )
+        return response
 
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""
