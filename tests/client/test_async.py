@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -31,7 +32,7 @@ from js_host.exceptions import (
     FunctionTimeout,
     UnexpectedResponse,
 )
-from js_host.function import Function
+from js_host.function import Function, call_many_async
 from js_host.host import JSHost
 from tests.support.client import bin_setting, write_config
 from tests.support.processes import BUNDLED_BIN, HOST_KINDS, NodeProcess, free_port, kind_args
@@ -44,9 +45,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module", params=sorted(HOST_KINDS))
-def kind_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JSHost]:
-    """A running host of each kind, and a JSHost for it that finds it through its config
-    file (``node --config``: what call_async must do off the loop)."""
+def kind_process(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, NodeProcess, Path]]:
+    """(kind, process, config) of a running host of each kind, for the whole module."""
     kind = request.param
     if kind != "npm-0.11" and not BUNDLED_BIN.exists():
         pytest.skip(f"the bundled host {BUNDLED_BIN} does not exist yet")
@@ -54,11 +56,19 @@ def kind_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     port = free_port()
     config = write_config(tmp, port=port)
     node = NodeProcess(HOST_KINDS[kind], config, "--port", str(port), *kind_args(kind), logdir=tmp).start()
-    bin_path = bin_setting(kind).get("BIN_PATH")
     try:
-        yield JSHost(str(config), **({"bin_path": bin_path} if bin_path else {}))
+        yield kind, node, config
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="module")
+def kind_host(kind_process: tuple[str, NodeProcess, Path]) -> JSHost:
+    """A JSHost for the module's host of each kind, which finds it through its config file
+    (``node --config``: what call_async must do off the loop)."""
+    kind, _, config = kind_process
+    bin_path = bin_setting(kind).get("BIN_PATH")
+    return JSHost(str(config), **({"bin_path": bin_path} if bin_path else {}))
 
 
 def run(coroutine: Any) -> Any:
@@ -189,6 +199,54 @@ def test_a_proxys_502_and_504_are_the_blocking_clients_errors(recording_server) 
         with pytest.raises(error) as info:
             run(Function("echo", host=host).call_async())
         assert f"answered {code}" in str(info.value)
+
+
+# call_many_async ----------------------------------------------------------------------
+
+
+def batches_seen(process: NodeProcess) -> int:
+    """POST /batch lines in the host's log, once the line of one more call is there (so are
+    the lines of every earlier request)."""
+    before = process.log.count("POST /function/hello_world")
+    Function("hello_world", host=JSHost(url_override=process.url)).call()
+    wait_for(lambda: process.log.count("POST /function/hello_world") > before)
+    return len(re.findall(r"POST /batch\b", process.log))
+
+
+def test_call_many_async_in_order_each_calls_outcome(kind_process, kind_host: JSHost) -> None:
+    kind, process, _ = kind_process
+    echo = Function("echo", host=kind_host)
+    fallback = Function("sleep", host=kind_host, timeout=0.2, fallback="later")
+    calls = [
+        (echo, {"text": "first"}),
+        (Function("double", host=kind_host), {}),  # a JavaScript error
+        (Function("no_such_function", host=kind_host), {}),
+        (fallback, {"ms": 1}),
+        *((echo, {"i": i}) for i in range(20)),
+    ]
+    before, singles = batches_seen(process), process.log.count("POST /function/echo")
+    results = run(call_many_async(calls))
+    assert results[0] == "first"
+    assert isinstance(results[1], FunctionError) and results[1].js_message == "No number was provided"
+    assert isinstance(results[2], ConfigError)
+    assert results[3] == "slept"
+    assert [json.loads(out)["i"] for out in results[4:]] == list(range(20))
+    # One request for the batch; npm js-host 0.11 answers it 404: concurrent single calls instead.
+    assert batches_seen(process) == before + 1
+    assert process.log.count("POST /function/echo") - singles == (21 if kind == "npm-0.11" else 0)
+
+
+def test_call_many_async_fallbacks_and_a_host_down(tmp_path: Path, kind_host: JSHost) -> None:
+    down = JSHost(url_override=f"http://127.0.0.1:{free_port()}")
+    calls = [
+        (Function("echo", host=down), {}),
+        (Function("echo", host=down, fallback="<p>later</p>"), {}),
+        (Function("hello_world", host=kind_host), {"name": "up"}),
+    ]
+    results = run(call_many_async(calls))
+    assert isinstance(results[0], ConnectionError) and results[1:] == ["<p>later</p>", "Hello, up!"]
+    with pytest.raises(TypeError):
+        run(call_many_async([(Function("echo", host=kind_host), "not a dict")]))
 
 
 # The transport, against raw-socket servers ------------------------------------------
