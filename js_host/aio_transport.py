@@ -175,6 +175,11 @@ class _HostProtocol(asyncio.Protocol):
         assert self.transport is not None
         self.parser.reset()
         self.target, self.received = target, False
+        if self.closed or self.transport.is_closing():
+            # Closed by the server before the request went out (a fresh connection ended at once).
+            if reused:
+                raise _Stale()
+            raise self._lost(None)
         self.waiter = waiter = self.loop.create_future()
         self.transport.writelines(data)
         if self.transport.is_closing() and reused:
