@@ -226,7 +226,6 @@ class AsyncPool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.pid = os.getpid()
         self._idle: dict[tuple[str, int], list[_HostProtocol]] = {}
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.closed = False
@@ -402,9 +401,18 @@ def get_pool() -> AsyncPool:
     """The running loop's pool (made on first use; a forked child's are its own)."""
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
-    if pool is None or pool.pid != os.getpid() or pool.closed:
+    if pool is None or pool.closed:
         pool = _pools[loop] = AsyncPool(loop)
     return pool
+
+
+def _after_fork_in_child() -> None:
+    # The parent's connections are not the child's to use (its loop, if it runs one, is a copy).
+    _pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 async def aclose() -> None:

@@ -35,6 +35,7 @@ from js_host.exceptions import (
 from js_host.function import Function, call_many_async
 from js_host.host import JSHost
 from tests.support.client import bin_setting, write_config
+from tests.support.forked import run_in_fork
 from tests.support.processes import BUNDLED_BIN, HOST_KINDS, NodeProcess, free_port, kind_args
 from tests.support.recording_server import RecordingServer
 from tests.support.scripted_server import HINTS, PROCESSING, ScriptedServer, ok
@@ -385,3 +386,25 @@ def test_the_loops_pool_is_closed_when_the_loop_ends(scripted_server) -> None:
         return aio_transport.get_pool().idle_count()
 
     assert run(explicit()) == 0
+
+
+def test_a_forked_child_uses_connections_of_its_own(scripted_server) -> None:
+    server = scripted_server()
+
+    async def calls(tag: bytes) -> list[bytes]:
+        return await asyncio.gather(*(call(server, tag + b"%d" % i) for i in range(3)))
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(calls(b"parent-")) == [b"parent-0", b"parent-1", b"parent-2"]
+        # A pre-fork server's worker: forked while the parent's loop holds idle connections.
+        child = run_in_fork(lambda: {"answers": [a.decode() for a in asyncio.run(calls(b"child-"))]})
+        assert child["answers"] == ["child-0", "child-1", "child-2"]
+        assert loop.run_until_complete(calls(b"again-")) == [b"again-0", b"again-1", b"again-2"]
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    assert server.connections == 6  # the parent's 3, reused; the child's own 3
+    child_connections = {number for number, body in server.requests if body.startswith(b"child-")}
+    parent_connections = {number for number, body in server.requests if not body.startswith(b"child-")}
+    assert len(child_connections) == 3 and not child_connections & parent_connections
