@@ -115,7 +115,7 @@ class _HostProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             parser = self.parser
             if parser.headers_complete and parser.is_close_delimited():
-                parser.complete = True  # a body delimited by the end of the connection (RFC 9112, 6.3)
+                # A body delimited by the end of the connection (RFC 9112, section 6.3): whole.
                 waiter.set_result(None)
             else:
                 waiter.set_exception(self._lost(None))

@@ -211,7 +211,9 @@ class Function:
             return self._fallback_output(err)
 
     async def _call_async(self, kwargs: dict[str, Any]) -> str:
-        await aio_host.connect(self.get_host())  # off the loop, once per process
+        host = self.get_host()
+        if not host.has_connected:
+            await aio_host.connect(host)  # off the loop, once per process
         prepared = self._prepare(kwargs)
         return prepared.kept if prepared.kept is not None else await self._send_async(prepared)
 
