@@ -4,8 +4,9 @@ The pages are the Flask app's (``app.py``: the same templates and functions), se
 by an ASGI server; the app is wrapped in :class:`js_host.asgi.JSHostASGIMiddleware`
 and configured from the environment as ``wsgi.py`` is (``configure.py``)::
 
-    JS_HOST_URL_OVERRIDE=http://127.0.0.1:9010 uvicorn example.asgi_app:app --workers 2
-    JS_HOST_URL_OVERRIDE=http://127.0.0.1:9010 gunicorn example.asgi_app:app -k uvicorn.workers.UvicornWorker -w 2
+    export JS_HOST_URL_OVERRIDE=http://127.0.0.1:9010
+    uvicorn example.asgi_app:app --workers 2
+    gunicorn example.asgi_app:app -k uvicorn_worker.UvicornWorker -w 2
     JS_HOST_USE_MANAGER=1 uvicorn example.asgi_app:app      # development: edits restart the host
 """
 
