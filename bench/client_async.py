@@ -254,14 +254,15 @@ def markdown(lines: list[str], started: str, load: float) -> str:
         f"```text\n{text}\n```\n\n"
         "Reading it: the HTTP layer of `call_async` is an `asyncio.Protocol` feeding the httptools "
         "parser the blocking client uses (no stream buffers, one future per call); httpx costs "
-        "several times more per call, so it was not used. One call at a time, what separates "
-        "`call_async` from `call` is the event loop's own turn per answer (`epoll` and a "
-        "second pass of the loop, rather than one blocking `recv`), which the two floors show "
-        "too: a fixed cost of some tens of microseconds on these machines, which shows against "
-        "a 50-byte echo (the 1.2x target is not met on it) and fades against a call that does "
-        "some work (1 ms). With 8 tasks, one thread and one loop answer as many calls as 8 "
-        "threads do. Another loop (uvloop, which uvicorn uses when installed) shortens the "
-        "loop's turn; it is not measured here.\n"
+        "several times more per call, so it was not used. One call at a time, `call_async` pays "
+        "for the event loop's turn per answer (`epoll`, then a second pass of the loop to resume "
+        "the task, where the blocking call makes one `recv`) on top of the same steps as `call` "
+        "(encoding, parsing, the answer's mapping); that fixed cost shows against a 50-byte echo "
+        "and fades against a call that does some work (1 ms). The floors' ratio is the loop's "
+        "turn alone, and is the noisiest figure on a loaded machine. With 8 tasks, one thread and "
+        "one loop keep up with 8 threads (the last ratio; under heavy load from other work it was "
+        "seen lower). Another loop (uvloop, which uvicorn "
+        "uses when installed) shortens the loop's turn; it is not measured here.\n"
     )
 
 
