@@ -363,6 +363,26 @@ def test_a_server_that_answers_nothing(scripted_server) -> None:
     run(main())
 
 
+def test_an_answer_ends_where_its_framing_says(scripted_server) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    until_the_end = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+    kept = scripted_server([lambda body: chunked, lambda body: chunked])
+    closing = scripted_server([lambda body: until_the_end, ("close",)])
+    cut_off = scripted_server([lambda body: cut, ("close",)])
+
+    async def main() -> None:
+        assert [await call(kept, b"a"), await call(kept, b"b")] == [b"hello", b"hello"]
+        assert await call(closing, b"c") == b"until the end"  # ended by the connection (RFC 9112, 6.3)
+        with pytest.raises(ConnectionError) as info:
+            await call(cut_off, b"d")
+        assert "closed the connection mid-response" in str(info.value)
+        assert aio_transport.get_pool().idle_count() == 1  # only the chunked answers' connection
+
+    run(main())
+    assert kept.connections == 1
+
+
 def test_the_loops_pool_is_closed_when_the_loop_ends(scripted_server) -> None:
     server = scripted_server()
 

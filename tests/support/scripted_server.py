@@ -20,7 +20,8 @@ class ScriptedServer(ThreadedServer):
 
     - a callable: read a request, send callable(body) (bytes, or a list of pieces
       sent one write at a time, a moment apart, so that they arrive apart);
-    - ("push", bytes): send the bytes with no request outstanding, set ``pushed``.
+    - ("push", bytes): send the bytes with no request outstanding, set ``pushed``;
+    - ("close",): close the connection.
 
     ``requests`` holds (connection number, body) for every request read,
     ``connections`` counts the connections accepted and ``ended`` those the client closed
@@ -41,6 +42,8 @@ class ScriptedServer(ThreadedServer):
         with conn:
             try:
                 for step in script:
+                    if step == ("close",):
+                        break
                     if isinstance(step, tuple):
                         conn.sendall(step[1])
                         self.pushed.set()
@@ -51,8 +54,9 @@ class ScriptedServer(ThreadedServer):
                     for piece in out if isinstance(out, list) else [out]:
                         conn.sendall(piece)
                         time.sleep(0.02)
-                while conn.recv(65536):  # until the client closes it
-                    pass
+                else:
+                    while conn.recv(65536):  # until the client closes it
+                        pass
             except OSError:
                 pass
         self.ended += 1
