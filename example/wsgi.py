@@ -15,37 +15,12 @@ bundled with the Python package).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from js_host.conf import settings
 from js_host.middleware import JSHostMiddleware
 
 from .app import create_app
+from .configure import configure_from_environment
 
-HERE = Path(__file__).resolve().parent
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-url_override = os.environ.get("JS_HOST_URL_OVERRIDE", "").rstrip("/") or None
-use_manager = _flag("JS_HOST_USE_MANAGER") and not url_override
-
-options = {}
-if os.environ.get("JS_HOST_BIN_PATH"):
-    options["BIN_PATH"] = os.environ["JS_HOST_BIN_PATH"]
-
-settings.configure(
-    SOURCE_ROOT=str(HERE),
-    CONFIG_FILE=os.environ.get("JS_HOST_CONFIG_FILE", str(HERE / "host.config.js")),
-    USE_MANAGER=use_manager,
-    URL_OVERRIDE=url_override,
-    # The middleware connects in each worker (after gunicorn's fork), not at import.
-    CONNECT_ONCE_CONFIGURED=False,
-    **options,
-)
+url_override = configure_from_environment()
 
 application = JSHostMiddleware(create_app(js_host_url=url_override or "the managed host"))
 app = application

@@ -24,6 +24,9 @@ logged at WARNING with its cause::
 :func:`call_many` sends many calls in one request (``POST /batch``; see :mod:`js_host.many`)::
 
     header, footer = call_many([(Function("header"), {"user": "ann"}), (Function("footer"), {})])
+
+On an asyncio loop, ``await render.call_async(...)`` and ``await call_many_async([...])``
+do the same without blocking it (:mod:`js_host.aio_host`, :mod:`js_host.aio_many`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Union
 from urllib.parse import quote
 
-from . import many, verbosity
+from . import aio_host, aio_many, many, verbosity
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
@@ -197,6 +200,31 @@ class Function:
         except FALLBACK_ERRORS as err:
             return self._fallback_output(err)
 
+    async def call_async(self, **kwargs: Any) -> str:
+        """:meth:`call` for asyncio: the same encoding, local cache, errors and fallback, over a
+        kept-alive connection pool of the running loop (see :mod:`js_host.aio_host`)."""
+        if self.fallback is None:
+            return await self._call_async(kwargs)
+        try:
+            return await self._call_async(kwargs)
+        except FALLBACK_ERRORS as err:
+            return self._fallback_output(err)
+
+    async def _call_async(self, kwargs: dict[str, Any]) -> str:
+        host = self.get_host()
+        if not host.has_connected:
+            await aio_host.connect(host)  # off the loop, once per process
+        prepared = self._prepare(kwargs)
+        return prepared.kept if prepared.kept is not None else await self._send_async(prepared)
+
+    async def _send_async(self, prepared: Prepared) -> str:
+        """:meth:`_send` on the running loop."""
+        host, body, digest = prepared.host, prepared.body, prepared.digest
+        self._log_call(body)
+        path = f"{self._path}{digest}"
+        response = await aio_host.request_function(host, self.name, path, body, prepared.timeout)
+        return self._answer(host, digest, response)
+
     def _fallback_output(self, err: JSHostError) -> str:
         logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
         fallback = self.fallback
@@ -228,6 +256,12 @@ class Function:
     def _send(self, prepared: Prepared) -> str:
         """Send a prepared call on its own; its output (or its exception)."""
         host, body, digest = prepared.host, prepared.body, prepared.digest
+        self._log_call(body)
+        # Transport errors and a proxy's 502/503/504 are raised by the host.
+        response = host.request_function(self.name, f"{self._path}{digest}", body, prepared.timeout)
+        return self._answer(host, digest, response)
+
+    def _log_call(self, body: bytes | list[bytes]) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
@@ -236,9 +270,6 @@ class Function:
                 self.name,
                 _head(body, 1000).decode("utf-8", "replace"),
             )
-        # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = host.request_function(self.name, f"{self._path}{digest}", body, prepared.timeout)
-        return self._answer(host, digest, response)
 
     def _answer(self, host: JSHost, digest: str, response: Response) -> str:
         """The output of the host's answer to a call (kept in the local cache), or its exception."""
@@ -304,6 +335,13 @@ def call_many(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Ex
     See :mod:`js_host.many`.
     """
     return many.call_many(calls)
+
+
+async def call_many_async(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
+    """:func:`call_many` for asyncio: the same results, the batch sent over the running loop's
+    pool (concurrent single calls against a host without ``POST /batch``). See
+    :mod:`js_host.aio_many`."""
+    return await aio_many.call_many_async(calls)
 
 
 def _head(body: bytes | list[bytes], size: int) -> bytes:

@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from . import verbosity
 from .conf import Settings, settings, validate_url_override
-from .exceptions import ConfigError, ConnectionError  # noqa: A004 - the spec's name
+from .exceptions import ConfigError, ConnectionError, JSHostError  # noqa: A004 - the spec's name
 from .host_connection import HostConnection, Target
 from .host_status import HostStatus
 from .local_cache import LocalCache
@@ -281,6 +281,23 @@ class JSHost:
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""
         return self._connection.crashed_error(err)
+
+    # For clients that send the requests themselves (js_host.aio_host: on an asyncio loop), the
+    # steps of request_function and request_batch around the transport.
+
+    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
+        """The error a request raises for what the transport reported (``err``: a FunctionTimeout
+        after ``timeout`` seconds, or a ConnectionError); ``what`` names it ("Function 'render'")."""
+        return self._connection.transport_error(what, timeout, err)
+
+    def batch_target(self) -> Target | None:
+        """Where batches go (connects if needed); None when that host has no batch endpoint."""
+        return self._connection.batch_target()
+
+    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
+        """The answer to a batch sent to ``target``, checked as :meth:`request_batch` does (None:
+        no batch endpoint, remembered)."""
+        return self._connection.batch_answer(target, response, what)
 
 
 # The default host, built from the settings on first use.

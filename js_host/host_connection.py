@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 #: Lines of a crashed host's logfile shown in the ProcessError.
 LOG_TAIL_LINES = 20
 
-_JSON_HEADERS = b"Content-Type: application/json\r\n"
+#: The header lines of a function request (beyond Host and Content-Length).
+FUNCTION_HEADERS = b"Content-Type: application/json\r\n"
 
 # Every HostConnection, so that a forked child can forget its parent's (see _after_fork).
 _connections: weakref.WeakSet[HostConnection] = weakref.WeakSet()
@@ -192,10 +193,20 @@ class HostConnection:
 
     def request_batch(self, body: bytes, timeout: float, what: str) -> Response | None:
         """See :meth:`js_host.host.JSHost.request_batch`."""
-        target = self.target()
-        if self._no_batch == target:
+        target = self.batch_target()
+        if target is None:
             return None
-        response = self.proxy_answer(what, self._post(target, BATCH_PATH, body, timeout, what))
+        return self.batch_answer(target, self._post(target, BATCH_PATH, body, timeout, what), what)
+
+    def batch_target(self) -> Target | None:
+        """Where batches go; None when that host has no batch endpoint (connects if needed)."""
+        target = self.target()
+        return None if self._no_batch == target else target
+
+    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
+        """The answer to a batch sent to ``target``, checked as :meth:`proxy_answer` does; None
+        (and the target remembered) when it has no such endpoint."""
+        response = self.proxy_answer(what, response)
         if response.status in (404, 405):  # js-host 0.11 (or an older proxy): no such endpoint
             logger.info(
                 "%s has no POST %s endpoint (it answered %s): its batches are sent as single calls",
@@ -218,16 +229,21 @@ class HostConnection:
                 "POST",
                 target.prefix + path,
                 body,
-                headers=_JSON_HEADERS,
+                headers=FUNCTION_HEADERS,
                 timeout=timeout,
             )
-        except FunctionTimeout as err:
-            raise FunctionTimeout(
+        except (FunctionTimeout, ConnectionError) as err:
+            raise self.transport_error(what, timeout, err) from err
+
+    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
+        """What a request (``what``: "Function 'render'", "A batch of ...") raises when the
+        transport reported ``err``: a FunctionTimeout after ``timeout`` s, or a ConnectionError."""
+        if isinstance(err, FunctionTimeout):
+            return FunctionTimeout(
                 f"{what} did not answer within {timeout:g} s ({self.status.url()}). Raise "
                 "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
-            ) from err
-        except ConnectionError as err:
-            raise self.crashed_error(err) from err
+            )
+        return self.crashed_error(err)
 
     def proxy_answer(self, what: str, response: Response) -> Response:
         """``response``, unless it is a proxy's 502/503 (ConnectionError) or 504 (FunctionTimeout)."""

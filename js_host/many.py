@@ -63,8 +63,10 @@ class _Function(Protocol):
 
     name: str
 
+    def get_host(self) -> JSHost: ...
     def _prepare(self, kwargs: dict[str, Any]) -> Any: ...
     def _send(self, prepared: Any) -> str: ...
+    async def _send_async(self, prepared: Any) -> str: ...
     def _answer(self, host: JSHost, digest: str, response: Response) -> str: ...
     def _outcome(self, err: JSHostError) -> str | JSHostError: ...
 
@@ -77,17 +79,40 @@ class _Job(NamedTuple):
 
 def call_many(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
     """See the module docstring and :func:`js_host.function.call_many`."""
-    calls = list(calls)
+    calls = checked(calls)
     results: list[Any] = [None] * len(calls)
-    by_host: dict[int, tuple[JSHost, list[_Job]]] = {}
+    for host, jobs in prepare(calls, results).values():
+        _send_batches(host, jobs, results)
+    return results
+
+
+def checked(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """``calls`` as a list of (Function, data) pairs; TypeError for anything else."""
+    calls = list(calls)
     for index, item in enumerate(calls):
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict)):
             raise TypeError(
                 f"call_many() takes (Function, data) pairs, data a dict of the call's arguments; "
                 f"item {index} is {item!r}."
             )
-        function, data = item
+    return calls
+
+
+def prepare(
+    calls: list[tuple[Any, dict[str, Any]]],
+    results: list[Any],
+    unreachable: dict[int, JSHostError] | None = None,
+) -> dict[int, tuple[JSHost, list[_Job]]]:
+    """Each call prepared (encoded, looked up in the local cache), grouped by host; the results
+    of the calls that need no request filled in. ``unreachable``: the error of each host (by
+    id) that could not be connected to, the outcome of its calls."""
+    by_host: dict[int, tuple[JSHost, list[_Job]]] = {}
+    for index, (function, data) in enumerate(calls):
         try:
+            if unreachable:
+                err = unreachable.get(id(function.get_host()))
+                if err is not None:
+                    raise err
             prepared = function._prepare(data)
         except JSHostError as err:  # connecting failed, or the host has no such function
             results[index] = function._outcome(err)
@@ -96,9 +121,7 @@ def call_many(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Excepti
             results[index] = prepared.kept
             continue
         by_host.setdefault(id(prepared.host), (prepared.host, []))[1].append(_Job(index, function, prepared))
-    for host, jobs in by_host.values():
-        _send_batches(host, jobs, results)
-    return results
+    return by_host
 
 
 def _size(body: bytes | list[bytes]) -> int:
@@ -127,49 +150,63 @@ def split(
 def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
     batches = split(jobs)
     for number, batch in enumerate(batches):
-        names = sorted({job.function.name for job in batch})
-        more = ", ..." if len(names) > 5 else ""
-        what = f"A batch of {len(batch)} calls (of {', '.join(map(repr, names[:5]))}{more})"
-        body = encode_batch([Job(job.function.name, job.prepared.digest, job.prepared.body) for job in batch])
-        timeout = max(job.prepared.timeout for job in batch)
+        body, timeout, what = batch_request(batch)
         try:
             response = host.request_batch(body, timeout, what)
         except JSHostError as err:  # the batch as a whole failed: so did each of its calls
-            _failed(batch, err, results)
+            failed(batch, err, results)
             continue
         if response is None:  # no batch endpoint: this batch and the next ones go one by one
             _send_singly([job for rest in batches[number:] for job in rest], results)
             return
-        if response.status in (400, 413):
-            logger.warning(
-                "%s refused %s as a whole (it answered %s: %s); its calls are sent one by one",
-                host.get_url(),
-                what.lower(),
-                response.status,
-                response.text.strip()[:300],
-            )
+        if not answered(host, batch, response, what, results):
             _send_singly(batch, results)
-            continue
+
+
+def batch_request(batch: list[_Job]) -> tuple[bytes, float, str]:
+    """The body of ``POST /batch`` for ``batch``, the time to wait for its answer (the longest
+    timeout of its Functions) and its name in messages."""
+    names = sorted({job.function.name for job in batch})
+    more = ", ..." if len(names) > 5 else ""
+    what = f"A batch of {len(batch)} calls (of {', '.join(map(repr, names[:5]))}{more})"
+    body = encode_batch([Job(job.function.name, job.prepared.digest, job.prepared.body) for job in batch])
+    return body, max(job.prepared.timeout for job in batch), what
+
+
+def answered(host: JSHost, batch: list[_Job], response: Response, what: str, results: list[Any]) -> bool:
+    """Fill in the results of ``batch`` from the host's ``response``; False when the host refused
+    the batch as a whole (400, 413): its calls are to be sent one by one."""
+    if response.status in (400, 413):
+        logger.warning(
+            "%s refused %s as a whole (it answered %s: %s); its calls are sent one by one",
+            host.get_url(),
+            what.lower(),
+            response.status,
+            response.text.strip()[:300],
+        )
+        return False
+    try:
+        if response.status != 200:
+            said = response.text.strip()
+            raise UnexpectedResponse(
+                f"{what}: the host answered {response.status} to POST {BATCH_PATH}: {said}"
+            )
+        decoded = decode_results(response.body, len(batch))
+    except UnexpectedResponse as err:
+        failed(batch, err, results)
+        return True
+    for job, result in zip(batch, decoded):
+        function = job.function
         try:
-            if response.status != 200:
-                said = response.text.strip()
-                raise UnexpectedResponse(
-                    f"{what}: the host answered {response.status} to POST {BATCH_PATH}: {said}"
-                )
-            decoded = decode_results(response.body, len(batch))
-        except UnexpectedResponse as err:
-            _failed(batch, err, results)
-            continue
-        for job, result in zip(batch, decoded):
-            function = job.function
-            try:
-                answer = host.job_answer(function.name, result_response(result))
-                results[job.index] = function._answer(host, job.prepared.digest, answer)
-            except JSHostError as err:
-                results[job.index] = function._outcome(err)
+            answer = host.job_answer(function.name, result_response(result))
+            results[job.index] = function._answer(host, job.prepared.digest, answer)
+        except JSHostError as err:
+            results[job.index] = function._outcome(err)
+    return True
 
 
-def _failed(batch: list[_Job], err: JSHostError, results: list[Any]) -> None:
+def failed(batch: list[_Job], err: JSHostError, results: list[Any]) -> None:
+    """Each call of ``batch`` failed with ``err`` (or gives its fallback)."""
     for job in batch:
         results[job.index] = job.function._outcome(err)
 

@@ -177,12 +177,12 @@ class JSHostMiddleware:
             app_iter = self.app(environ, deferred)
         except REPORTED_ERRORS as err:
             # Once the app's headers went out (legacy write()), the response cannot be replaced.
-            if deferred.flushed or not self._answers_for(err):
+            if deferred.flushed or not self.answers_for(err):
                 raise
             return self._error_response(err, start_response, during_call=True)
 
         reported = environ.get(ENVIRON_ERROR)
-        if reported is not None and self._answers_for(reported) and not deferred.flushed:
+        if reported is not None and self.answers_for(reported) and not deferred.flushed:
             if hasattr(app_iter, "close"):
                 app_iter.close()
             return self._error_response(reported, start_response, during_call=True)
@@ -200,7 +200,7 @@ class JSHostMiddleware:
         """
         pid = os.getpid()
         host = self.host
-        if self._up_to_date(host, pid):
+        if self._is_ready(host, pid):
             return
         reloader = self.reloader
         if host.manager is None:
@@ -215,13 +215,12 @@ class JSHostMiddleware:
             if not self._ready:
                 self._connect(host)
 
-    def needs_prepare(self) -> bool:
-        """Whether :meth:`prepare` has anything to do (connect, or in development check the host
-        and its files). Cheap and never blocks: an async server can call it on its event loop,
-        and :meth:`prepare` (which may block) in a thread only when it says so."""
-        return not self._up_to_date(self.host, os.getpid())
+    def is_ready(self) -> bool:
+        """Whether a request may skip :meth:`prepare`: this process is connected and no check is
+        due. Cheap and never blocks (the ASGI middleware runs ``prepare()`` in a thread otherwise)."""
+        return self._is_ready(self.host, os.getpid())
 
-    def _up_to_date(self, host: JSHost, pid: int) -> bool:
+    def _is_ready(self, host: JSHost, pid: int) -> bool:
         reloader = self.reloader
         return (
             self._ready
@@ -291,7 +290,7 @@ class JSHostMiddleware:
 
     # Errors
 
-    def _answers_for(self, err: BaseException) -> bool:
+    def answers_for(self, err: BaseException) -> bool:
         """Whether ``err`` gets this middleware's page: "host unavailable" always; a call whose
         worker died in development (in production it is the app's FunctionError to handle)."""
         if isinstance(err, UNAVAILABLE_ERRORS):
@@ -302,6 +301,16 @@ class JSHostMiddleware:
         self, err: BaseException, start_response: StartResponse, *, during_call: bool = False
     ) -> list[bytes]:
         """``during_call``: raised by a function call of the app (not while connecting)."""
+        status, headers, body = self.error_page(err, during_call=during_call)
+        start_response(status, headers)
+        return [body]
+
+    def error_page(
+        self, err: BaseException, *, during_call: bool = False
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The status, headers and body answering ``err`` (see :meth:`answers_for`): the
+        development page, or the 503. May block (in development it asks the manager how the
+        host ended). ``during_call``: raised by a function call of the app (not while connecting)."""
         worker_died = isinstance(err, WorkerDied)
         if not worker_died:  # the host itself is fine after a worker's death
             self._ready = False  # the next request reconnects
@@ -318,8 +327,7 @@ class JSHostMiddleware:
         else:
             logger.error("js-host unavailable, answering 503: %s", err)
             status, headers, body = error_page.unavailable_response(self.retry_after)
-        start_response(status, headers)
-        return [body]
+        return status, headers, body
 
     def _page(self, err: BaseException, ended: str | None = None) -> bytes:
         host = self._built_host()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,8 +23,9 @@ from js_host.function import Function
 from js_host.transport import Pool
 from tests.support.client import FIXTURES, bin_setting
 from tests.support.processes import NodeProcess, free_port
-from tests.support.sockets import idle_local_ports, read_request
-from tests.support.threaded_server import ThreadedServer, closing_servers
+from tests.support.scripted_server import CONTINUE, HINTS, PROCESSING, ScriptedServer, ok
+from tests.support.sockets import idle_local_ports
+from tests.support.threaded_server import closing_servers
 from tests.support.threads import run_on_threads
 from tests.support.waiting import wait_for
 
@@ -112,50 +111,6 @@ def test_a_socket_stays_in_use_after_interim_answers(interim_host) -> None:
 # The raw-socket server ------------------------------------------------------
 
 
-def ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-class ScriptedServer(ThreadedServer):
-    """Serves connection N by ``scripts[N]``, a list of steps:
-
-    - a callable: read a request, send callable(body) (bytes, or a list of pieces
-      sent one write at a time, a moment apart, so that they arrive apart);
-    - ("push", bytes): send the bytes with no request outstanding, set ``pushed``.
-
-    ``requests`` holds (connection number, body) for every request read and
-    ``connections`` counts the connections accepted.
-    """
-
-    def __init__(self, *scripts: list) -> None:
-        self.scripts = list(scripts)
-        self.requests: list[tuple[int, bytes]] = []
-        self.pushed = threading.Event()
-        super().__init__()
-
-    def handle(self, conn: socket.socket, number: int) -> None:
-        script = self.scripts[number] if number < len(self.scripts) else [lambda body: ok(body)] * 100
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        with conn:
-            try:
-                for step in script:
-                    if isinstance(step, tuple):
-                        conn.sendall(step[1])
-                        self.pushed.set()
-                        continue
-                    _, body, buf = read_request(conn, buf)
-                    self.requests.append((number, body))
-                    out = step(body)
-                    for piece in out if isinstance(out, list) else [out]:
-                        conn.sendall(piece)
-                        time.sleep(0.02)
-                while conn.recv(65536):  # until the client closes it
-                    pass
-            except OSError:
-                pass
-
-
 @pytest.fixture
 def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
     with closing_servers(ScriptedServer) as make:
@@ -166,11 +121,6 @@ def call(pool_: Pool, server: ScriptedServer, body: bytes) -> bytes:
     response = pool_.request("127.0.0.1", server.port, "POST", "/function/f?hash=1", body, timeout=10)
     assert response.status == 200
     return response.body
-
-
-HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nLink: </app.js>; rel=preload\r\n\r\n"
-PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @pytest.mark.parametrize(

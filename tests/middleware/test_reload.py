@@ -195,7 +195,7 @@ def test_requests_ask_the_manager_nothing_until_a_file_changes(
     for _ in range(20):
         assert client.get("/").get_data(as_text=True) == "card-v1"
     assert asked == [], "a request asked the manager although nothing changed"
-    assert not middleware.needs_prepare()
+    assert middleware.is_ready()
     # No watch=: the module the config required is watched, with the config.
     assert str(component) in middleware.reloader.files and str(config) in middleware.reloader.files
 
@@ -204,7 +204,7 @@ def test_requests_ask_the_manager_nothing_until_a_file_changes(
     os.utime(component, ns=(info.st_atime_ns, info.st_mtime_ns + 2_000_000_000))
     # inotify: at once; polling (JS_HOST_WATCH_POLLING=1): within a pass. The cheap check (what an
     # async server asks on its event loop) says so first.
-    wait_for(middleware.needs_prepare, what="the cheap check to see the edit")
+    wait_for(lambda: not middleware.is_ready(), what="the cheap check to see the edit")
     assert client.get("/").get_data(as_text=True) == "card-v2"
     assert asked, "the change was handled without asking the manager"
     asked.clear()

@@ -50,11 +50,10 @@ def write_test_config(
 # The app under test (built in the gunicorn process from JS_HOST_TEST_* variables)
 
 
-def _build_application() -> Any:
+def configure_from_environment() -> None:
+    """js_host's settings from the JS_HOST_TEST_* variables (also tests/support/asgi_app.py's)."""
     from js_host import verbosity
     from js_host.conf import settings
-    from js_host.function import Function
-    from js_host.middleware import JSHostMiddleware
 
     mode = os.environ["JS_HOST_TEST_MODE"]  # "production" or "development"
     options: dict[str, Any] = {
@@ -70,6 +69,17 @@ def _build_application() -> Any:
         options["URL_OVERRIDE"] = os.environ["JS_HOST_TEST_URL"]
     settings.configure(**options)
 
+
+def watched_files() -> list[str]:
+    """JS_HOST_TEST_WATCH: the files given to the middleware's ``watch``."""
+    return [path for path in os.environ.get("JS_HOST_TEST_WATCH", "").split(os.pathsep) if path]
+
+
+def _build_application() -> Any:
+    from js_host.function import Function
+    from js_host.middleware import JSHostMiddleware
+
+    configure_from_environment()
     answer = Function("answer")
     host_pid = Function("pid")
     crash = Function("crash", timeout=5)
@@ -99,8 +109,7 @@ def _build_application() -> Any:
         )
         return [payload]
 
-    watch = [path for path in os.environ.get("JS_HOST_TEST_WATCH", "").split(os.pathsep) if path]
-    return JSHostMiddleware(app, watch=watch, watch_interval=0)
+    return JSHostMiddleware(app, watch=watched_files(), watch_interval=0)
 
 
 _application: Any = None

@@ -1,0 +1,71 @@
+"""``call_many_async``: :func:`js_host.function.call_many` for asyncio (one ``POST /batch``).
+
+::
+
+    from js_host.function import Function, call_many_async
+
+    header, body = await call_many_async([(Function("header"), {}), (Function("render"), {"id": 1})])
+
+The steps are :mod:`js_host.many`'s (checked, prepared and grouped by host, split into
+batches, each answer mapped to its calls' outputs or exceptions, a Function's fallback
+for its own call); only the requests differ: each host is connected off the loop
+(:func:`js_host.aio_host.connect`), then each batch goes over the loop's pool. Against a
+host without the endpoint (npm js-host 0.11), or for a batch it refuses as a whole (400,
+413), the calls are sent as concurrent single ``call_async`` requests (tasks, no threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from . import aio_host
+from .exceptions import JSHostError
+from .host import JSHost
+from .many import _Job, answered, batch_request, checked, failed, prepare, split
+
+
+async def call_many_async(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
+    """See the module docstring and :func:`js_host.function.call_many`."""
+    calls = checked(calls)
+    results: list[Any] = [None] * len(calls)
+    unreachable: dict[int, JSHostError] = {}
+    hosts = {id(host): host for host in (function.get_host() for function, _ in calls)}
+    for key, host in hosts.items():
+        try:
+            await aio_host.connect(host)
+        except JSHostError as err:  # each call of that host gets it (or its fallback)
+            unreachable[key] = err
+    groups = prepare(calls, results, unreachable).values()
+    await asyncio.gather(*(_send_batches(host, jobs, results) for host, jobs in groups))
+    return results
+
+
+async def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
+    batches = split(jobs)
+    for number, batch in enumerate(batches):
+        body, timeout, what = batch_request(batch)
+        try:
+            response = await aio_host.request_batch(host, body, timeout, what)
+        except JSHostError as err:  # the batch as a whole failed: so did each of its calls
+            failed(batch, err, results)
+            continue
+        if response is None:  # no batch endpoint: this batch and the next ones go one by one
+            await _send_singly([job for rest in batches[number:] for job in rest], results)
+            return
+        if not answered(host, batch, response, what, results):
+            await _send_singly(batch, results)
+
+
+async def _send_one(job: _Job) -> str | JSHostError:
+    try:
+        return await job.function._send_async(job.prepared)
+    except JSHostError as err:
+        return job.function._outcome(err)
+
+
+async def _send_singly(jobs: list[_Job], results: list[Any]) -> None:
+    """Each job as its own call, all at once (the loop's pool bounds the connections)."""
+    for job, outcome in zip(jobs, await asyncio.gather(*(_send_one(job) for job in jobs))):
+        results[job.index] = outcome

@@ -1,0 +1,425 @@
+"""HTTP/1.1 over kept-alive connections on an asyncio event loop: one pool per running loop.
+
+The asyncio twin of :mod:`js_host.transport`, with the same guarantees:
+
+- one answer per call, parsed by ``httptools`` (:class:`js_host.response.ResponseParser`):
+  interim (1xx) answers are skipped, and a connection that sends bytes after its
+  answer, or while no request is outstanding, is closed and never reused;
+- a pooled connection is checked before every reuse (``poll(0)`` on its socket:
+  readable while idle means the server closed it or sent what nobody asked for),
+  so a ``POST`` never goes out on a socket the server has closed; it is retried on a
+  fresh connection only when the server cannot have processed it (the send failed
+  at once, or, for a ``GET``, the connection ended before any byte of the answer);
+- ``timeout`` bounds the whole exchange, connecting included: past it,
+  :class:`~js_host.exceptions.FunctionTimeout`; a connection that timed out (or
+  whose task was cancelled) is closed, never reused; every ``OSError`` becomes a
+  :class:`~js_host.exceptions.ConnectionError`.
+
+Each connection is an :class:`asyncio.Protocol` feeding the parser from
+``data_received``: no stream buffers, no thread, one future per call. The pool
+belongs to the loop it was made on (:func:`get_pool`); its idle connections are
+closed by :func:`aclose` (the ASGI middleware does at lifespan shutdown) or, at
+the latest, when the loop finalizes its async generators (``asyncio.run`` and
+uvicorn do), so a loop that ends leaves no socket open. A forked child gets
+pools of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import socket
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from .connection import CannotConnect, ConnectTimeout, request_url
+from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .response import BadResponse, Response, ResponseParser
+
+__all__ = ["MAX_CONNECTIONS", "MAX_IDLE", "AsyncPool", "aclose", "get_pool"]
+
+T = TypeVar("T")
+
+# What happens to the sockets is logged as the transport's, as for the blocking pool.
+logger = logging.getLogger("js_host.transport")
+
+#: Idle connections kept per (host, port).
+MAX_IDLE = 32
+#: Connections open at once per (host, port); further calls wait for one to be free.
+MAX_CONNECTIONS = 256
+
+
+class _Stale(Exception):
+    """A reused connection turned out to be closed before the server can have processed the
+    request: retried on a fresh one."""
+
+
+class _HostProtocol(asyncio.Protocol):
+    """One kept-alive connection: its transport, its parser and the call waiting for an answer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        self.loop = loop
+        self.host, self.port = host, port
+        self.parser = ResponseParser()
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.target = ""
+        self.received = False  # a byte of the current answer arrived
+        self.closed = False
+        self.poller: select.poll | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # The reuse check: a poll object per connection (half the cost of a select()).
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            # Bytes with no request outstanding (or after the answer): nobody's answer.
+            logger.warning(
+                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+                "the connection was closed, not reused",
+                request_url(self.host, self.port, ""),
+            )
+            self.close()
+            return
+        self.received = True
+        parser = self.parser
+        try:
+            parser.feed(data)
+        except BadResponse as err:
+            waiter.set_exception(
+                UnexpectedResponse(
+                    f"{self._url()} {err}; the connection was closed "
+                    "(a function that writes to this.res itself can cause this)"
+                )
+            )
+            self.close()
+            return
+        if parser.complete:
+            waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            parser = self.parser
+            if parser.headers_complete and parser.is_close_delimited():
+                # A body delimited by the end of the connection (RFC 9112, section 6.3): whole.
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(self._lost(None))
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._lost(exc))
+
+    # The pool's side
+
+    def idle_and_open(self) -> bool:
+        """Whether nothing arrived since the last answer, delivered or not yet (EOF, RST,
+        bytes nobody asked for): checked before every reuse."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        return self.poller is None or not self.poller.poll(0)
+
+    def close_idle(self) -> None:
+        """Close a pooled connection found readable; a warning when it held bytes (the server
+        answered what nobody asked), not when the server merely closed it."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        data = b""
+        if sock is not None and not self.closed:
+            try:
+                with sock.dup() as peek:  # the transport's own socket does not offer recv
+                    data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:  # reset by the server, or nothing after all
+                pass
+        if data:
+            logger.warning(
+                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+                "the connection was closed, not reused",
+                request_url(self.host, self.port, ""),
+            )
+        self.close()
+
+    def close(self) -> None:
+        """Close at once (buffered bytes dropped): the connection is never reused."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def exchange(
+        self,
+        data: list[bytes],
+        target: str,
+        deadline: float | None,
+        timeout: float | None,
+        *,
+        reused: bool,
+        get: bool,
+    ) -> Response:
+        """Send one request and wait for its answer until ``deadline`` (loop time)."""
+        assert self.transport is not None
+        self.parser.reset()
+        self.target, self.received = target, False
+        if self.closed or self.transport.is_closing():
+            # Closed by the server before the request went out (a fresh connection ended at once).
+            if reused:
+                raise _Stale()
+            raise self._lost(None)
+        self.waiter = waiter = self.loop.create_future()
+        self.transport.writelines(data)
+        if self.transport.is_closing() and reused:
+            # The write failed at once (EPIPE, ECONNRESET): nothing went through whole.
+            raise _Stale()
+        timer = None if deadline is None else self.loop.call_at(deadline, self._expire, timeout)
+        try:
+            await waiter
+        except ConnectionError:
+            if reused and get and not self.received:
+                raise _Stale() from None
+            raise
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+        return self.parser.response()
+
+    def _expire(self, timeout: float | None) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(FunctionTimeout(f"{self._url()} did not answer within {timeout} s"))
+
+    def _lost(self, exc: Exception | None) -> ConnectionError:
+        url = self._url()
+        if not self.received:
+            cause = f" ({exc})" if exc else ""
+            return ConnectionError(
+                f"{url}: the server closed the connection without answering{cause} "
+                "(the request may have been processed: not retried)"
+            )
+        return ConnectionError(f"{url}: the server closed the connection mid-response")
+
+    def _url(self) -> str:
+        return request_url(self.host, self.port, self.target)
+
+
+class AsyncPool:
+    """Idle kept-alive connections per (host, port), for the event loop ``loop``.
+
+    A connection carries one request at a time; at most :data:`MAX_CONNECTIONS` are open per
+    (host, port), and :data:`MAX_IDLE` are kept.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._idle: dict[tuple[str, int], list[_HostProtocol]] = {}
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.closed = False
+        self._closer = _close_at_shutdown(self)
+        # The first step registers the generator with the running loop (its firstiter hook),
+        # which closes it, and so this pool, when it shuts down (PEP 525).
+        with contextlib.suppress(StopIteration):
+            self._closer.asend(None).send(None)
+
+    def idle_count(self) -> int:
+        """Idle connections held."""
+        return sum(map(len, self._idle.values()))
+
+    def close(self) -> None:
+        """Close every idle connection; later requests open new ones (connections in use are
+        closed when their request ends)."""
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                if conn.transport is not None:
+                    conn.closed = True
+                    conn.transport.close()
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        body: bytes | list[bytes] = b"",
+        *,
+        headers: bytes = b"",
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request and return the whole response (see :meth:`js_host.transport.Pool.request`):
+        ``body`` is bytes or a list of buffers, ``headers`` extra raw header lines each ending in
+        CRLF, ``timeout`` (seconds) bounds the whole exchange."""
+        parts = body if isinstance(body, list) else [body]
+        host_header = f"[{host}]" if ":" in host else host
+        head = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
+            method.encode(),
+            target.encode(),
+            host_header.encode(),
+            port,
+            sum(map(len, parts)),
+            headers,
+        )
+        data = [head, *parts]
+        deadline = None if timeout is None else self.loop.time() + timeout
+        return await self._request((host, port), data, target, method == "GET", deadline, timeout)
+
+    async def _request(
+        self,
+        key: tuple[str, int],
+        data: list[bytes],
+        target: str,
+        get: bool,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> Response:
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(MAX_CONNECTIONS)
+        if slots.locked():  # every connection busy: wait for one, within the deadline
+            await self._within(slots.acquire(), key, deadline, timeout, "waiting for a free connection")
+        else:
+            await slots.acquire()
+        try:
+            conn = self._get(key)
+            if conn is not None:
+                try:
+                    return await self._exchange(
+                        key, conn, data, target, deadline, timeout, reused=True, get=get
+                    )
+                except _Stale:
+                    pass  # closed by the server before it can have processed the request
+            conn = await self._within(self._connect(key), key, deadline, timeout, "connecting")
+            return await self._exchange(key, conn, data, target, deadline, timeout, reused=False, get=get)
+        finally:
+            slots.release()
+
+    async def _within(
+        self,
+        step: Awaitable[T],
+        key: tuple[str, int],
+        deadline: float | None,
+        timeout: float | None,
+        doing: str,
+    ) -> T:
+        """``step`` within ``deadline`` (the rare steps: a new connection, a wait for a free one)."""
+        if deadline is None:
+            return await step
+        try:
+            return await asyncio.wait_for(step, max(deadline - self.loop.time(), 0.0))
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(
+                f"{request_url(*key, '')} did not answer within {timeout} s ({doing})"
+            ) from None
+
+    async def _connect(self, key: tuple[str, int]) -> _HostProtocol:
+        host, port = key
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            _, protocol = await self.loop.create_connection(
+                lambda: _HostProtocol(self.loop, host, port), host, port
+            )
+        except OSError as err:
+            raise CannotConnect(f"Cannot connect to http://{where}: {err}") from err
+        return protocol
+
+    async def _exchange(
+        self,
+        key: tuple[str, int],
+        conn: _HostProtocol,
+        data: list[bytes],
+        target: str,
+        deadline: float | None,
+        timeout: float | None,
+        *,
+        reused: bool,
+        get: bool,
+    ) -> Response:
+        try:
+            response = await conn.exchange(data, target, deadline, timeout, reused=reused, get=get)
+        except BaseException:
+            # A timeout or a cancel (its answer may still come: never reused), an error, _Stale.
+            conn.close()
+            raise
+        if response.keep_alive and not conn.closed:
+            self._put(key, conn)
+        else:
+            conn.close()
+            if conn.parser.extra:
+                logger.warning(
+                    "%s: the server sent more than the answer (a second response or stray bytes): "
+                    "the connection was closed rather than reused",
+                    request_url(key[0], key[1], target),
+                )
+        return response
+
+    def _get(self, key: tuple[str, int]) -> _HostProtocol | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.idle_and_open():
+                return conn
+            conn.close_idle()
+        return None
+
+    def _put(self, key: tuple[str, int], conn: _HostProtocol) -> None:
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
+        if len(idle) < MAX_IDLE and not self.closed:
+            idle.append(conn)
+        else:
+            conn.close()
+
+
+async def _close_at_shutdown(pool: AsyncPool) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        pool.closed = True
+        pool.close()
+
+
+# The pool of each running loop (a loop that is gone takes its pool with it).
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncPool] = weakref.WeakKeyDictionary()
+
+
+def get_pool() -> AsyncPool:
+    """The running loop's pool (made on first use; a forked child's are its own)."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None or pool.closed:
+        pool = _pools[loop] = AsyncPool(loop)
+    return pool
+
+
+def _after_fork_in_child() -> None:
+    # The parent's connections are not the child's to use (its loop, if it runs one, is a copy).
+    _pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+async def aclose() -> None:
+    """Close the running loop's pool (its idle connections); a later request opens a new one."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.pop(loop, None)
+    if pool is not None:
+        pool.closed = True
+        pool.close()
+        await asyncio.sleep(0)  # let the transports run their connection_lost
