@@ -41,6 +41,9 @@ setup(
             "gunicorn>=22,<24",
             "redis>=5,<8",
         ],
+        # The client's Prometheus metrics (js_host/metrics.py) and the status command's
+        # reading of the host's and proxy's /metrics.
+        "metrics": ["prometheus_client>=0.17,<1"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

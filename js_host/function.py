@@ -28,10 +28,12 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from typing import Any, Callable, Union
 from urllib.parse import quote
 
 from . import verbosity
+from .call_record import CallRecord
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
@@ -184,24 +186,31 @@ class Function:
     def call(self, **kwargs: Any) -> str:
         """Call the function with ``kwargs`` as its data; returns its output text (or the
         fallback's, when the host is unavailable)."""
-        if self.fallback is None:
-            return self._call(kwargs)
+        record = CallRecord(self.name)  # a DEBUG record and the metrics, once it ends
         try:
-            return self._call(kwargs)
-        except FALLBACK_ERRORS as err:
+            output = self._call(kwargs, record)
+        except Exception as err:
+            if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
+                record.finished(err)
+                raise
             logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
+            record.finished(err, fallback=True)
             fallback = self.fallback
             return fallback if isinstance(fallback, str) else fallback(err)
+        record.finished()
+        return output
 
-    def _call(self, kwargs: dict[str, Any]) -> str:
+    def _call(self, kwargs: dict[str, Any], record: CallRecord) -> str:
         host = self.get_host()
         name = self.name
         host.require_function(name)
         body, digest = encode_request(kwargs, name)
+        record.hash = digest
         cache = host.local_cache
         if cache is not None:
             kept = cache.get(name, digest)
             if kept is not None:
+                record.status, record.cache = 200, "local"
                 return kept
         timeout = self.timeout if self.timeout is not None else host.function_timeout
         if logger.isEnabledFor(logging.DEBUG):
@@ -213,7 +222,9 @@ class Function:
                 _head(body, 1000).decode("utf-8", "replace"),
             )
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = host.request_function(name, f"{self._path}{digest}", body, timeout)
+        record.request_id = request_id = uuid.uuid4().hex  # X-Request-Id: the proxy and host log it
+        response = host.request_function(name, f"{self._path}{digest}", body, timeout, request_id=request_id)
+        record.response = response
         status = response.status
         if status == 200:
             output = response.body.decode("utf-8")

@@ -16,8 +16,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 import time
+import uuid
 import weakref
 from typing import Any, Callable, NamedTuple
 
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 LOG_TAIL_LINES = 20
 
 _JSON_HEADERS = b"Content-Type: application/json\r\n"
+#: The X-Request-Id values the proxy and the host accept (others they replace).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 # Every HostConnection, so that a forked child can forget its parent's (see _after_fork).
 _connections: weakref.WeakSet[HostConnection] = weakref.WeakSet()
@@ -182,9 +186,26 @@ class HostConnection:
                 "restart the host."
             )
 
-    def request_function(self, name: str, path: str, body: bytes | list[bytes], timeout: float) -> Response:
+    def request_function(
+        self,
+        name: str,
+        path: str,
+        body: bytes | list[bytes],
+        timeout: float,
+        *,
+        request_id: str | None = None,
+    ) -> Response:
         """See :meth:`js_host.host.JSHost.request_function`."""
         target = self.target()
+        # The request id (docs/ARCHITECTURE.md): a uuid4's 32 hex digits, which the
+        # proxy and the host accept as they are, log and echo.
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
+            raise ConfigError(
+                f"Function {name!r}: request id {request_id!r} is not 1 to 128 letters, digits and '._:-'."
+            )
+        headers = b"%sX-Request-Id: %s\r\n" % (_JSON_HEADERS, request_id.encode())
         try:
             response = pool.request(
                 target.address,
@@ -192,7 +213,7 @@ class HostConnection:
                 "POST",
                 target.prefix + path,
                 body,
-                headers=_JSON_HEADERS,
+                headers=headers,
                 timeout=timeout,
             )
         except FunctionTimeout as err:
