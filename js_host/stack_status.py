@@ -201,7 +201,11 @@ def size(value: float) -> str:
 
 
 def pairs(values: dict[str, float]) -> str:
-    return ", ".join(f"{key or '?'} {count(value)}" for key, value in sorted(values.items()) if value)
+    """``key: value, ...`` in key order, without the zeros (and without thousands
+    separators, which would read as more pairs)."""
+    return ", ".join(
+        f"{key or '?'}: {count(value).replace(',', '')}" for key, value in sorted(values.items()) if value
+    )
 
 
 def host_lines(url: str, *, timeout: float) -> tuple[list[str], bool]:
