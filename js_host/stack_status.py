@@ -259,6 +259,14 @@ def host_lines(url: str, *, timeout: float) -> tuple[list[str], bool]:
         delay = metrics.values("js_host_event_loop_delay_seconds", quantile="0.99")
         if delay:
             lines[-1] += f"; event loop delay p99 {seconds(delay[0][1])}"
+        heaps = metrics.values("js_host_worker_heap_used_bytes")
+        if heaps:
+            shown = sorted(heaps, key=lambda item: -item[1])[:4]
+            lines.append(
+                "  heap used: "
+                + ", ".join(f"worker {labels.get('worker', '?')} {size(value)}" for labels, value in shown)
+                + (f" (+{len(heaps) - 4} workers)" if len(heaps) > 4 else "")
+            )
         lines += slowest_lines(function_times(metrics, "js_host_call_duration_seconds"))
     errors = status.get("lastErrors")
     if isinstance(errors, list) and errors:
