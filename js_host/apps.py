@@ -8,9 +8,13 @@ connects at start-up instead, so that errors show then).
 
 In development (``USE_MANAGER``) each request first does what
 :class:`~js_host.middleware.JSHostMiddleware` does in development: restart the
-host when its config file or a module it loaded has changed, reconnect when it
-has gone, so that an edit shows at the next request under ``runserver`` with
-these two settings alone. Errors found then are logged, and the request goes
+host when any file it loaded (its config file, every module it required) has
+changed, reconnect when it has gone, so that an edit shows at the next request
+under ``runserver`` with these two settings alone. That check costs a few
+microseconds: the files are watched off the request path, by the one
+development middleware of the process (made at the first request; its watcher
+is a polling thread only where inotify cannot be used, a daemon stopped at
+exit). Errors found then are logged, and the request goes
 on (its function calls raise them). For js_host's own error pages (a crash shown
 once with the end of the host's logfile, the 503 in production), wrap the WSGI
 application in :class:`~js_host.middleware.JSHostMiddleware` (runserver serves

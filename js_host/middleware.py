@@ -15,9 +15,12 @@ connects again. js_host closes each process's manager connection when that
 process exits, so that a manager can stop hosts nobody uses.
 
 Development (``USE_MANAGER=True``): the manager and the host are started when
-needed; when the config file (or a file in ``watch``) changes, the host is
-restarted before the next request is handled (so is a host that runs a module
-it loaded that has changed since). A host that has crashed gives a 500 page
+needed; when a file the host loaded (the config file, any module it required;
+``node_modules`` out), or a file in ``watch``, changes, the host is restarted
+before the next request is handled (also for an edit made while no server ran).
+Each worker watches those files off the request path (inotify, or a polling
+thread: see :mod:`js_host.file_watch`); before a request it only reads what
+the watcher found and checks that the host process is alive. A host that has crashed gives a 500 page
 naming its logfile with the last lines of it and how it ended (exit code or
 signal), once: the next request, in any worker, starts it again (see
 :mod:`js_host.reloader`).
@@ -83,10 +86,11 @@ class JSHostMiddleware:
         *,
         # The JSHost to keep connected; None: the default host of the settings.
         host: JSHost | None = None,
-        # Development: more files whose change restarts the host (the config file always does).
+        # Development: more files whose change restarts the host (the files the host loaded,
+        # the config file among them, always do).
         watch: Sequence[str | os.PathLike[str]] = (),
         # Development: seconds between two checks for changed code or a crashed host (0: before
-        # every request, so that an edit shows at the next one; each check asks the manager).
+        # every request, so that an edit shows at the next one; a check costs microseconds).
         watch_interval: float = 0.0,
         # Production: the Retry-After header (seconds) of the 503 page.
         retry_after: int = 5,
@@ -143,7 +147,7 @@ class JSHostMiddleware:
 
     @watch.setter
     def watch(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        self.reloader.watch = [os.path.abspath(os.fspath(path)) for path in paths]
+        self.reloader.watch = paths
 
     @property
     def watch_interval(self) -> float:
@@ -196,23 +200,36 @@ class JSHostMiddleware:
         """
         pid = os.getpid()
         host = self.host
-        if (
-            self._ready
-            and self._pid == pid
-            and host is self._connected_host
-            and (host.manager is None or not self.reloader.due())
-        ):
+        if self._up_to_date(host, pid):
             return
+        reloader = self.reloader
         if host.manager is None:
             self._prepare_production(host, pid)
             return
         with self._lock:
             self._forget_if_changed(host, pid)
-            if self.reloader.due():
+            # Another thread may have restarted the host and reconnected meanwhile.
+            if reloader.due() and (not self._ready or reloader.changed()):
                 connected, self._ready = self._ready, False  # until the check says otherwise
-                self._ready = self.reloader.check(host, connected=connected, show_crash=show_crash)
+                self._ready = reloader.check(host, connected=connected, show_crash=show_crash)
             if not self._ready:
                 self._connect(host)
+
+    def needs_prepare(self) -> bool:
+        """Whether :meth:`prepare` has anything to do (connect, or in development check the host
+        and its files). Cheap and never blocks: an async server can call it on its event loop,
+        and :meth:`prepare` (which may block) in a thread only when it says so."""
+        return not self._up_to_date(self.host, os.getpid())
+
+    def _up_to_date(self, host: JSHost, pid: int) -> bool:
+        reloader = self.reloader
+        return (
+            self._ready
+            and self._pid == pid
+            and host is self._connected_host
+            # Development: a few microseconds, however many files the host loaded (see reloader).
+            and (host.manager is None or not reloader.due() or not reloader.changed())
+        )
 
     def _prepare_production(self, host: JSHost, pid: int) -> None:
         if host.retry_wait() > 0:

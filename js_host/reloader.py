@@ -1,8 +1,21 @@
 """Development: restart a managed host when its code changes; show a crash once.
 
 :class:`Reloader` is what :class:`~js_host.middleware.JSHostMiddleware` runs in
-development (``USE_MANAGER``), before each request (or at most once every
-``interval`` seconds per process). It restarts the host when
+development (``USE_MANAGER``). Before each request it makes a cheap check,
+:meth:`Reloader.changed` (no manager request, no stat of the loaded files; a
+few microseconds with thousands of them): has a file the host loaded changed,
+or has the host process gone? Only then does it make the full check,
+:meth:`Reloader.check` (blocking: it asks the manager, and may restart the
+host). The cheap check watches, with a :class:`~js_host.file_watch.FileWatcher`
+(inotify, or a polling thread), every file the running host reports it loaded
+(the config file and every module it required, ``node_modules`` out), plus the
+config file and the files in ``watch``; after each restart or reconnect it
+watches the files the new host process reports. It checks that the host
+process is alive with one signal-0 ``kill`` of the pid its manager reports.
+Hosts whose manager reports neither (js-host 0.11) get the full check before
+every request.
+
+The full check restarts the host when
 
 - the config file or a file in ``watch`` changed: their mtimes are compared with
   the last ones this process saw, and with a record shared by every process of
@@ -12,7 +25,9 @@ development (``USE_MANAGER``), before each request (or at most once every
 - a module the running host loaded (this project's hosts tell their manager
   which, with their mtimes when loaded) is not the one it loaded: this also
   catches an edit made while no server ran, or before this process started
-  (the host outlives Python processes).
+  (the host outlives Python processes). The host's own report is the record
+  shared by the machine here: once one worker has restarted the host, the new
+  host process reports the new mtimes, and the other workers only reconnect.
 
 It also notices when the host was restarted by another process, or has lost
 this process's connection: the middleware then reconnects. A host that crashed
@@ -22,6 +37,10 @@ cause, and records the crashed process's id in the shared record; every later
 check (in any worker) just lets the middleware start the host again. A crash
 seen by a function call in the middle of a request is recorded the same way
 (:meth:`Reloader.crash_seen`).
+
+From async code (an ASGI server), call :meth:`Reloader.changed` on the event
+loop, and :meth:`Reloader.check`, :meth:`Reloader.connected` and
+:meth:`Reloader.crash_seen` in a thread: they block on the manager.
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from .exceptions import ConnectionError, FunctionTimeout, ProcessError  # noqa: A004 - the spec's name
+from .file_watch import FileWatcher, mtime_ns
 from .runtime import MachineLock, tail
 
 if TYPE_CHECKING:
@@ -52,39 +72,81 @@ Mtimes = dict[str, Optional[int]]
 
 
 class Reloader:
-    """Watches ``watch`` (and the host's config file) and restarts the host when they change.
+    """Watches the files the host loaded, ``watch`` and the host's config file, and restarts the
+    host when they change.
 
-    Not thread-safe: the middleware calls it under its lock.
+    Not thread-safe, except :meth:`changed`: the middleware calls the others under its lock.
     """
 
     def __init__(self, watch: Sequence[str | os.PathLike[str]] = (), interval: float = 0.0) -> None:
-        #: More files whose change restarts the host (absolute paths).
-        self.watch = [os.path.abspath(os.fspath(path)) for path in watch]
+        self._watch = [os.path.abspath(os.fspath(path)) for path in watch]
         #: Seconds between two checks.
         self.interval = interval
         self._mtimes: Mtimes | None = None  # what this process saw last (None: not looked yet)
         self._host_output: str | None = None  # the managed host's output when we connected
         self._host_id: str | None = None  # the manager's id of that host process (None: 0.11)
+        self._host_pid: int | None = None  # its pid, as its manager says (None: 0.11)
         self._next_check = 0.0  # time.monotonic()
+        #: The files of the connected host process, and the watched ones.
+        self.files = FileWatcher()
+        self._watching = False  # self.files watches the connected host process's files
+
+    @property
+    def watch(self) -> list[str]:
+        """More files whose change restarts the host (absolute paths)."""
+        return self._watch
+
+    @watch.setter
+    def watch(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self._watch = [os.path.abspath(os.fspath(path)) for path in paths]
+        self._watching = False  # the next check is a full one, and watches them
 
     def due(self) -> bool:
-        """True when the next check is due."""
+        """True when the next check is due (``interval`` seconds after the last one)."""
         return time.monotonic() >= self._next_check
+
+    def changed(self) -> bool:
+        """Cheap, thread-safe, never blocks: whether :meth:`check` is needed, because a watched
+        file has changed, the host process has gone, or this process watches nothing yet (or
+        cannot: js-host 0.11's manager reports neither the files nor the pid)."""
+        if not self._watching or self.files.changed():
+            return True
+        pid = self._host_pid
+        return pid is None or not _alive(pid)
 
     def forget(self) -> None:
         """Start afresh (another host): its first check compares with the machine's record only."""
         self._mtimes = None
+        self._watching = False
 
     def connected(self, host: JSHost) -> None:
-        """Remember which host process ``host`` is connected to (to notice when it changes)."""
+        """Remember which host process ``host`` is connected to (to notice when it changes), and
+        watch the files it loaded."""
         assert host.manager is not None
         described = host.manager.request_host_status(host.config_file).get("host") or {}
         self._host_output = described.get("output")
         self._host_id = described.get("id")
+        self._watch_host_files(host, described)
+
+    def _watch_host_files(self, host: JSHost, described: dict[str, Any]) -> None:
+        """Watch the files the host process ``described`` (by its manager) loaded, with the
+        config file and ``watch``."""
+        loaded = _loaded_files(described)
+        pid = described.get("pid")
+        if loaded is None or not isinstance(pid, int):
+            self._watching = False  # js-host 0.11: every check asks the manager
+            return
+        self._host_pid = pid
+        extra = self._mtimes if self._mtimes is not None else self._stat(host)
+        # The host's mtimes first: a file it loaded counts as changed from the version it runs.
+        self.files.watch({**extra, **loaded})
+        self._watching = True
+        logger.debug("Watching %d files of %s (%s)", len(self.files), host.get_name(), self.files.mode)
 
     def check(self, host: JSHost, *, connected: bool, show_crash: bool = True) -> bool:
         """Restart ``host`` if its code changed; returns whether the connection is still good
-        (False: connect again). ``connected``: this process is connected to it.
+        (False: connect again). ``connected``: this process is connected to it. Blocking: it
+        asks the manager (one request, more when the host changed).
 
         Raises a ProcessError for a crash of the host that no process has shown yet, and records
         it as shown (unless ``show_crash`` is False: it is still to be shown then).
@@ -107,19 +169,17 @@ class Reloader:
             return False
         connections = described.get("connections")
         lost = isinstance(connections, list) and host.connection not in connections
-        return connected and described.get("output") == self._host_output and not lost
+        good = connected and described.get("output") == self._host_output and not lost
+        if good and (not self._watching or self.files.changed()):
+            # Watch (again: a change seen was undone) for cheap checks from now on.
+            self._watch_host_files(host, described)
+        return good
 
     def watched_files(self, host: JSHost) -> list[str]:
         return [host.config_file, *self.watch]
 
     def _stat(self, host: JSHost) -> Mtimes:
-        mtimes: Mtimes = {}
-        for path in self.watched_files(host):
-            try:
-                mtimes[path] = os.stat(path).st_mtime_ns
-            except OSError:
-                mtimes[path] = None
-        return mtimes
+        return {path: mtime_ns(path) for path in self.watched_files(host)}
 
     def _check_watched_files(self, host: JSHost) -> bool:
         """Restart the host if needed; True when this process saw the files change."""
@@ -154,20 +214,17 @@ class Reloader:
     def _restart_if_loaded_files_changed(self, host: JSHost, described: dict[str, Any]) -> bool:
         """Restart the host if a module it loaded has changed since; True if so (or if another
         process restarted it meanwhile)."""
-        try:
-            loaded = json.loads(described["output"]).get("loadedFiles")
-        except (KeyError, TypeError, ValueError, AttributeError):
-            return False
-        if not isinstance(loaded, dict):
-            return False  # js-host 0.11: only the watched files count
-        changed = [path for path, mtime in loaded.items() if _mtime_ns(path) != mtime]
-        if not changed:
-            return False
+        if not _changed_files(described):
+            return False  # (None: js-host 0.11, only the watched files count)
         assert host.manager is not None
         with MachineLock(RECORD_PURPOSE, host.config_file, record=True):
-            # Only if it still is the host process that loaded them: every worker sees the change.
+            # Every worker sees the change: only if it still is the host process that loaded
+            # them, and it still runs the old code (a pool reloaded by another worker keeps
+            # its process, and reports the files its new workers loaded).
             now = host.manager.request_host_status(host.config_file)
-            if (now.get("host") or {}).get("id") == described.get("id"):
+            current = now.get("host") or {}
+            changed = _changed_files(current) if current.get("id") == described.get("id") else None
+            if changed:
                 logger.info("Restarting %s: %s changed", host.get_name(), ", ".join(changed))
                 host.restart()  # starts it if it is not running
         return True
@@ -223,8 +280,35 @@ class Reloader:
             time.sleep(0.05)
 
 
-def _mtime_ns(path: str) -> str | None:
+def _loaded_files(described: dict[str, Any]) -> dict[str, int] | None:
+    """The files the host process ``described`` loaded, with their mtimes when it loaded them;
+    None when its host does not say (js-host 0.11)."""
     try:
-        return str(os.stat(path).st_mtime_ns)
-    except OSError:
+        loaded = json.loads(described["output"]).get("loadedFiles")
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
+    if not isinstance(loaded, dict):
+        return None
+    try:
+        return {path: int(mtime) for path, mtime in loaded.items()}
+    except (TypeError, ValueError):
+        return None
+
+
+def _changed_files(described: dict[str, Any]) -> list[str] | None:
+    """The files the host process ``described`` loaded that have changed since (None: its host
+    does not say which it loaded)."""
+    loaded = _loaded_files(described)
+    if loaded is None:
+        return None
+    return [path for path, mtime in loaded.items() if mtime_ns(path) != mtime]
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks, sends nothing). Another user's process
+    that took the number counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

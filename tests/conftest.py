@@ -21,17 +21,23 @@ pytest_plugins = [
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # Every process the suite starts inherits this marker (pytest-xdist workers
-    # inherit the controller's); processes of other projects on the machine lack it.
+    # Every process the suite starts inherits this marker; processes of other projects
+    # on the machine lack it. A pytest-xdist worker inherits the controller's and adds
+    # its own name, so a test that waits for "its" processes sees only its worker's.
     os.environ.setdefault(SESSION_MARKER, f"{os.getpid()}-{secrets.token_hex(8)}")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not os.environ[SESSION_MARKER].endswith(f"-{worker}"):
+        os.environ[SESSION_MARKER] += f"-{worker}"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller checks once for every worker, after they all finished
     deadline = time.monotonic() + 8  # managed hosts stop a few seconds after their last disconnect
-    left = suite_processes()
+    left = suite_processes(whole_session=True)
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = suite_processes()
+        left = suite_processes(whole_session=True)
     if left:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"FAILED: the suite left processes behind: {sorted(left)}", red=True

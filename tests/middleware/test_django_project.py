@@ -1,7 +1,7 @@
 """A real small Django project in a temp dir, set up as the README's Django section says, run by
 ``manage.py``: runserver picks up edits of the config and of a module it loads (made before the
-server started, too), management commands start no host, and the production recipe answers 503
-while the host is down, then recovers."""
+server started, too; also with the polling watcher), management commands start no host, and the
+production recipe answers 503 while the host is down, then recovers."""
 
 from __future__ import annotations
 
@@ -190,6 +190,25 @@ def test_runserver_shows_each_edit_and_commands_start_no_host(tmp_path: Path, ru
         if server is not None:
             server.stop(signal.SIGINT)  # Ctrl-C: the server process closes its connection at exit
         shell.disconnect()
+    left = reap(str(config))
+    assert not left, f"processes left after runserver stopped: {left}"
+
+
+def test_runserver_with_a_polling_watcher_shows_an_edit(tmp_path: Path, runtime_dir: Path) -> None:
+    # JS_HOST_WATCH_POLLING=1 (what a bind mount without file events needs): the watcher's thread
+    # sees the edit of the module the config requires within a pass; no watch= names it.
+    manager_port, app_port = free_port(), free_port()
+    root = tmp_path / "project"
+    config = write_project(root, port=manager_port)
+    base = f"http://127.0.0.1:{app_port}/"
+    env = project_env(root, DJANGO_DEBUG="1", JS_HOST_WATCH_POLLING="1")
+    server = start_runserver(root, app_port, env, "--noreload")
+    try:
+        assert get(base).body == "a-v1", server.log
+        edit(root / "component.js", "module.exports = {text: 'v2'};\n")
+        wait_for(lambda: get(base).body == "a-v2", what="the edit under runserver")
+    finally:
+        server.stop(signal.SIGINT)
     left = reap(str(config))
     assert not left, f"processes left after runserver stopped: {left}"
 

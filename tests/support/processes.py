@@ -189,16 +189,20 @@ def _is_suite_process(argv: list[bytes]) -> bool:
     return program == "redis-server"
 
 
-def _has_session_marker(entry: Path, marker: bytes) -> bool:
+def _has_session_marker(entry: Path, marker: bytes, whole_session: bool) -> bool:
     try:
-        return marker in (entry / "environ").read_bytes().split(b"\0")
+        variables = (entry / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
+    if whole_session:  # the controller's marker, or a pytest-xdist worker's (marker-gwN)
+        return any(v == marker or v.startswith(marker + b"-") for v in variables)
+    return marker in variables
 
 
-def suite_processes() -> set[int]:
+def suite_processes(whole_session: bool = False) -> set[int]:
     """PIDs of the Node hosts and managers, gunicorn and redis-server processes that
-    this test session started (all of them when no session marker is set)."""
+    this test process started (all of them when no session marker is set); with
+    ``whole_session``, also those of every pytest-xdist worker of the session."""
     value = os.environ.get(SESSION_MARKER)
     marker = f"{SESSION_MARKER}={value}".encode() if value else None
     pids = set()
@@ -211,7 +215,7 @@ def suite_processes() -> set[int]:
             continue
         if not (argv and argv[0] and _is_suite_process(argv)):
             continue
-        if marker is None or _has_session_marker(entry, marker):
+        if marker is None or _has_session_marker(entry, marker, whole_session):
             pids.add(int(entry.name))
     return pids
 

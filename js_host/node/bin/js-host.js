@@ -3,7 +3,7 @@
 
 // js-host <config> [-c|--config] [-j|--json] [-p|--port N] [-l|--logfile F]
 //                  [-m|--manager] [-d|--detached] [-v|--version] [-h|--help]
-//                  [--workers N|auto]
+//                  [--workers N|auto] [--log-format text|json]
 // Same outputs as js-host 0.11's CLI. Errors are one line on stderr, exit 1.
 // With workers (the config's `workers`, --workers, or 1 for a host started by
 // the manager), the host is a master that runs the functions in a pool of
@@ -35,6 +35,8 @@ delete process.env.JS_HOST_MANAGED;
 delete process.env.JS_HOST_DETACHED_COPY;
 
 let logfile = null;
+// The logfile's format, once known (--log-format, or the config's logFormat).
+let jsonLogs = false;
 
 function fail(message) {
   process.stderr.write(`js-host: ${message}\n`);
@@ -43,7 +45,9 @@ function fail(message) {
       // Opened as the logger opens it: never through a link, only a file of ours.
       const fd = runtime.openLogfile(logfile);
       try {
-        fs.writeSync(fd, `${new Date().toISOString()} - error: ${message}\n`);
+        const time = new Date().toISOString();
+        const line = jsonLogs ? JSON.stringify({ time, level: 'error', message }) : `${time} - error: ${message}`;
+        fs.writeSync(fd, `${line}\n`);
       } finally {
         fs.closeSync(fd);
       }
@@ -81,7 +85,8 @@ function main() {
     configFile = loaded.configFile;
     const userConfig = loaded.config;
     const serving = !args.config && !args.detached;
-    const logger = createLogger(userConfig, { holdConsole: args.json });
+    const logger = createLogger(userConfig, { holdConsole: args.json, format: args.logFormat });
+    jsonLogs = logger.json;
     if (logfile !== null && serving) logger.addFile(logfile, openLogfileOrFail(logfile));
     // A manager's hosts run their functions in one worker unless the config says otherwise.
     const workers = args.manager ? 0 : workerCount(userConfig, args.workers, MANAGED ? 1 : 0);
@@ -259,6 +264,7 @@ function runDetached(args, kind, configFile) {
   if (args.manager) childArgs.push('--manager');
   if (args.port !== undefined) childArgs.push('--port', String(args.port));
   if (args.workers !== undefined) childArgs.push('--workers', String(args.workers));
+  if (args.logFormat !== undefined) childArgs.push('--log-format', args.logFormat);
   if (logfile !== null) childArgs.push('--logfile', logfile);
   const child = spawn(process.execPath, [...process.execArgv, ...childArgs], {
     detached: true,

@@ -3,7 +3,8 @@
 // Command-line arguments of js-host 0.11:
 //   js-host <config> [-c|--config] [-j|--json] [-p|--port N] [-l|--logfile F]
 //                    [-m|--manager] [-d|--detached] [-v|--version] [-h|--help]
-// and ours: [--workers N|auto] (a pool of worker processes, see pool.js).
+// and ours: [--workers N|auto] (a pool of worker processes, see pool.js),
+// [--log-format text|json] (the config's logFormat, see logger.js).
 // Values: "-p 0", "-p0", "--port 0", "--port=0". Short flags combine ("-jm").
 
 class UsageError extends Error {}
@@ -11,7 +12,7 @@ class UsageError extends Error {}
 const FLAGS = { c: 'config', j: 'json', m: 'manager', d: 'detached', v: 'version', h: 'help' };
 const VALUES = { p: 'port', l: 'logfile' };
 const LONG_FLAGS = new Set(Object.values(FLAGS));
-const LONG_VALUES = new Set([...Object.values(VALUES), 'workers']);
+const LONG_VALUES = new Set([...Object.values(VALUES), 'workers', 'log-format']);
 
 const USAGE = `Usage: js-host <file> [options]
 
@@ -23,6 +24,7 @@ Options:
   -d, --detached  Run in a detached process
   -l, --logfile   Adds a logger file transport that writes to the specified file
   --workers       Run functions in a pool of N worker processes ("auto": one per CPU)
+  --log-format    Log lines as "text" (the default) or "json" (one object a line)
   -h, --help      Show help
   -v, --version   Show version number
 
@@ -36,6 +38,7 @@ function parseArgs(argv) {
     port: undefined,
     logfile: undefined,
     workers: undefined,
+    logFormat: undefined,
     config: false,
     json: false,
     manager: false,
@@ -57,6 +60,11 @@ function parseArgs(argv) {
         throw new UsageError(`--workers must be a number of worker processes or "auto", not ${JSON.stringify(value)}`);
       }
       options.workers = value === 'auto' ? value : Number(value);
+    } else if (name === 'log-format') {
+      if (value !== 'text' && value !== 'json') {
+        throw new UsageError(`--log-format must be "text" or "json", not ${JSON.stringify(value)}`);
+      }
+      options.logFormat = value;
     } else {
       if (options.logfile !== undefined) throw new UsageError('-l --logfile should only be specified once');
       options.logfile = value;

@@ -8,6 +8,7 @@
 // A pool worker runs calls through a subclass (worker_main.js) that answers
 // over IPC, gives no req/res, and leaves the deadline to the pool.
 
+const { performance } = require('node:perf_hooks');
 const { BodyReader } = require('./body_reader');
 const { TEXT } = require('./server');
 
@@ -19,8 +20,22 @@ class FunctionCall extends BodyReader {
     this.done = false;
     this.timedOut = false;
     this.timer = null;
+    // For the log lines of the call (a worker's call gets it from its master).
+    this.requestId = res === null ? null : res.jsHostRequestId;
+    this.started = 0;
     // The one closure per call: user code gets a plain function.
     this.callback = (err, output) => this.complete(err, output);
+  }
+
+  /** The fields of the call's log lines (undefined when the logger writes text only). */
+  logFields(status) {
+    if (!this.host.logger.wantsFields) return undefined;
+    const fields = { function: this.entry.name, request_id: this.requestId, worker: null };
+    if (status !== undefined) {
+      fields.status = status;
+      fields.duration_ms = Math.round((performance.now() - this.started) * 100) / 100;
+    }
+    return fields;
   }
 
   onBody(data) {
@@ -45,13 +60,14 @@ class FunctionCall extends BodyReader {
     const { entry, host } = this;
     const context = this.context();
     // js-host 0.11's lines around every call (its logfile's readers look for them).
-    host.logger.info(`Host: calling function ${entry.name}`);
+    if (host.logger.wantsFields) this.started = performance.now();
+    host.logger.info(`Host: calling function ${entry.name}`, this.logFields());
     let returned;
     try {
       returned = entry.fn.call(context, data, this.callback);
     } catch (err) {
       if (this.done) {
-        host.logger.errorToStderr(`Host: function ${entry.name} threw after calling back: ${stackOf(toError(err))}`);
+        host.logger.errorToStderr(`Host: function ${entry.name} threw after calling back: ${stackOf(toError(err))}`, this.logFields());
       } else {
         this.complete(err, undefined, true);
       }
@@ -75,7 +91,7 @@ class FunctionCall extends BodyReader {
 
   rejected(err) {
     if (this.done) {
-      this.host.logger.errorToStderr(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`);
+      this.host.logger.errorToStderr(`Host: function ${this.entry.name} rejected after completing: ${stackOf(toError(err))}`, this.logFields());
       return;
     }
     this.complete(err === undefined || err === null ? new Error(`Promise rejected with ${err}`) : err, undefined, true);
@@ -86,9 +102,9 @@ class FunctionCall extends BodyReader {
     const { host, entry } = this;
     if (this.done) {
       if (this.timedOut) {
-        host.logger.warn(`Host: function ${entry.name} called back after its timeout of ${host.functionTimeout}ms`);
+        host.logger.warn(`Host: function ${entry.name} called back after its timeout of ${host.functionTimeout}ms`, this.logFields());
       } else {
-        host.logger.error(new Error(`Function "${entry.name}" called its callback more than once`).stack);
+        host.logger.error(new Error(`Function "${entry.name}" called its callback more than once`).stack, this.logFields());
       }
       return;
     }
@@ -120,12 +136,12 @@ class FunctionCall extends BodyReader {
     if (error !== null) {
       const stack = stackOf(error);
       const line = `Host: function ${entry.name} produced an error ${stack}`;
-      if (thrown) host.logger.errorToStderr(line);
-      else host.logger.error(line);
+      if (thrown) host.logger.errorToStderr(line, this.logFields(500));
+      else host.logger.error(line, this.logFields(500));
       this.answer(500, stack);
       return;
     }
-    host.logger.info(`Host: function ${entry.name} completed`);
+    host.logger.info(`Host: function ${entry.name} completed`, this.logFields(200));
     this.answer(200, body, entry.cacheControl);
   }
 }
@@ -136,7 +152,7 @@ function onTimeout(call) {
   call.timedOut = true;
   const { host, entry } = call;
   const message = `Function "${entry.name}" did not complete within the functionTimeout of ${host.functionTimeout}ms`;
-  host.logger.error(`Host: ${message}`);
+  host.logger.error(`Host: ${message}`, call.logFields(504));
   call.answer(504, `Gateway timeout: ${message}`);
 }
 

@@ -5,14 +5,18 @@
 //   POST /function/<name> -> 200 output | 500 error stack | 404 unknown name
 //                            | 504 functionTimeout | 400 bad JSON | 413 too large
 //   GET  /health          -> 200 {"status": "ready"} (a pool answers 503 until a worker is)
+//   GET  /metrics         -> Prometheus text (host_metrics.js)
 // The pool's master (pool_host.js) answers the same, running the calls in workers.
 // Every answer carries the version of the code (JS-Host-Code-Version, and
-// "codeVersion" in /status): see code_version.js.
+// "codeVersion" in /status): see code_version.js; a function's answers carry their
+// request id (X-Request-Id, see request_id.js); /status adds the "lastErrors".
 
 const { ConfigError } = require('./config');
 const { FunctionCall } = require('./call');
 const { codeVersion } = require('./code_version');
-const { BaseServer } = require('./server');
+const { HostMetrics } = require('./host_metrics');
+const { CONTENT_TYPE: METRICS_TYPE } = require('./metrics');
+const { BaseServer, JSON_TYPE } = require('./server');
 
 const FUNCTION_PREFIX = '/function/';
 
@@ -47,10 +51,29 @@ class Host extends BaseServer {
       }
     }
     this.codeVersion = options && options.codeVersion !== undefined ? options.codeVersion : codeVersion();
+    this.metrics = new HostMetrics();
   }
 
   getStatus() {
     return { ...super.getStatus(), codeVersion: this.codeVersion };
+  }
+
+  listen(callback) {
+    this.metrics.start();
+    super.listen(callback);
+  }
+
+  close(callback) {
+    this.metrics.stop();
+    super.close(callback);
+  }
+
+  sendStatus(req, res) {
+    sendStatusWithErrors(this, req, res);
+  }
+
+  sendMetrics(req, res) {
+    sendMetrics(this, req, res);
   }
 
   /** Add a function (also usable from config.extendHost(host)). */
@@ -128,12 +151,18 @@ function routeHost(server, req, res) {
   } else if (url === '/health' || url.startsWith('/health?')) {
     if (req.method === 'GET' || req.method === 'HEAD') server.sendHealth(req, res);
     else server.send(req, res, 405, 'Method not allowed: use GET /health');
+  } else if (url === '/metrics' || url.startsWith('/metrics?')) {
+    if (req.method === 'GET' || req.method === 'HEAD') server.sendMetrics(req, res);
+    else server.send(req, res, 405, 'Method not allowed: use GET /metrics');
   } else {
     server.notFound(req, res);
   }
 }
 
+// A call's answer is counted (res.jsHostCall: see server.js send()) from here on: 404s and
+// every answer of a POST to a function, 400/413 included.
 function routeFunction(server, req, res, url) {
+  server.useRequestId(req, res);
   const name = functionName(url);
   if (name === null) {
     server.send(req, res, 400, `Bad request: malformed function name in ${url}`);
@@ -141,6 +170,7 @@ function routeFunction(server, req, res, url) {
   }
   const found = server.findFunction(name);
   if (found === undefined) {
+    res.jsHostCall = name;
     server.send(req, res, 404, `Not found. Unknown function "${name}"`);
     return;
   }
@@ -148,7 +178,19 @@ function routeFunction(server, req, res, url) {
     server.send(req, res, 405, `Method not allowed: call functions with POST ${FUNCTION_PREFIX}${name}`);
     return;
   }
+  res.jsHostCall = name;
   server.startCall(req, res, found);
 }
 
-module.exports = { Host, functionTimeoutOf, routeHost };
+/** /status with the host's last errors (appended: the rest stays as computed once). */
+function sendStatusWithErrors(server, req, res) {
+  const json = server.statusJson();
+  const body = `${json.slice(0, -1)},"lastErrors":${JSON.stringify(server.metrics.lastErrors)}}`;
+  server.send(req, res, 200, body, JSON_TYPE);
+}
+
+function sendMetrics(server, req, res) {
+  server.send(req, res, 200, server.metrics.render(), METRICS_TYPE);
+}
+
+module.exports = { Host, functionTimeoutOf, routeHost, sendMetrics, sendStatusWithErrors };

@@ -13,6 +13,12 @@
 // pending when the process exits is written synchronously (flushSync, from the
 // CLI's 'exit' handler).
 //
+// Lines are js-host 0.11's text (`<time> - <level>: <message>`) or, with `format: 'json'`
+// (the config's `logFormat`, the CLI's `--log-format`), one JSON object a line:
+// {"time", "level", "message", ...fields}, where a call's lines carry `function`,
+// `request_id`, `worker` and, once answered, `status` and `duration_ms`. Callers pass
+// those fields as a second argument; the text format leaves them out.
+//
 // `silent: true` turns the console off, but as in js-host 0.11 (whose thrown
 // errors and uncaught exceptions reached stderr whatever its logger) the
 // errors logged with errorToStderr() still go to stderr.
@@ -21,6 +27,7 @@ const fs = require('node:fs');
 
 // Log lines reach the console and the logfile within this delay.
 const FLUSH_INTERVAL_MS = 20;
+const FORMATS = new Set(['text', 'json']);
 
 let lastMs = 0;
 let lastStamp = '';
@@ -42,10 +49,19 @@ class Logger {
    *   (config.logger) that replaces the console
    * @param {boolean} [options.holdConsole=false] keep console lines until
    *   releaseConsole(): `--json` must print the status line first
+   * @param {string} [options.format='text'] 'text' (js-host 0.11's lines) or 'json'
+   * @param {boolean} [options.customFields=false] also give `custom` the fields of a line
+   *   (a pool worker's logger, which sends them to the master); a user's logger gets the
+   *   message only, as in js-host 0.11
    */
-  constructor({ console = true, custom = null, holdConsole = false, stderrWhenSilent = false } = {}) {
+  constructor({ console = true, custom = null, holdConsole = false, stderrWhenSilent = false, format = 'text', customFields = false } = {}) {
+    if (!FORMATS.has(format)) throw new Error(`unknown log format ${JSON.stringify(format)}: use 'text' or 'json'`);
     this.console = console && !custom;
     this.custom = custom;
+    this.customFields = customFields;
+    // Callers build a line's fields only when they are written (or sent on, customFields).
+    this.json = format === 'json';
+    this.wantsFields = this.json || customFields;
     this.holdConsole = holdConsole;
     this.stderrWhenSilent = stderrWhenSilent;
     this.filePath = null;
@@ -80,31 +96,33 @@ class Logger {
     this.schedule();
   }
 
-  info(message) {
-    this.write('info', message);
+  /** `fields` (optional): what a JSON line carries besides time, level and message. */
+  info(message, fields) {
+    this.write('info', message, fields);
   }
 
-  warn(message) {
-    this.write('warn', message);
+  warn(message, fields) {
+    this.write('warn', message, fields);
   }
 
-  error(message) {
-    this.write('error', message);
+  error(message, fields) {
+    this.write('error', message, fields);
   }
 
   /** An error, also on stderr when the config is `silent` (a function's throw, an uncaught exception). */
-  errorToStderr(message) {
-    this.write('error', message, this.stderrWhenSilent);
+  errorToStderr(message, fields) {
+    this.write('error', message, fields, this.stderrWhenSilent);
   }
 
-  write(level, message, toStderr = false) {
+  write(level, message, fields, toStderr = false) {
     if (this.custom !== null) {
       const method = typeof this.custom[level] === 'function' ? level : 'info';
-      this.custom[method](message);
+      if (this.customFields) this.custom[method](message, fields);
+      else this.custom[method](message);
       if (this.fileFd === null) return;
     }
     if (!this.console && !toStderr && this.fileFd === null) return; // nowhere to go
-    const line = `${timestamp()} - ${level}: ${message}\n`;
+    const line = this.json ? jsonLine(level, message, fields) : `${timestamp()} - ${level}: ${message}\n`;
     if (this.console) {
       if (level === 'error') this.err += line;
       else this.out += line;
@@ -202,6 +220,17 @@ class Logger {
   }
 }
 
+/**
+ * One JSON object on one line (JSON escapes the line feeds of a stack): time, level and
+ * message first, then `fields` (never named time, level or message; undefined ones left out).
+ */
+function jsonLine(level, message, fields) {
+  const head = `{"time":"${timestamp()}","level":"${level}","message":${JSON.stringify(String(message))}`;
+  if (fields === undefined || fields === null) return `${head}}\n`;
+  const rest = JSON.stringify(fields);
+  return rest === '{}' ? `${head}}\n` : `${head},${rest.slice(1)}\n`;
+}
+
 function writeConsole(stream, data) {
   if (stream.destroyed) return;
   stream.write(data);
@@ -216,8 +245,8 @@ function ignoreConsoleErrors() {
 }
 
 /** The logger of `silent: true`: no console, but errorToStderr() still reaches stderr. */
-function createSilent() {
-  return new Logger({ console: false, stderrWhenSilent: true });
+function createSilent(options = {}) {
+  return new Logger({ ...options, console: false, stderrWhenSilent: true });
 }
 
-module.exports = { Logger, createSilent, ignoreConsoleErrors };
+module.exports = { FORMATS, Logger, createSilent, ignoreConsoleErrors };

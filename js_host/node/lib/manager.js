@@ -128,6 +128,9 @@ class Manager extends AuthenticatedServer {
       connections: record.connections,
       // Added to js-host 0.11's shape: which host process this is (see crashed in /host/status).
       id: record.id,
+      // Its process id: a development client checks that it is alive before each request
+      // (one cheap system call) rather than asking the manager (see js_host/reloader.py).
+      pid: record.process.pid,
     };
   }
 

@@ -85,6 +85,7 @@ class Pool {
       port: this.port,
       generation: this.generation,
       heapLimitMb: this.settings.heapLimitMb,
+      logFields: this.logger.wantsFields,
     });
     worker.replaces = replaces;
     this.workers.add(worker);
@@ -151,7 +152,7 @@ class Pool {
         };
       }
     }
-    this.logger.info(`Host: worker ${worker.pid} ready (code version ${worker.report.codeVersion})`);
+    this.logger.info(`Host: worker ${worker.pid} ready (code version ${worker.report.codeVersion})`, this.fieldsOf(worker, null));
     if (worker.replaces !== null) this.drain(worker.replaces);
     if (this.startCallback !== null) {
       const callback = this.startCallback;
@@ -186,14 +187,28 @@ class Pool {
     else this.next(worker);
   }
 
-  onLog(worker, level, message) {
+  /** A worker's log line: `fields` those of a call's line (JSON logs), or undefined. */
+  onLog(worker, level, message, fields) {
     const write = level === 'error' || level === 'warn' ? level : 'info';
-    this.logger[write](message);
+    if (!this.logger.wantsFields) {
+      this.logger[write](message);
+      return;
+    }
+    const withWorker = fields !== null && typeof fields === 'object' ? fields : {};
+    withWorker.worker = worker.pid;
+    this.logger[write](message, withWorker);
+  }
+
+  /** The fields of the JSON log lines about `worker` (and its call, when it runs one). */
+  fieldsOf(worker, call = worker.call, status = undefined) {
+    if (!this.logger.wantsFields) return undefined;
+    if (call === null) return { worker: worker.pid };
+    return { function: call.name, request_id: call.requestId === undefined ? null : call.requestId, status, worker: worker.pid };
   }
 
   onCrashReport(worker, cause, stack) {
     const what = worker.call === null ? '' : ` while running function "${worker.call.name}"`;
-    this.logger.error(`Host: worker ${worker.pid} ${CAUSES[cause] || cause}${what}: ${stack}`);
+    this.logger.error(`Host: worker ${worker.pid} ${CAUSES[cause] || cause}${what}: ${stack}`, this.fieldsOf(worker));
     worker.crashMessage = String(stack).split('\n')[0];
   }
 
@@ -206,7 +221,7 @@ class Pool {
     if (!now && Date.now() < this.noStartBefore) return;
     worker.retiring = true;
     this.count(cause);
-    this.logger.info(`Host: replacing worker ${worker.pid} (${cause}: ${why})`);
+    this.logger.info(`Host: replacing worker ${worker.pid} (${cause}: ${why})`, this.fieldsOf(worker, null));
     this.spawn(worker);
   }
 
@@ -240,7 +255,7 @@ class Pool {
     if (!expected) {
       this.count(worker.cause);
       const detail = worker.cause === 'exit' || worker.cause === 'signal' ? ` (${worker.detail})` : '';
-      this.logger.error(`Host: worker ${worker.pid} ${CAUSES[worker.cause] || worker.cause}${detail}; starting another`);
+      this.logger.error(`Host: worker ${worker.pid} ${CAUSES[worker.cause] || worker.cause}${detail}; starting another`, this.fieldsOf(worker));
       if (worker.call !== null && worker.undelivered === worker.call) this.rerun(worker);
       else this.failCall(worker, this.describeDeath(worker));
       // A worker being retired already has its replacement starting.
@@ -412,7 +427,7 @@ function onDeadline(pool, call) {
   const message =
     `Function "${call.name}" did not complete within the functionTimeout of ${pool.functionTimeout}ms ` +
     '(its worker was stopped and replaced)';
-  pool.logger.error(`Host: ${message}`);
+  pool.logger.error(`Host: ${message}`, pool.fieldsOf(worker, call, 504));
   call.deliver(504, `Gateway timeout: ${message}`, worker);
   worker.kill('timeout');
 }

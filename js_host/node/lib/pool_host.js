@@ -8,11 +8,13 @@
 //   /status      -> 0.11's shape, the config as the serving workers loaded it,
 //                   plus "workers": {size, ready, busy, queue, restarts, loadedAt, codeVersion}
 //   503 + Retry-After when maxQueue calls already wait for a worker
+//   GET /metrics -> also the queue and the workers (host_metrics.js)
 // Every answer carries the code version of the worker that made it (or of the
 // newest ready workers, for the master's own answers).
 
 const { BodyReader } = require('./body_reader');
-const { functionTimeoutOf, routeHost } = require('./host');
+const { functionTimeoutOf, routeHost, sendMetrics, sendStatusWithErrors } = require('./host');
+const { HostMetrics } = require('./host_metrics');
 const { Pool } = require('./pool');
 const { poolSettings } = require('./pool_settings');
 const { BaseServer, JSON_TYPE, TEXT } = require('./server');
@@ -30,6 +32,7 @@ class PoolCall extends BodyReader {
     this.host = host;
     this.name = name;
     this.body = '';
+    this.requestId = res.jsHostRequestId;
     this.id = 0;
     this.worker = null;
     this.timer = undefined;
@@ -69,6 +72,7 @@ class PoolHost extends BaseServer {
     this.logfile = options.logfile || null;
     this.onFatal = options.onFatal || (() => {});
     this.pool = null; // made once listening: the workers get the real port
+    this.metrics = new HostMetrics({ pool: () => this.pool });
   }
 
   /** The user's modules the serving workers loaded, with their mtimes (see code_version.js). */
@@ -102,6 +106,7 @@ class PoolHost extends BaseServer {
 
   /** Listen, then start the workers; `callback(err)` once one is ready (err.workerStart: none could). */
   listen(callback) {
+    this.metrics.start();
     super.listen((err) => {
       if (err) {
         callback(err);
@@ -135,6 +140,7 @@ class PoolHost extends BaseServer {
   /** Stop accepting, let the calls in flight finish (bounded), then stop the workers. */
   close(callback) {
     if (this.closing) return;
+    this.metrics.stop();
     const bound = setTimeout(() => this.server.closeAllConnections(), this.functionTimeout + CLOSE_GRACE_MS);
     super.close(() => {
       clearTimeout(bound);
@@ -158,6 +164,14 @@ class PoolHost extends BaseServer {
     this.readJson(req, new PoolCall(this, req, res, name));
   }
 
+  sendStatus(req, res) {
+    sendStatusWithErrors(this, req, res);
+  }
+
+  sendMetrics(req, res) {
+    sendMetrics(this, req, res);
+  }
+
   sendHealth(req, res) {
     const ready = this.pool === null ? 0 : this.pool.readyCount();
     const status = this.closing ? 'stopping' : ready > 0 ? 'ready' : 'starting';
@@ -173,6 +187,7 @@ class PoolHost extends BaseServer {
       const headers = worker.report.cacheControl;
       if (status === 200 && Object.prototype.hasOwnProperty.call(headers, call.name)) cacheControl = headers[call.name];
     }
+    if (worker !== null) call.res.jsHostWorker = worker.pid;
     this.send(call.req, call.res, status, body, TEXT, cacheControl, codeVersion);
   }
 

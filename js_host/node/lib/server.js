@@ -12,7 +12,8 @@ const { readBody } = require('./body_reader');
 const { parseBytes } = require('./bytes');
 const { ConfigError, withDefaults, serializableConfig } = require('./config');
 const { admit, connectionLimits, serverOptions, watchConnections } = require('./connections');
-const { Logger, createSilent } = require('./logger');
+const { FORMATS, Logger, createSilent } = require('./logger');
+const { REQUEST_ID_HEADER, requestIdFrom } = require('./request_id');
 const { createHostCheck } = require('./security');
 const version = require('./version');
 
@@ -43,6 +44,8 @@ class BaseServer {
     if (port !== undefined) this.config.port = port;
     this.logger = logger || createLogger(this.config);
     this.name = this.constructor.name;
+    // A host's HostMetrics (host_metrics.js): the calls send() answers are counted there.
+    this.metrics = null;
 
     this.bodyLimit = parseBytes(this.config.requestDataLimit);
     if (this.bodyLimit === null) {
@@ -244,7 +247,19 @@ class BaseServer {
   }
 
   /**
-   * Every response goes through here: headers, body, and the log line.
+   * The request id of the answer to `req` (X-Request-Id: the client's when valid, else a
+   * new one): send() echoes it and writes it in the request's log line. Called for every
+   * function call (host.js routeFunction) and by any route that wants the same.
+   */
+  useRequestId(req, res) {
+    if (res.jsHostRequestId === undefined) res.jsHostRequestId = requestIdFrom(rawHeader(req, 'x-request-id'));
+    return res.jsHostRequestId;
+  }
+
+  /**
+   * Every response goes through here: headers, body, and the log line. The answer of a
+   * function call (`res.jsHostCall`, its name: set by host.js routeFunction) is also
+   * counted in the metrics, once, whatever its status.
    * `codeVersion`: of the code that answered (a pool's worker), by default the server's.
    */
   send(req, res, status, body, type = TEXT, cacheControl = undefined, codeVersion = this.codeVersion) {
@@ -255,9 +270,16 @@ class BaseServer {
     const headers = ['Content-Type', type, 'Content-Length', Buffer.byteLength(body)];
     if (cacheControl !== undefined) headers.push('Cache-Control', cacheControl);
     if (codeVersion !== undefined) headers.push(CODE_VERSION_HEADER, codeVersion);
+    const requestId = res.jsHostRequestId;
+    if (requestId !== undefined) headers.push(REQUEST_ID_HEADER, requestId);
     if (this.closing) headers.push('Connection', 'close');
-    const ms = (performance.now() - res.jsHostStart).toFixed(2);
-    this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms}ms`);
+    const ms = performance.now() - res.jsHostStart;
+    if (res.jsHostCall === undefined) {
+      const id = requestId === undefined ? '' : ` request_id=${requestId}`;
+      this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms.toFixed(2)}ms${id}`);
+    } else {
+      this.answeredCall(req, res, status, ms, body);
+    }
     // The first answer of an event-loop turn leaves after the logfile has its lines: a client
     // that waits for each answer finds them there when the answer arrives. The lines of the
     // turn's other answers (under concurrent load) are written at the end of the turn, in one
@@ -274,6 +296,20 @@ class BaseServer {
   sendJson(req, res, status, value) {
     this.send(req, res, status, JSON.stringify(value), JSON_TYPE);
   }
+
+  /** The log line and the count of a function call's answer (`ms` since its request arrived). */
+  answeredCall(req, res, status, ms, body) {
+    const name = res.jsHostCall;
+    const requestId = res.jsHostRequestId;
+    const { logger } = this;
+    const fields = logger.wantsFields
+      ? { function: name, status, duration_ms: Math.round(ms * 100) / 100, request_id: requestId, worker: res.jsHostWorker ?? null }
+      : undefined;
+    // The text line names the request id; a JSON line has it as a field.
+    const id = logger.json ? '' : ` request_id=${requestId}`;
+    logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms.toFixed(2)}ms${id}`, fields);
+    if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body);
+  }
 }
 
 /** A request header by lower-case name, read without building req.headers. */
@@ -288,9 +324,14 @@ function rawHeader(req, name) {
 
 /** The logger a config asks for: its own `logger`, none (`silent`) or the console. */
 function createLogger(config, options = {}) {
-  if (config.logger) return new Logger({ ...options, custom: config.logger });
-  if (config.silent) return createSilent();
-  return new Logger(options);
+  const format = options.format !== undefined ? options.format : config.logFormat === undefined ? 'text' : config.logFormat;
+  if (!FORMATS.has(format)) {
+    throw new ConfigError(`logFormat must be 'text' (js-host 0.11's lines) or 'json' (one object a line), not ${JSON.stringify(format)}`);
+  }
+  const withFormat = { ...options, format };
+  if (config.logger) return new Logger({ ...withFormat, custom: config.logger });
+  if (config.silent) return createSilent(withFormat);
+  return new Logger(withFormat);
 }
 
 module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, PROTOCOL_VERSION, rawHeader, TEXT, JSON_TYPE };

@@ -1,7 +1,7 @@
 'use strict';
 
 // The entry of a pool worker, forked by worker_process.js with
-// `<config file> <port> <measure memory: 1|0>`: it loads the config as the single-process host does
+// `<config file> <port> <measure memory: 1|0> <log fields: 1|0>`: it loads the config as the single-process host does
 // (a Host that never listens: extendHost, addFunction, host.logger and
 // host.config work the same), reports ready, then runs one call at a time
 // with call.js's rules. The messages (JSON arrays over the IPC channel) are
@@ -22,6 +22,8 @@ const { loadedFiles } = require('./code_version');
 const { Logger } = require('./logger');
 
 const WATCHDOG_INTERVAL_MS = 1000;
+// How often the worker tells its master its heap used (GET /metrics).
+const HEAP_REPORT_INTERVAL_MS = 5000;
 const WATCHDOG = `
 const { workerData } = require('node:worker_threads');
 setInterval(() => {
@@ -33,9 +35,10 @@ const CRASH_EXIT_CODE = 70;
 
 /** A call run in a worker: answered over IPC; no req/res; the master keeps the deadline. */
 class WorkerCall extends FunctionCall {
-  constructor(host, entry, id) {
+  constructor(host, entry, id, requestId) {
     super(host, entry, null, null);
     this.id = id;
+    this.requestId = requestId;
   }
 
   context() {
@@ -51,12 +54,19 @@ class WorkerCall extends FunctionCall {
   startTimer() {}
 }
 
-// Log lines travel to the master as ['log', level, message].
+// Log lines travel to the master as ['log', level, message, fields?]: the master writes
+// them in its format, adding this worker's pid. The fields of a call's lines (and the
+// request id of each call) are sent only when the master writes JSON lines: text lines
+// cost the channel nothing more.
 const ipcLogger = {
-  info: (message) => send(['log', 'info', String(message)]),
-  warn: (message) => send(['log', 'warn', String(message)]),
-  error: (message) => send(['log', 'error', String(message)]),
+  info: (message, fields) => sendLog('info', message, fields),
+  warn: (message, fields) => sendLog('warn', message, fields),
+  error: (message, fields) => sendLog('error', message, fields),
 };
+
+function sendLog(level, message, fields) {
+  send(fields === undefined ? ['log', level, String(message)] : ['log', level, String(message), fields]);
+}
 
 function send(message, callback) {
   if (process.connected) process.send(message, callback);
@@ -67,7 +77,7 @@ let host = null;
 let measureMemory = false;
 
 function main() {
-  const [configFile, port, memory] = process.argv.slice(2);
+  const [configFile, port, memory, fields] = process.argv.slice(2);
   measureMemory = memory === '1';
   process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', onCrash);
@@ -75,7 +85,7 @@ function main() {
 
   try {
     const { config } = loadConfigFile(configFile);
-    host = new Host(config, { logger: new Logger({ custom: ipcLogger }), port: Number(port) });
+    host = new Host(config, { logger: new Logger({ custom: ipcLogger, customFields: fields === '1' }), port: Number(port) });
     host.statusJson();
   } catch (err) {
     send(['failed', describeStartError(err, configFile)], () => process.exit(1));
@@ -95,13 +105,15 @@ function main() {
       config: host.serializableConfig(),
       // The user's modules this worker loaded (what a development client watches).
       loadedFiles: loadedFiles(),
+      heapUsed: process.memoryUsage().heapUsed,
     },
   ]);
+  setInterval(() => send(['heap', process.memoryUsage().heapUsed]), HEAP_REPORT_INTERVAL_MS).unref();
 }
 
-// A call from the master: [id, function name, body text].
+// A call from the master: [id, function name, body text, request id (JSON log lines only)].
 function onMessage(message) {
-  const [id, name, body] = message;
+  const [id, name, body, requestId] = message;
   const entry = host.functions.get(name);
   if (entry === undefined) {
     process.send([id, 404, `Not found. Unknown function "${name}"`, 0]);
@@ -112,7 +124,7 @@ function onMessage(message) {
     process.send([id, 400, data.message, 0]);
     return;
   }
-  new WorkerCall(host, entry, id).run(data);
+  new WorkerCall(host, entry, id, requestId).run(data);
 }
 
 // An uncaught exception or an unhandled rejection (Node raises those as

@@ -7,11 +7,12 @@
 //
 // The IPC messages are JSON arrays (serialization 'json': the cheapest for
 // strings), one each way per call; the body crosses as the client sent it:
-//   master -> worker  [id, name, body]             run a call
+//   master -> worker  [id, name, body, requestId?] run a call (its request id for JSON log lines)
 //   worker -> master  [id, status, body, rss]      its answer, and the RSS after it
-//                     ['ready', report]            loaded: {functions, cacheControl, codeVersion, config}
+//                     ['ready', report]            loaded: {functions, cacheControl, codeVersion, config, heapUsed}
 //                     ['failed', message]          the config did not load (then it exits)
-//                     ['log', level, message]      a log line
+//                     ['log', level, message, fields?]  a log line (fields of a call's line: JSON log lines only)
+//                     ['heap', bytes]              its V8 heap used, every few seconds (for /metrics)
 //                     ['crash', cause, stack]      uncaughtException or unhandledRejection (then it exits)
 
 const { fork } = require('node:child_process');
@@ -33,9 +34,10 @@ let nextId = 0;
 class WorkerProcess {
   /**
    * @param {object} pool receives onReady, onAnswer, onLog, onCrashReport, onGone(worker)
-   * @param {object} options {configFile, port, generation, heapLimitMb}
+   * @param {object} options {configFile, port, generation, heapLimitMb, logFields}
+   *   (logFields: the master writes JSON log lines, which carry the fields of a call's lines)
    */
-  constructor(pool, { configFile, port, generation, heapLimitMb }) {
+  constructor(pool, { configFile, port, generation, heapLimitMb, logFields = false }) {
     this.pool = pool;
     this.id = ++nextId;
     this.generation = generation;
@@ -50,6 +52,7 @@ class WorkerProcess {
     this.cause = null; // why it ended: set by the master (kill) or by its crash report
     this.detail = '';
     this.crashMessage = ''; // the first line of its crash report
+    this.heapUsed = null; // bytes, as it last reported
     this.undelivered = null; // a call that could not be sent to it
     this.startError = null;
     this.stderrTail = '';
@@ -62,7 +65,8 @@ class WorkerProcess {
     this.disconnectTimer = null;
     const execArgv = [...process.execArgv];
     if (heapLimitMb > 0) execArgv.push(`--max-old-space-size=${heapLimitMb}`);
-    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0'], {
+    this.logFields = logFields;
+    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0', logFields ? '1' : '0'], {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -104,11 +108,14 @@ class WorkerProcess {
     if (typeof kind === 'number') {
       this.pool.onAnswer(this, kind, message[1], message[2], message[3]);
     } else if (kind === 'log') {
-      this.pool.onLog(this, message[1], message[2]);
+      this.pool.onLog(this, message[1], message[2], message[3]);
+    } else if (kind === 'heap') {
+      this.heapUsed = message[1];
     } else if (kind === 'ready') {
       if (this.state !== 'starting') return;
       this.state = 'ready';
       this.report = message[1];
+      if (typeof this.report.heapUsed === 'number') this.heapUsed = this.report.heapUsed;
       this.pool.onReady(this);
     } else if (kind === 'crash') {
       this.cause = this.cause || message[1];
@@ -130,10 +137,11 @@ class WorkerProcess {
     this.onOutput('error', text);
   }
 
-  /** Run `call` ({id, name, body}); the worker must be ready and idle. */
+  /** Run `call` ({id, name, body, requestId}); the worker must be ready and idle. */
   run(call) {
     this.call = call;
-    this.child.send([call.id, call.name, call.body]);
+    if (this.logFields) this.child.send([call.id, call.name, call.body, call.requestId === undefined ? null : call.requestId]);
+    else this.child.send([call.id, call.name, call.body]);
   }
 
   get idle() {

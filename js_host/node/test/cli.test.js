@@ -75,7 +75,8 @@ describe('cli outputs', () => {
     assert.notEqual(host.port, 0);
     assert.equal(host.stdout.split('\n')[0], JSON.stringify(host.status));
     const res = await request(`${host.url}/status`);
-    assert.equal(res.body, JSON.stringify(host.status));
+    // The live /status adds the last errors to it.
+    assert.equal(res.body, `${JSON.stringify(host.status).slice(0, -1)},"lastErrors":[]}`);
   });
 });
 

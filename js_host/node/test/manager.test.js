@@ -130,8 +130,8 @@ describe('manager endpoints', () => {
 
     const started = await manager.post('host/start', { config: CONFIG });
     assert.equal(started.status, 200, started.body);
-    // js-host 0.11's keys, then the host process's id.
-    assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections', 'id']);
+    // js-host 0.11's keys, then the host process's id and pid.
+    assert.deepEqual(Object.keys(started.json), ['output', 'logfile', 'config', 'connections', 'id', 'pid']);
     assert.equal(started.json.config, CONFIG);
     assert.deepEqual(started.json.connections, []);
     const status = await manager.post('host/status', { config: CONFIG });
@@ -151,19 +151,22 @@ describe('manager endpoints', () => {
     assert.equal(loadedFiles[CONFIG], String(fs.statSync(CONFIG, { bigint: true }).mtimeNs));
     assert.ok(Object.keys(loadedFiles).every((file) => !file.includes('node_modules')), loadedFiles);
     const live = await request(`${hostUrl(started.json)}/status`);
-    assert.deepEqual(JSON.parse(live.body), shown);
+    // The live /status adds the host's last errors.
+    assert.deepEqual(JSON.parse(live.body), { ...shown, lastErrors: [] });
 
     const again = await manager.post('host/start', { config: CONFIG });
     assert.equal(again.status, 500);
     assert.equal(again.body, 'Host already running');
 
     const pidBefore = await hostPid(started.json);
+    assert.equal(started.json.pid, pidBefore);
     const restarted = await manager.post('host/restart', { config: CONFIG });
     assert.equal(restarted.status, 200, restarted.body);
     assert.equal(JSON.parse(restarted.json.output).config.port, hostStatus.config.port);
     assert.equal(restarted.json.logfile, started.json.logfile);
     assert.deepEqual(restarted.json.connections, [connected.json.connection]);
     const pidAfter = await hostPid(restarted.json);
+    assert.equal(restarted.json.pid, pidAfter);
     assert.notEqual(pidAfter, pidBefore);
     assert.ok(!isAlive(pidBefore));
 
@@ -173,7 +176,7 @@ describe('manager endpoints', () => {
 
     const stopped = await manager.post('host/stop', { config: CONFIG });
     assert.equal(stopped.status, 200);
-    assert.deepEqual(Object.keys(stopped.json), ['output', 'logfile', 'config', 'connections', 'id']);
+    assert.deepEqual(Object.keys(stopped.json), ['output', 'logfile', 'config', 'connections', 'id', 'pid']);
     assert.ok(!isAlive(pidAfter));
     assert.deepEqual((await manager.post('host/status', { config: CONFIG })).json, { started: false });
 

@@ -100,10 +100,12 @@ describe('runtime dir', () => {
 describe('args', () => {
   test('js-host 0.11 options', () => {
     assert.deepEqual(parseArgs(['c.js', '-p', '0', '-j', '-l', 'x.log']), {
-      file: 'c.js', port: 0, logfile: 'x.log', workers: undefined, config: false, json: true, manager: false,
+      file: 'c.js', port: 0, logfile: 'x.log', workers: undefined, logFormat: undefined, config: false, json: true, manager: false,
       detached: false, version: false, help: false,
     });
     assert.equal(parseArgs(['c.js', '--workers', '3']).workers, 3);
+    assert.equal(parseArgs(['c.js', '--log-format', 'json']).logFormat, 'json');
+    assert.equal(parseArgs(['c.js', '--log-format=text']).logFormat, 'text');
     assert.equal(parseArgs(['c.js', '--workers=auto']).workers, 'auto');
     const combined = parseArgs(['-mj', '--port=8080', 'c.js', '-dc']);
     assert.equal(combined.port, 8080);
@@ -120,6 +122,7 @@ describe('args', () => {
     assert.throws(() => parseArgs(['c.js', '-l', 'a', '-l', 'b']), /only be specified once/);
     assert.throws(() => parseArgs(['a.js', 'b.js']), /Unknown argument: b\.js/);
     assert.throws(() => parseArgs(['c.js', '--workers', 'many']), /--workers must be a number of worker processes or "auto"/);
+    assert.throws(() => parseArgs(['c.js', '--log-format', 'xml']), /--log-format must be "text" or "json", not "xml"/);
   });
 });
 

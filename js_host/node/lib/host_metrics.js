@@ -1,0 +1,174 @@
+'use strict';
+
+// What a host reports about itself, for both kinds of host: GET /metrics (the names are
+// the project's contract, see README "Metrics and logs") and the last errors shown in
+// /status. Calls are counted where their answer is sent (server.js answeredCall(), or
+// recordCall() from a route that answers several calls at once), so that every status
+// is counted exactly once. With a pool (pool_host.js) the metrics also show its queue,
+// its workers busy and idle, their restarts by cause and the heap each one reported.
+
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+const { Registry } = require('./metrics');
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// /status "lastErrors": the newest ones, last.
+const LAST_ERRORS = 10;
+const ERROR_MESSAGE_CHARS = 500;
+// Names answered 404 counted under their own label, the others under OTHER_NAME: a
+// client asking for made-up names must not grow the metrics without bound.
+const MAX_UNKNOWN_NAMES = 100;
+const OTHER_NAME = '(other)';
+// The event-loop delay is sampled at this interval; Node's histogram holds the whole
+// interval between two samples, from which the interval itself is taken off.
+const LOOP_RESOLUTION_MS = 10;
+// Its quantiles are of a window that a scrape starts again once it is this old.
+const LOOP_WINDOW_MS = 60000;
+
+class HostMetrics {
+  /**
+   * @param {object} [options]
+   * @param {Function} [options.pool] returns the host's Pool (or null before it starts):
+   *   its queue and workers are shown too
+   */
+  constructor({ pool } = {}) {
+    const registry = new Registry();
+    this.registry = registry;
+    this.calls = registry.counter('js_host_calls_total', 'Function calls answered, by function and HTTP status', [
+      'function',
+      'status',
+    ]);
+    this.durations = registry.histogram(
+      'js_host_call_duration_seconds',
+      'Time from the request of a call to its answer, by function (404s left out)',
+      ['function'],
+      DURATION_BUCKETS,
+    );
+    if (pool !== undefined) this.addPool(pool);
+    this.loopDelay = registry.gauge(
+      'js_host_event_loop_delay_seconds',
+      "Delay of the host process's event loop (a pool's master), quantiles over the last minute at most",
+      ['quantile'],
+    );
+    registry.onCollect(() => this.collectLoopDelay());
+    // name -> {label, calls: {status: series}, duration: series}: a call's count is two
+    // property lookups, no label text built.
+    this.functions = new Map();
+    this.unknownNames = 0;
+    this.lastErrors = [];
+    this.monitor = null;
+    this.windowStart = 0;
+  }
+
+  addPool(getPool) {
+    const { registry } = this;
+    const queue = registry.gauge('js_host_queue_length', 'Calls waiting for a worker');
+    const workers = registry.gauge('js_host_workers', 'Ready workers running a call (busy) or waiting for one (idle)', ['state']);
+    const restarts = registry.counter(
+      'js_host_worker_restarts_total',
+      'Workers replaced, by cause (as in /status workers.restarts)',
+      ['cause'],
+    );
+    const heap = registry.gauge('js_host_worker_heap_used_bytes', 'V8 heap used, as each worker last reported it', ['worker']);
+    registry.onCollect(() => {
+      const pool = getPool();
+      heap.reset();
+      if (pool === null) {
+        queue.set([], 0);
+        workers.set(['busy'], 0);
+        workers.set(['idle'], 0);
+        return;
+      }
+      const stats = pool.stats();
+      queue.set([], stats.queue);
+      let busy = 0;
+      let idle = 0;
+      for (const worker of pool.workers) {
+        if (worker.state === 'ready') {
+          if (worker.call !== null) busy += 1;
+          else if (!worker.draining) idle += 1;
+        }
+        if (worker.heapUsed !== null && worker.state !== 'gone') heap.set([String(worker.pid)], worker.heapUsed);
+      }
+      workers.set(['busy'], busy);
+      workers.set(['idle'], idle);
+      for (const cause of Object.keys(stats.restarts)) restarts.set([cause], stats.restarts[cause]);
+    });
+  }
+
+  /** Start measuring the event loop's delay (once the host listens). */
+  start() {
+    if (this.monitor !== null) return;
+    this.monitor = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    this.monitor.enable();
+    this.windowStart = Date.now();
+  }
+
+  stop() {
+    if (this.monitor !== null) this.monitor.disable();
+  }
+
+  /**
+   * Count one answered call of `name` with `status`, `seconds` after its request came;
+   * a 5xx is kept in lastErrors with the first line of `body`.
+   */
+  recordCall(name, status, seconds, body) {
+    const entry = this.functions.get(name) || this.addFunction(name, status);
+    let series = entry.calls[status];
+    if (series === undefined) {
+      series = this.calls.get([entry.label, String(status)]);
+      entry.calls[status] = series;
+    }
+    series.value += 1;
+    if (status !== 404) {
+      if (entry.duration === null) entry.duration = this.durations.get([entry.label]);
+      this.durations.observeIn(entry.duration, seconds);
+    }
+    if (status >= 500) this.addError(name, status, body);
+  }
+
+  addFunction(name, status) {
+    if (status === 404) {
+      if (this.unknownNames >= MAX_UNKNOWN_NAMES) return this.functions.get(OTHER_NAME) || this.newEntry(OTHER_NAME);
+      this.unknownNames += 1;
+    }
+    return this.newEntry(name);
+  }
+
+  newEntry(name) {
+    const entry = { label: name, calls: Object.create(null), duration: null };
+    this.functions.set(name, entry);
+    return entry;
+  }
+
+  addError(name, status, body) {
+    const text = String(body);
+    const newline = text.indexOf('\n');
+    const message = (newline === -1 ? text : text.slice(0, newline)).slice(0, ERROR_MESSAGE_CHARS);
+    this.lastErrors.push({ time: new Date().toISOString(), function: name, status, message });
+    if (this.lastErrors.length > LAST_ERRORS) this.lastErrors.shift();
+  }
+
+  collectLoopDelay() {
+    const { monitor } = this;
+    if (monitor === null || monitor.count === 0) {
+      this.loopDelay.set(['0.5'], NaN);
+      this.loopDelay.set(['0.99'], NaN);
+      return;
+    }
+    const resolutionNs = LOOP_RESOLUTION_MS * 1e6;
+    this.loopDelay.set(['0.5'], Math.max(0, monitor.percentile(50) - resolutionNs) / 1e9);
+    this.loopDelay.set(['0.99'], Math.max(0, monitor.percentile(99) - resolutionNs) / 1e9);
+    const now = Date.now();
+    if (now - this.windowStart >= LOOP_WINDOW_MS) {
+      monitor.reset();
+      this.windowStart = now;
+    }
+  }
+
+  /** The text of GET /metrics. */
+  render() {
+    return this.registry.render();
+  }
+}
+
+module.exports = { HostMetrics, DURATION_BUCKETS, LAST_ERRORS, MAX_UNKNOWN_NAMES, OTHER_NAME };
