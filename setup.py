@@ -44,6 +44,8 @@ setup(
             "CacheControl[filecache]>=0.14,<0.15",
             "gunicorn>=22,<24",
             "redis>=5,<8",
+            # GET /metrics, counted across gunicorn's workers (its multiprocess mode).
+            "prometheus_client>=0.20,<1",
         ],
         # The client's Prometheus metrics (js_host/metrics.py) and the status command's
         # reading of the host's and proxy's /metrics.

@@ -20,6 +20,10 @@ replaced: it is a bug to see (``FunctionError`` is raised). Each fallback is
 logged at WARNING with its cause::
 
     render = Function("render", fallback="")   # the page renders in the browser instead
+
+:func:`call_many` sends many calls in one request (``POST /batch``; see :mod:`js_host.many`)::
+
+    header, footer = call_many([(Function("header"), {"user": "ann"}), (Function("footer"), {})])
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import json
 import logging
 import os
 import uuid
-from typing import Any, Callable, Union
+from collections.abc import Iterable
+from typing import Any, Callable, NamedTuple, Union
 from urllib.parse import quote
 
-from . import verbosity
+from . import many, verbosity
 from .call_record import CallRecord
 from .exceptions import (
     ConfigError,
@@ -46,6 +51,7 @@ from .exceptions import (
 )
 from .host import JSHost, get_default_host
 from .log import emit
+from .response import Response
 from .workers import worker_death
 
 logger = logging.getLogger(__name__)
@@ -193,38 +199,70 @@ class Function:
             if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
                 record.finished(err)
                 raise
-            logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
             record.finished(err, fallback=True)
-            fallback = self.fallback
-            return fallback if isinstance(fallback, str) else fallback(err)
+            return self._fallback_output(err)
         record.finished()
         return output
 
+    def _fallback_output(self, err: JSHostError) -> str:
+        logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
+        fallback = self.fallback
+        assert fallback is not None
+        return fallback if isinstance(fallback, str) else fallback(err)
+
+    def _outcome(self, err: JSHostError) -> str | JSHostError:
+        """What a call that failed with ``err`` gives: its fallback's output when the fallback
+        applies (see :meth:`call`), else ``err`` (for :func:`call_many`'s results)."""
+        if self.fallback is not None and isinstance(err, FALLBACK_ERRORS):
+            return self._fallback_output(err)
+        return err
+
     def _call(self, kwargs: dict[str, Any], record: CallRecord) -> str:
+        prepared = self._prepare(kwargs)
+        record.hash = prepared.digest
+        if prepared.kept is not None:
+            record.status, record.cache = 200, "local"
+            return prepared.kept
+        return self._send(prepared, record)
+
+    def _prepare(self, kwargs: dict[str, Any]) -> Prepared:
+        """Connect if needed, encode ``kwargs`` and look the call up in the local cache."""
         host = self.get_host()
         name = self.name
         host.require_function(name)
         body, digest = encode_request(kwargs, name)
-        record.hash = digest
         cache = host.local_cache
-        if cache is not None:
-            kept = cache.get(name, digest)
-            if kept is not None:
-                record.status, record.cache = 200, "local"
-                return kept
+        kept = cache.get(name, digest) if cache is not None else None
         timeout = self.timeout if self.timeout is not None else host.function_timeout
+        return Prepared(host, body, digest, timeout, kept)
+
+    def _send(self, prepared: Prepared, record: CallRecord | None = None) -> str:
+        """Send a prepared call on its own; its output (or its exception). ``record``: what
+        :meth:`call` reports of it, filled in here (the request id, the answer)."""
+        host, body, digest = prepared.host, prepared.body, prepared.digest
         if logger.isEnabledFor(logging.DEBUG):
             emit(
                 logger,
                 verbosity.FUNCTION_CALL,
                 "Calling function %r with data %s",
-                name,
+                self.name,
                 _head(body, 1000).decode("utf-8", "replace"),
             )
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        record.request_id = request_id = uuid.uuid4().hex  # X-Request-Id: the proxy and host log it
-        response = host.request_function(name, f"{self._path}{digest}", body, timeout, request_id=request_id)
-        record.response = response
+        request_id = uuid.uuid4().hex  # X-Request-Id: the proxy and the host log it too
+        if record is not None:
+            record.request_id = request_id
+        response = host.request_function(
+            self.name, f"{self._path}{digest}", body, prepared.timeout, request_id=request_id
+        )
+        if record is not None:
+            record.response = response
+        return self._answer(host, digest, response)
+
+    def _answer(self, host: JSHost, digest: str, response: Response) -> str:
+        """The output of the host's answer to a call (kept in the local cache), or its exception."""
+        name = self.name
+        cache = host.local_cache
         status = response.status
         if status == 200:
             output = response.body.decode("utf-8")
@@ -262,6 +300,29 @@ class Function:
                 f"the host so that it loads {host.config_file}."
             )
         raise UnexpectedResponse(f"Function {name!r}: the host answered {status}: {text.strip()}")
+
+
+class Prepared(NamedTuple):
+    """A call ready to send: its host, body, hash and timeout; ``kept``: its output, when
+    the local cache has it (then nothing is sent)."""
+
+    host: JSHost
+    body: bytes | list[bytes]
+    digest: str
+    timeout: float
+    kept: str | None
+
+
+def call_many(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
+    """Call many functions in one request: ``[(Function('render'), {...}), ...]``.
+
+    Returns a list in the same order whose items are each call's output, or the
+    exception its :meth:`Function.call` would have raised (``FunctionError``,
+    ``FunctionTimeout``, ``WorkerDied``, ...), as ``asyncio.gather(...,
+    return_exceptions=True)`` does; a Function's ``fallback`` applies to its own call.
+    See :mod:`js_host.many`.
+    """
+    return many.call_many(calls)
 
 
 def _head(body: bytes | list[bytes], size: int) -> bytes:

@@ -18,7 +18,8 @@ With ``URL_OVERRIDE`` (production, e.g. behind the caching proxy) the host's
 status comes from ``GET <URL_OVERRIDE>/status``: neither node nor the config
 file needs to be on the machine.
 
-Function calls go through :meth:`JSHost.request_function`, which turns what
+Function calls go through :meth:`JSHost.request_function` (many in one request:
+:meth:`JSHost.request_batch`), which turns what
 the transport and a proxy in front of the host report into js_host's errors.
 The module subscribes to the settings: each ``configure()`` or ``reset()``
 drops the default host (and sets the console's verbosity); with
@@ -273,6 +274,20 @@ class JSHost:
         become ConnectionError and FunctionTimeout. Other answers are returned.
         """
         return self._connection.request_function(name, path, body, timeout, request_id=request_id)
+
+    def request_batch(self, body: bytes, timeout: float, what: str = "A batch of calls") -> Response | None:
+        """POST ``body`` (:func:`js_host.batch.encode_batch`) to ``/batch``; the answer, or None
+        when the host has no batch endpoint (js-host 0.11 answers 404: then this host's
+        batches are not sent again, its calls go one by one).
+
+        Errors as :meth:`request_function`'s, ``what`` naming the batch in their messages.
+        """
+        return self._connection.request_batch(body, timeout, what)
+
+    def job_answer(self, name: str, response: Response) -> Response:
+        """One job's result of a batch (as a Response), checked as :meth:`request_function`
+        checks a call's answer: through URL_OVERRIDE a proxy's 502/503/504 for it raise."""
+        return self._connection.proxy_answer(f"Function {name!r}", response)
 
     def crashed_error(self, err: Exception) -> Exception:
         """The error to raise when the host cannot be reached: a managed host has crashed."""

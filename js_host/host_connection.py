@@ -24,6 +24,7 @@ import weakref
 from typing import Any, Callable, NamedTuple
 
 from . import verbosity
+from .batch import BATCH_PATH
 from .endpoint import split_url
 from .exceptions import (
     ConfigError,
@@ -80,6 +81,8 @@ class HostConnection:
         # After a failed connect(retry_after=...): until then target() raises this error.
         self._retry_at = 0.0
         self._retry_error: JSHostError | None = None
+        # The target found to have no POST /batch (js-host 0.11): its batches go as single calls.
+        self._no_batch: Target | None = None
         _connections.add(self)
 
     @property
@@ -196,18 +199,47 @@ class HostConnection:
         request_id: str | None = None,
     ) -> Response:
         """See :meth:`js_host.host.JSHost.request_function`."""
+        what = f"Function {name!r}"
         target = self.target()
+        return self.proxy_answer(what, self._post(target, path, body, timeout, what, request_id))
+
+    def request_batch(self, body: bytes, timeout: float, what: str) -> Response | None:
+        """See :meth:`js_host.host.JSHost.request_batch`."""
+        target = self.target()
+        if self._no_batch == target:
+            return None
+        response = self.proxy_answer(what, self._post(target, BATCH_PATH, body, timeout, what))
+        if response.status in (404, 405):  # js-host 0.11 (or an older proxy): no such endpoint
+            logger.info(
+                "%s has no POST %s endpoint (it answered %s): its batches are sent as single calls",
+                self.status.url(),
+                BATCH_PATH,
+                response.status,
+            )
+            self._no_batch = target
+            return None
+        return response
+
+    def _post(
+        self,
+        target: Target,
+        path: str,
+        body: bytes | list[bytes],
+        timeout: float,
+        what: str,
+        request_id: str | None = None,
+    ) -> Response:
+        """POST ``body`` to ``path`` at ``target``, with ``request_id`` as ``X-Request-Id`` (a
+        new one when None); transport errors become js_host's."""
         # The request id (docs/ARCHITECTURE.md): a uuid4's 32 hex digits, which the
         # proxy and the host accept as they are, log and echo.
         if request_id is None:
             request_id = uuid.uuid4().hex
         elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
-            raise ConfigError(
-                f"Function {name!r}: request id {request_id!r} is not 1 to 128 letters, digits and '._:-'."
-            )
+            raise ConfigError(f"{what}: request id {request_id!r} is not 1-128 letters, digits and '._:-'.")
         headers = b"%sX-Request-Id: %s\r\n" % (_JSON_HEADERS, request_id.encode())
         try:
-            response = pool.request(
+            return pool.request(
                 target.address,
                 target.port,
                 "POST",
@@ -218,22 +250,24 @@ class HostConnection:
             )
         except FunctionTimeout as err:
             raise FunctionTimeout(
-                f"Function {name!r} did not answer within {timeout:g} s ({self.status.url()}). Raise "
+                f"{what} did not answer within {timeout:g} s ({self.status.url()}). Raise "
                 "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
             ) from err
         except ConnectionError as err:
             raise self.crashed_error(err) from err
+
+    def proxy_answer(self, what: str, response: Response) -> Response:
+        """``response``, unless it is a proxy's 502/503 (ConnectionError) or 504 (FunctionTimeout)."""
         status, proxy = response.status, self.status.url_override
         if proxy and status in (502, 503, 504):
             # The proxy (DESIGN.md: upstream down -> 502, timeout -> 504) speaks for a host it cannot use.
             said = response.body.decode("utf-8", "replace").strip()
             if status == 504:
                 raise FunctionTimeout(
-                    f"Function {name!r}: {proxy} gave up waiting for the host (it answered "
-                    f"504). {proxy} said: {said}"
+                    f"{what}: {proxy} gave up waiting for the host (it answered 504). {proxy} said: {said}"
                 )
             raise ConnectionError(
-                f"Function {name!r}: the host behind {proxy} cannot be reached (it answered "
+                f"{what}: the host behind {proxy} cannot be reached (it answered "
                 f"{status}); check that the host runs. {proxy} said: {said}"
             )
         return response

@@ -20,8 +20,12 @@ What it answers:
   (``STALE``) while one background call refreshes it (``revalidate.py``).
   A wrong hash is refused (400); no hash is forwarded uncached (``BYPASS``).
   Host down or timing out: a stale entry when there is one (``STALE``), else 502/504.
+- ``POST /batch``: many calls in one request, each job answered as its single call
+  would be (from the cache or, all misses in one upstream batch, from the host): ``batch.py``.
 - ``GET /status``: forwarded, so that clients connect through the proxy.
 - ``POST /purge``: only when ``JS_HOST_PROXY_PURGE_TOKEN`` is set (``purge_endpoint.py``).
+- ``GET /health``, ``GET /ready``, ``GET /metrics``: the proxy's own (``observe.py``, which
+  every request passes first: it also gives each one its ``X-Request-Id``).
 - The manager's endpoints (``/manager/*``, ``/host/*``): refused (403).
 
 A MISS carries exactly the host's end-to-end header fields plus ``X-Cache`` and
@@ -45,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from js_host_proxy import purge_endpoint
+from js_host_proxy.batch import BatchEndpoint
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.factory import open_cache
 from js_host_proxy.cache.keys import cache_key, unversioned
@@ -55,6 +60,7 @@ from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.observe import Observer
 from js_host_proxy.replies import Reply, StartResponse, text_reply
 from js_host_proxy.revalidate import Revalidator
 from js_host_proxy.versions import CodeVersions
@@ -88,8 +94,18 @@ class ProxyApp:
         self.calls = HostCalls(config, self.cache, self.hits)
         self.coalescer: Coalescer[Reply] = Coalescer(self.backend, timeout=config.lock_timeout)
         self.revalidator = Revalidator()
+        self.batch = BatchEndpoint(
+            config, hits=self.hits, calls=self.calls, cache=self.cache, versions=self.versions
+        )
+        # Request ids, metrics, /metrics and /health (observe.py): every request passes it.
+        self.observer = Observer(config, self.backend, self.calls.pool)
+        if self.observer.metrics is not None:  # a batch's jobs are counted as single calls are
+            self.batch.counted = self.observer.metrics.request
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.observer.handle(environ, start_response, self.route)
+
+    def route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ["REQUEST_METHOD"]
         if path.startswith(FUNCTION_PREFIX):
@@ -104,6 +120,8 @@ class ProxyApp:
                     start_response
                 )
             return self.calls.forward(environ, "GET", "/status", None).send(start_response, "BYPASS")
+        if path == "/batch":
+            return self.call_batch(environ, start_response, method)
         if path == purge_endpoint.PATH and self.config.purge_token:
             return self.purge(environ, start_response, method)
         if path.startswith(("/manager/", "/host/")) or path in ("/manager", "/host"):
@@ -115,7 +133,7 @@ class ProxyApp:
         return text_reply(
             404,
             f"js-host-proxy: no route for {method} {path}. "
-            "It forwards POST /function/<name> and GET /status.",
+            "It forwards POST /function/<name>, POST /batch and GET /status.",
         ).send(start_response)
 
     def call_function(
@@ -170,6 +188,8 @@ class ProxyApp:
             return self.calls.cached(environ, _path_qs(name, query), body, key)
 
         reply, shared = self.coalescer.run(key, lookup, call, lambda r: r.shareable)
+        if shared:
+            self.observer.coalesced()
         state = reply.state
         collapsed = None
         if shared and state != "STALE":
@@ -177,6 +197,24 @@ class ProxyApp:
             collapsed = self.hits.names.collapsed()
         logger.debug("%s %s (status %s)", state, key, reply.status)
         return reply.send(start_response, state, collapsed)
+
+    def call_batch(
+        self, environ: dict[str, Any], start_response: StartResponse, method: str
+    ) -> Iterable[bytes]:
+        """``POST /batch``: see batch.py."""
+        if method != "POST":
+            return text_reply(405, "js-host-proxy: POST /batch", [("Allow", "POST")]).send(start_response)
+        try:
+            body = read_body(environ, self.config.max_body)
+        except ValueError as err:
+            return text_reply(400, f"js-host-proxy: {err}").send(start_response)
+        if body is None:
+            return text_reply(
+                413,
+                f"js-host-proxy: the batch is larger than {self.config.max_body} bytes "
+                "(JS_HOST_PROXY_MAX_BODY): split it into smaller batches",
+            ).send(start_response)
+        return self.batch.answer(environ, body).send(start_response)
 
     def revalidate(self, key: str, path_qs: str, body: bytes, headers: dict[str, str]) -> bool:
         """Refresh ``key``'s entry in the background, coalesced like a miss (at most one call

@@ -117,6 +117,14 @@ class ProxyConfig:
     # Largest answer read from a host, in bytes: past it the call is a 502 naming this
     # setting, nothing is stored, and no more of the answer is read.
     max_response: int = DEFAULT_MAX_RESPONSE
+    # GET /metrics and the counting behind it (JS_HOST_PROXY_METRICS=0: off, nothing counted).
+    metrics: bool = True
+    # The bearer token GET /metrics then needs (empty: none).
+    metrics_token: str = field(default="", repr=False)
+    # host:port of a second socket that alone serves /metrics (with /health); empty: the public one.
+    metrics_bind: str = ""
+    # The log lines: "text" (gunicorn's) or "json" (one object per line, logs.py).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
@@ -137,6 +145,16 @@ class ProxyConfig:
             if value < minimum:
                 raise ConfigError(f"JS_HOST_PROXY_{name}={raw!r} must be at least {minimum}")
             return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"JS_HOST_PROXY_{name}={raw!r}: expected 1 or 0")
 
         upstreams = tuple(u.strip().rstrip("/") for u in (get("UPSTREAM") or DEFAULT_UPSTREAM).split(","))
         for url in upstreams:
@@ -164,6 +182,10 @@ class ProxyConfig:
             lock_timeout=number("LOCK_TIMEOUT", upstream_timeout + 5),
             max_body=int(number("MAX_BODY", cls.max_body, minimum=1)),
             max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),
+            metrics=flag("METRICS", cls.metrics),
+            metrics_token=get("METRICS_TOKEN") or "",
+            metrics_bind=get("METRICS_BIND") or "",
+            log_format=(get("LOG_FORMAT") or "text").lower(),
         )
         config.check_cache_url()
         if config.purge_token and len(config.purge_token) < MIN_TOKEN:
@@ -172,7 +194,22 @@ class ProxyConfig:
                 f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
             )
         config.check_cache_name()
+        config.check_observability()
         return config
+
+    def check_observability(self) -> None:
+        if self.metrics_token and len(self.metrics_token) < MIN_TOKEN:
+            raise ConfigError(
+                f"JS_HOST_PROXY_METRICS_TOKEN is {len(self.metrics_token)} characters long: use at least "
+                f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
+            )
+        if self.metrics_bind and split_bind(self.metrics_bind) is None:
+            raise ConfigError(
+                f"JS_HOST_PROXY_METRICS_BIND={self.metrics_bind!r} is not host:port "
+                "(e.g. 127.0.0.1:9110 or 0.0.0.0:9110; not a unix socket)"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"JS_HOST_PROXY_LOG_FORMAT={self.log_format!r}: expected text or json")
 
     def check_cache_url(self) -> None:
         scheme = urlsplit(self.cache_url).scheme
@@ -188,3 +225,11 @@ class ProxyConfig:
                 f"JS_HOST_PROXY_CACHE_NAME={self.cache_name!r} is not a token (RFC 8941 §3.3.4): "
                 "use letters, digits and -._:/ starting with a letter, e.g. js-host-proxy or web-1"
             )
+
+
+def split_bind(bind: str) -> tuple[str, int] | None:
+    """(host, port) of a TCP ``host:port`` bind (``[::1]:9110`` too); None for anything else."""
+    match = re.fullmatch(r"\[?([^\[\]/]*?)\]?:(\d{1,5})", bind.strip())
+    if match is None or not 0 < int(match.group(2)) < 65536 or bind.startswith(("unix:", "fd://")):
+        return None
+    return match.group(1), int(match.group(2))

@@ -36,10 +36,11 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "cache-control", "pragma", "accept-encodin
 # answer stored must not depend on who asked (RFC 9111 §3.5; a function that reads
 # them could otherwise personalize an answer that every client then gets).
 NOT_FORWARDED_CACHED = NOT_FORWARDED | {"cookie", "authorization"}
-# requests decodes bodies, so a live response's Content-Encoding would lie.
-NOT_RETURNED_LIVE = HOP_BY_HOP | {"content-encoding"}
+# requests decodes bodies, so a live response's Content-Encoding would lie. The host's
+# X-Request-Id is replaced by the request's own (observe.py): a stored one is another's.
+NOT_RETURNED_LIVE = HOP_BY_HOP | {"content-encoding", "x-request-id"}
 # A stored answer's Age is replaced by the one computed when it is sent (RFC 9111 §5.1).
-NOT_RETURNED_STORED = HOP_BY_HOP | {"age"}
+NOT_RETURNED_STORED = HOP_BY_HOP | {"age", "x-request-id"}
 
 
 def end_to_end(fields: Iterable[tuple[str, str]], dropped: frozenset[str]) -> list[tuple[str, str]]:

@@ -45,6 +45,16 @@ def _env(name, default):
 #   JS_HOST_PROXY_LOCK_TIMEOUT      longest wait for an identical call in flight         UPSTREAM_TIMEOUT + 5
 #   JS_HOST_PROXY_MAX_BODY          largest request body in bytes (then 413)             10485760
 #   JS_HOST_PROXY_MAX_RESPONSE      largest answer read from a host in bytes (then 502)  10485760
+#   JS_HOST_PROXY_METRICS           1: count, and serve GET /metrics; 0: neither          1
+#   JS_HOST_PROXY_METRICS_TOKEN     bearer token GET /metrics then needs                 ""
+#   JS_HOST_PROXY_METRICS_BIND      host:port of a second socket that alone serves       ""
+#                                   /metrics (and /health); bound below, next to BIND
+#   JS_HOST_PROXY_LOG_FORMAT        text | json (one JSON object per line, logs.py)      text
+#   PROMETHEUS_MULTIPROC_DIR        where the workers' counts are kept (emptied at start) a private
+#                                   $TMPDIR/js-host-proxy-<uid>/metrics-<bind>
+
+# What on_starting made for this server (the metrics directory), for on_exit.
+_made = {}
 
 # The app is created in each worker on first use, from the environment above.
 wsgi_app = "js_host_proxy.wsgi:app"
@@ -55,6 +65,9 @@ wsgi_app = "js_host_proxy.wsgi:app"
 # Loopback by default: put the proxy on a public address on purpose (e.g. 0.0.0.0:9010 in
 # a container), never by accident.
 bind = [_env("JS_HOST_PROXY_BIND", "127.0.0.1:9010")]
+# GET /metrics off the public port: the app serves it on this socket only (observe.py).
+if _env("JS_HOST_PROXY_METRICS_BIND", ""):
+    bind.append(_env("JS_HOST_PROXY_METRICS_BIND", ""))
 backlog = int(_env("JS_HOST_PROXY_BACKLOG", "2048"))
 
 # ---------------------------------------------------------------------------------------
@@ -107,7 +120,9 @@ errorlog = _env("JS_HOST_PROXY_ERROR_LOG", "-")
 loglevel = _env("JS_HOST_PROXY_LOG_LEVEL", "info")
 # No access log by default: it costs a fair share of a cache hit. "-" for stdout.
 accesslog = _env("JS_HOST_PROXY_ACCESS_LOG", "") or None
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms cache=%({x-cache}o)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms cache=%({x-cache}o)s id=%({x-request-id}o)s'
+# JS_HOST_PROXY_LOG_FORMAT=json: every line of both logs is one JSON object (logs.py).
+logger_class = "js_host_proxy.gunicorn_logger.ProxyLogger"
 proc_name = "js-host-proxy"
 
 # ---------------------------------------------------------------------------------------
@@ -141,6 +156,20 @@ def on_starting(server):
         config.ttl,
         config.namespace,
     )
+    if config.metrics:
+        # Before any worker exists (they inherit the variable), and emptied: a server's
+        # counts start at zero.
+        from js_host_proxy.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        given = os.environ.get(MULTIPROC_ENV, "").strip()
+        try:
+            os.environ[MULTIPROC_ENV] = prepare_multiprocess_dir(server.cfg.bind[0])
+        except (ConfigError, OSError) as err:
+            server.log.error("js-host-proxy: the metrics directory: %s (or JS_HOST_PROXY_METRICS=0)", err)
+            raise SystemExit(1) from None
+        if not given:
+            _made["metrics_dir"] = os.environ[MULTIPROC_ENV]  # ours: removed by on_exit
+        server.log.info("js-host-proxy: metrics in %s", os.environ[MULTIPROC_ENV])
 
 
 def post_fork(server, worker):
@@ -157,6 +186,21 @@ def post_fork(server, worker):
         max_body=ProxyConfig.from_env().max_body,
         max_buffered=max_buffered,
     )
+
+
+def on_exit(server):
+    """Master process, the server stopping: remove the metrics directory it made."""
+    if _made.get("metrics_dir"):
+        from js_host_proxy.metrics import remove_multiprocess_dir
+
+        remove_multiprocess_dir(_made.pop("metrics_dir"))
+
+
+def child_exit(server, worker):
+    """Master process, a worker gone (exited or killed): its live gauges go; its counts stay."""
+    from js_host_proxy.metrics import worker_exited
+
+    worker_exited(worker.pid)
 
 
 def worker_exit(server, worker):

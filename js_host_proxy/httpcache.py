@@ -53,7 +53,7 @@ from js_host_proxy.policy import Storage, decide
 from js_host_proxy.versions import HEADER, CodeVersions
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
     from datetime import datetime
 
     from requests import PreparedRequest
@@ -77,6 +77,21 @@ def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
         raise ValueError("not a CacheControl v4 entry")
     stored = msgpack.loads(blob[len(CC_PREFIX) :], raw=False)["response"]
     return stored["status"], stored["headers"], stored["body"]
+
+
+def stored_blob(status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The bytes CacheControl 0.14's serializer writes for an answer (``Serializer.dumps``
+    with no ``Vary``), for answers that did not come through a requests session (a
+    batch's jobs, ``js_host_proxy/batch.py``): read back by :func:`stored_response`."""
+    response = {
+        "body": body,
+        "headers": {str(k): str(v) for k, v in headers.items()},
+        "status": status,
+        "version": 11,
+        "reason": "OK" if status == 200 else "",
+        "decode_content": True,
+    }
+    return CC_PREFIX + msgpack.dumps({"response": response, "vary": {}}, use_bin_type=True)
 
 
 class KeyedCache(BaseCache):
@@ -155,6 +170,21 @@ class KeyedCache(BaseCache):
         logger.debug("storing %s, fresh for %ss", cache_key_, expires)
         entry = Entry(now, now + expires, value, serve_stale=serve_stale, revalidate_for=revalidate_for)
         self.backend.set(cache_key_, entry.dumps(), ttl=expires + (self.stale_ttl if serve_stale else 0))
+
+    def store_answer(self, url: str, headers: Mapping[str, str], body: bytes, storage: Storage) -> None:
+        """Store a 200 answer to the call of ``url`` that came without a requests session (a
+        batch's job), by the same decision (``storage``, :func:`policy.decide`) and under the
+        same key as the answer to a single call would be."""
+        if not storage.storable:
+            return
+        self.set(
+            url,
+            stored_blob(200, headers, body),
+            expires=storage.lifetime,
+            serve_stale=storage.serve_stale,
+            version=headers.get(HEADER),
+            revalidate_for=storage.revalidate_for,
+        )
 
     def delete(self, key: str) -> None:
         cache_key_ = self.key_for_url(key)

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -52,6 +52,10 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No upstream took the connection."""
+
+
 #: Bytes read from the host at a time.
 CHUNK = 64 * 1024
 
@@ -78,6 +82,9 @@ class UpstreamPool:
         self._lock = threading.Lock()
         # Each base URL as requests prepares it (None: has credentials, always prepare in full).
         self._prepared_bases = {u: _prepared_base(u) for u in self.urls}
+        #: Told of each call's outcome (the metrics, observe.py): ``answered(started, status)``
+        #: and ``failed(started, err)``, ``started`` from ``time.perf_counter()``.
+        self.observer: Any = None
 
     def order(self) -> list[str]:
         """The upstreams to try for one call: round-robin, those up first."""
@@ -123,6 +130,26 @@ class UpstreamPool:
 
         The body is read here, at most ``max_response`` bytes of it, so that errors are
         converted where they happen and an oversized answer is never held whole."""
+        observer = self.observer
+        if observer is None:
+            return self._send(session, method, path_qs, body, headers)
+        started = time.perf_counter()
+        try:
+            answer = self._send(session, method, path_qs, body, headers)
+        except UpstreamError as err:
+            observer.failed(started, err)
+            raise
+        observer.answered(started, answer[1].status_code)
+        return answer
+
+    def _send(
+        self,
+        session: requests.Session,
+        method: str,
+        path_qs: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[str, requests.Response, bytes]:
         tried = []
         for base in self.order():
             url = base + path_qs
@@ -163,7 +190,7 @@ class UpstreamPool:
             content = self.read(base, method, path_qs, response)
             self.mark_up(base)
             return base, response, content
-        raise UpstreamUnavailable(
+        raise UpstreamUnreachable(
             "js-host-proxy: no host could be reached: "
             + "; ".join(tried)
             + ". Is the host running? Check JS_HOST_PROXY_UPSTREAM."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ class CacheBackend:
 
     #: Whether several processes see the same entries (the lock only matters then).
     shared = False
+    #: Called with how many entries were evicted to stay under the bound (the metrics).
+    evicted: Callable[[int], None] | None = None
 
     def get(self, key: str) -> bytes | None:
         raise NotImplementedError
@@ -61,6 +63,10 @@ class CacheBackend:
         The wait ends as soon as the holder releases the lock (no polling).
         """
         yield True
+
+    def stats(self) -> tuple[int | None, int | None]:
+        """(entries, bytes of entries) held, each None when not known cheaply."""
+        return None, None
 
     def close(self) -> None:
         pass

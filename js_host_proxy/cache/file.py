@@ -49,6 +49,7 @@ from js_host_proxy.cache.file_size import (
     RESCAN_EVERY,
     entry_size,
     locked_usage,
+    read_usage,
     record_access,
     scan_and_evict,
 )
@@ -118,6 +119,11 @@ class FileCache(CacheBackend):
         finally:
             os.close(fd)
 
+    def stats(self) -> tuple[int | None, int | None]:
+        """(entries, bytes) from the shared usage record (kept with a size bound only)."""
+        root = self._folders.root_dir() if self.max_size else None
+        return (None, None) if root is None else read_usage(root)
+
     def close(self) -> None:
         self._folders.close()
 
@@ -167,9 +173,13 @@ class FileCache(CacheBackend):
                 shard.replace(temp, name)
                 if usage.total is not None:
                     usage.total += len(value) - old
+                if usage.entries is not None and not old:
+                    usage.entries += 1
                 recount = usage.total is None or now - usage.scanned_at > RESCAN_EVERY
                 if recount or usage.total > self.max_size:
-                    scan_and_evict(root, usage, self.max_size, self.stale_ttl)
+                    removed = scan_and_evict(root, usage, self.max_size, self.stale_ttl)
+                    if removed and self.evicted is not None:
+                        self.evicted(removed)
         except BaseException:
             shard.unlink(temp, missing_ok=True)
             raise
@@ -188,6 +198,8 @@ class FileCache(CacheBackend):
                 slot[1].unlink(slot[2], missing_ok=True)
                 if usage.total is not None:
                     usage.total -= old
+                if usage.entries is not None and old:
+                    usage.entries -= 1
         except OSError as err:
             self._failed("delete", err)
 
@@ -225,7 +237,7 @@ class FileCache(CacheBackend):
             )
             if removed:
                 with locked_usage(root) as usage:
-                    usage.total = None  # counted again by the next write
+                    usage.total = usage.entries = None  # counted again by the next write
         return removed
 
     # -- locks ------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ files are not entries). The bound holds across processes through one file,
   and its *atime* to the time of its last hit, by the hit itself
   (``futimens``, at most once every ``ACCESS_EVERY`` seconds per entry). Kernel
   atime updates are not relied on (``relatime`` and ``noatime`` mounts skip them).
+- The record also counts the entries (for the metrics, ``FileCache.stats``), kept as
+  the total is; a record written before it had the count reads as "not known".
 - The total is made true again by every scan, and scanned afresh when it is not
   known (a new cache folder, after a purge: purges mark it unknown) or older than
   ``RESCAN_EVERY`` seconds (a worker killed between its write and its count).
@@ -68,11 +70,42 @@ class Usage:
     fd: int
     total: int | None  # None: not known, count it
     scanned_at: float
+    entries: int | None = None  # None: not known (the next scan counts them)
 
     def save(self) -> None:
         # One fixed-width record rewritten in place: an ftruncate per write cost milliseconds.
-        text = b"unknown" if self.total is None else b"%d %.0f" % (self.total, self.scanned_at)
+        if self.total is None:
+            text = b"unknown"
+        else:
+            text = b"%d %.0f" % (self.total, self.scanned_at)
+            if self.entries is not None:
+                text += b" %d" % self.entries
         os.pwrite(self.fd, text.ljust(RECORD - 1) + b"\n", 0)
+
+
+def parse_usage(record: bytes) -> tuple[int | None, float, int | None]:
+    """(total, scanned_at, entries) of a ``.usage`` record; (None, 0.0, None) when not known."""
+    try:
+        fields = record.split()
+        total, scanned_at = int(fields[0]), float(fields[1])
+    except (ValueError, IndexError):
+        return None, 0.0, None
+    entries = int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else None
+    return total, scanned_at, entries
+
+
+def read_usage(root: PrivateDir) -> tuple[int | None, int | None]:
+    """(entries, bytes) as the record says now, without its lock (one ``pread``: a writer
+    rewrites it in one ``pwrite``); (None, None) when not known or there is none."""
+    try:
+        fd = root.open_file(USAGE, os.O_RDONLY | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None, None
+    try:
+        total, _, entries = parse_usage(os.pread(fd, RECORD, 0))
+    finally:
+        os.close(fd)
+    return (entries, total) if total is not None else (None, None)
 
 
 @contextlib.contextmanager
@@ -81,11 +114,8 @@ def locked_usage(root: PrivateDir) -> Iterator[Usage]:
     fd = root.open_file(USAGE, _USAGE_FLAGS)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            total, scanned_at = (float(x) for x in os.pread(fd, RECORD, 0).split())
-            usage = Usage(fd, int(total), scanned_at)
-        except ValueError:
-            usage = Usage(fd, None, 0.0)
+        total, scanned_at, entries = parse_usage(os.pread(fd, RECORD, 0))
+        usage = Usage(fd, total, scanned_at, entries)
         yield usage
         usage.save()
     finally:
@@ -151,6 +181,7 @@ def scan_and_evict(root: PrivateDir, usage: Usage, max_size: int, stale_ttl: flo
             )
         usage.total = total
         usage.scanned_at = now
+        usage.entries = len(found) - removed
         return removed
     finally:
         for fd in folders:

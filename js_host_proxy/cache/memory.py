@@ -31,6 +31,9 @@ class MemoryCache(CacheBackend):
         """Bytes of the entries held."""
         return self._bytes
 
+    def stats(self) -> tuple[int | None, int | None]:
+        return len(self._data), self._bytes
+
     def get(self, key: str) -> bytes | None:
         with self._lock:
             item = self._data.get(key)
@@ -89,10 +92,13 @@ class MemoryCache(CacheBackend):
         def over() -> bool:
             return len(self._data) > max_count or (max_bytes is not None and self._bytes > max_bytes)
 
+        before = len(self._data)
         for doomed in (lambda kept, _: kept < now, lambda _, fresh: fresh < now):
             for key in [k for k, (kept, fresh, _) in self._data.items() if doomed(kept, fresh)]:
                 if not over():
-                    return
+                    break
                 self._pop(key)
         while over():
             self._pop(next(iter(self._data)))
+        if self.evicted is not None and before > len(self._data):
+            self.evicted(before - len(self._data))

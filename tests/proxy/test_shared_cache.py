@@ -127,7 +127,9 @@ def test_answers_carry_only_the_hosts_headers(shared_proxy: Callable[..., Proxy]
     miss, hit = (proxy.call("plain", {"n": 1}) for _ in range(2))
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
     fields = {k.lower() for k, _ in miss.headers.items()}
-    assert fields - {"content-length"} == host_fields | {"x-cache", "cache-status"}
+    # The proxy's: X-Cache, Cache-Status, and the request's own X-Request-Id (never a stored one).
+    assert fields - {"content-length"} == host_fields | {"x-cache", "cache-status", "x-request-id"}
+    assert miss.headers["X-Request-Id"] != hit.headers["X-Request-Id"]
     assert {k.lower() for k, _ in hit.headers.items()} == fields | {"age"}
     assert hit.headers["Age"] == "0"
     assert miss.headers["Cache-Status"] == "js-host-proxy; fwd=miss; fwd-status=200; stored; ttl=300"

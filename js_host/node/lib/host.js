@@ -6,11 +6,13 @@
 //                            | 504 functionTimeout | 400 bad JSON | 413 too large
 //   GET  /health          -> 200 {"status": "ready"} (a pool answers 503 until a worker is)
 //   GET  /metrics         -> Prometheus text (host_metrics.js)
+//   POST /batch           -> 200 {"results": [...]}: many calls in one request (batch.js)
 // The pool's master (pool_host.js) answers the same, running the calls in workers.
 // Every answer carries the version of the code (JS-Host-Code-Version, and
 // "codeVersion" in /status): see code_version.js; a function's answers carry their
 // request id (X-Request-Id, see request_id.js); /status adds the "lastErrors".
 
+const { isBatchUrl, maxBatchJobsOf, routeBatch, runInProcess } = require('./batch');
 const { ConfigError } = require('./config');
 const { FunctionCall } = require('./call');
 const { codeVersion } = require('./code_version');
@@ -36,6 +38,7 @@ class Host extends BaseServer {
     }
     this.functionTimeout = functionTimeout;
     this.cacheControl = cacheControl;
+    this.maxBatchJobs = maxBatchJobsOf(this.config);
     // A Map: names such as "__proto__" or "toString" are never found by accident.
     this.functions = new Map();
     if (functions !== null && functions !== undefined) {
@@ -114,6 +117,11 @@ class Host extends BaseServer {
   startCall(req, res, entry) {
     this.readJson(req, new FunctionCall(this, entry, req, res));
   }
+
+  /** Run the jobs of a POST /batch (see batch.js). */
+  runJobs(batch, jobs) {
+    runInProcess(this, batch, jobs);
+  }
 }
 
 /** The function name in a /function/<name>[?query] URL, or null when malformed. */
@@ -139,12 +147,15 @@ function functionTimeoutOf(config) {
 
 /**
  * A host's routes, with workers or without: /function/<name> (server.findFunction,
- * then server.startCall), /status (server.sendStatus), /health (server.sendHealth), else 404.
+ * then server.startCall), /batch (batch.js, then server.runJobs), /status
+ * (server.sendStatus), /health (server.sendHealth), else 404.
  */
 function routeHost(server, req, res) {
   const url = req.url;
   if (url.startsWith(FUNCTION_PREFIX)) {
     routeFunction(server, req, res, url);
+  } else if (isBatchUrl(url)) {
+    routeBatch(server, req, res);
   } else if (url === '/status' || url.startsWith('/status?')) {
     if (req.method === 'GET' || req.method === 'HEAD') server.sendStatus(req, res);
     else server.send(req, res, 405, 'Method not allowed: use GET /status');

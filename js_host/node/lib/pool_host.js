@@ -9,9 +9,11 @@
 //                   plus "workers": {size, ready, busy, queue, restarts, loadedAt, codeVersion}
 //   503 + Retry-After when maxQueue calls already wait for a worker
 //   GET /metrics -> also the queue and the workers (host_metrics.js)
+//   POST /batch: each job dispatched to the pool like a single call (batch.js)
 // Every answer carries the code version of the worker that made it (or of the
 // newest ready workers, for the master's own answers).
 
+const { maxBatchJobsOf, runInPool } = require('./batch');
 const { BodyReader } = require('./body_reader');
 const { functionTimeoutOf, routeHost, sendMetrics, sendStatusWithErrors } = require('./host');
 const { HostMetrics } = require('./host_metrics');
@@ -67,6 +69,8 @@ class PoolHost extends BaseServer {
     super(config, options);
     this.name = 'Host';
     this.functionTimeout = functionTimeoutOf(this.config);
+    this.maxBatchJobs = maxBatchJobsOf(this.config);
+    this.retryAfter = RETRY_AFTER_S;
     this.settings = poolSettings(this.config, options.workers);
     this.configFile = options.configFile;
     this.logfile = options.logfile || null;
@@ -179,25 +183,41 @@ class PoolHost extends BaseServer {
     this.send(req, res, status === 'ready' ? 200 : 503, JSON.stringify(body), JSON_TYPE);
   }
 
-  sendAnswer(call, status, body, worker) {
+  /** Run the jobs of a POST /batch on the pool (see batch.js). */
+  runJobs(batch, jobs) {
+    runInPool(this, batch, jobs);
+  }
+
+  /** The Cache-Control (200s only) and code version of an answer of function `name` made by `worker`. */
+  answerHeaders(name, status, worker) {
     let cacheControl;
     let codeVersion = this.codeVersion;
     if (worker !== null && worker.report !== null) {
       codeVersion = worker.report.codeVersion;
       const headers = worker.report.cacheControl;
-      if (status === 200 && Object.prototype.hasOwnProperty.call(headers, call.name)) cacheControl = headers[call.name];
+      if (status === 200 && Object.prototype.hasOwnProperty.call(headers, name)) cacheControl = headers[name];
     }
+    return { cacheControl, codeVersion };
+  }
+
+  sendAnswer(call, status, body, worker) {
+    const { cacheControl, codeVersion } = this.answerHeaders(call.name, status, worker);
     if (worker !== null) call.res.jsHostWorker = worker.pid;
     this.send(call.req, call.res, status, body, TEXT, cacheControl, codeVersion);
   }
 
+  /** Why a call of `name` gets 503: maxQueue calls already wait for a worker. */
+  busyMessage(name) {
+    return (
+      `Service unavailable: all ${this.settings.size} workers are busy and ${this.settings.maxQueue} calls ` +
+      `already wait (maxQueue); function "${name}" was not run. Retry later, or raise workers or maxQueue.`
+    );
+  }
+
   /** 503 with Retry-After: maxQueue calls already wait for a worker. */
   sendBusy(call) {
-    const message =
-      `Service unavailable: all ${this.settings.size} workers are busy and ${this.settings.maxQueue} calls ` +
-      `already wait (maxQueue); function "${call.name}" was not run. Retry later, or raise workers or maxQueue.`;
     call.res.setHeader('Retry-After', RETRY_AFTER_S);
-    this.send(call.req, call.res, 503, message);
+    this.send(call.req, call.res, 503, this.busyMessage(call.name));
   }
 }
 

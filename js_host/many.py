@@ -1,0 +1,192 @@
+"""``call_many``: many function calls in one request (``POST /batch``).
+
+::
+
+    from js_host.function import Function, call_many
+
+    render = Function("render")
+    header, body, footer = call_many([(render, {"id": 1}), (render, {"id": 2}), (Function("footer"), {})])
+
+Each call is encoded and hashed as :meth:`Function.call` does (``js_host.function``
+holds those steps; this module only orders them): answered from the local cache when
+it has it (nothing sent for it), the others sent together in one ``POST /batch`` per
+host (:meth:`js_host.host.JSHost.request_batch`, the format in :mod:`js_host.batch`),
+whose jobs the host runs concurrently, across its workers. The list returned has,
+for each call in order, its output or the exception its ``call`` would have raised
+(as ``asyncio.gather(..., return_exceptions=True)`` does): one failing call fails
+only itself, and a Function's ``fallback`` applies to its own call. Arguments JSON
+cannot encode raise TypeError at once, before anything is sent (a bug, not an outcome).
+
+Limits: a batch carries at most :data:`~js_host.batch.MAX_BATCH_JOBS` jobs and about
+:data:`MAX_BATCH_BYTES` of bodies; more are split into several batches, sent one
+after another. A batch waits for its answer as long as the longest timeout of its
+Functions (the host keeps each job's own ``functionTimeout``).
+
+Fallback to single calls, sent concurrently from up to :data:`SINGLE_CALL_THREADS`
+threads: against a host without the endpoint (npm js-host 0.11 answers 404; the
+host is remembered, its later batches go straight to single calls), and for a batch
+the host refuses as a whole (400, 413: a host with a lower ``maxBatchJobs`` or
+``requestDataLimit``), so that each call still gets what ``call`` would have got.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, Protocol
+
+from .batch import BATCH_PATH, MAX_BATCH_JOBS, Job, decode_results, encode_batch, result_response
+from .exceptions import JSHostError, UnexpectedResponse
+from .host import JSHost
+from .response import Response
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of job bodies past which a batch is split (the host's requestDataLimit is 10mb
+#: by default; a single body larger than this goes in a batch of its own).
+MAX_BATCH_BYTES = 1024 * 1024
+#: Threads sending the single calls of a fallback at the same time.
+SINGLE_CALL_THREADS = 8
+
+
+class _Prepared(Protocol):
+    host: JSHost
+    body: bytes | list[bytes]
+    digest: str
+    timeout: float
+    kept: str | None
+
+
+class _Function(Protocol):
+    """What call_many uses of a :class:`js_host.function.Function` (its call's steps)."""
+
+    name: str
+
+    def _prepare(self, kwargs: dict[str, Any]) -> Any: ...
+    def _send(self, prepared: Any) -> str: ...
+    def _answer(self, host: JSHost, digest: str, response: Response) -> str: ...
+    def _outcome(self, err: JSHostError) -> str | JSHostError: ...
+
+
+class _Job(NamedTuple):
+    index: int  # in the caller's list
+    function: _Function
+    prepared: _Prepared
+
+
+def call_many(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
+    """See the module docstring and :func:`js_host.function.call_many`."""
+    calls = list(calls)
+    results: list[Any] = [None] * len(calls)
+    by_host: dict[int, tuple[JSHost, list[_Job]]] = {}
+    for index, item in enumerate(calls):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict)):
+            raise TypeError(
+                f"call_many() takes (Function, data) pairs, data a dict of the call's arguments; "
+                f"item {index} is {item!r}."
+            )
+        function, data = item
+        try:
+            prepared = function._prepare(data)
+        except JSHostError as err:  # connecting failed, or the host has no such function
+            results[index] = function._outcome(err)
+            continue
+        if prepared.kept is not None:  # the local cache answered: nothing to send
+            results[index] = prepared.kept
+            continue
+        by_host.setdefault(id(prepared.host), (prepared.host, []))[1].append(_Job(index, function, prepared))
+    for host, jobs in by_host.values():
+        _send_batches(host, jobs, results)
+    return results
+
+
+def _size(body: bytes | list[bytes]) -> int:
+    return len(body) if isinstance(body, bytes) else sum(map(len, body))
+
+
+def split(
+    jobs: Sequence[_Job], max_jobs: int = MAX_BATCH_JOBS, max_bytes: int = MAX_BATCH_BYTES
+) -> list[list[_Job]]:
+    """``jobs`` in batches of at most ``max_jobs`` jobs and about ``max_bytes`` of bodies, in order."""
+    batches: list[list[_Job]] = []
+    current: list[_Job] = []
+    size = 0
+    for job in jobs:
+        job_size = _size(job.prepared.body)
+        if current and (len(current) >= max_jobs or size + job_size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(job)
+        size += job_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
+    batches = split(jobs)
+    for number, batch in enumerate(batches):
+        names = sorted({job.function.name for job in batch})
+        more = ", ..." if len(names) > 5 else ""
+        what = f"A batch of {len(batch)} calls (of {', '.join(map(repr, names[:5]))}{more})"
+        body = encode_batch([Job(job.function.name, job.prepared.digest, job.prepared.body) for job in batch])
+        timeout = max(job.prepared.timeout for job in batch)
+        try:
+            response = host.request_batch(body, timeout, what)
+        except JSHostError as err:  # the batch as a whole failed: so did each of its calls
+            _failed(batch, err, results)
+            continue
+        if response is None:  # no batch endpoint: this batch and the next ones go one by one
+            _send_singly([job for rest in batches[number:] for job in rest], results)
+            return
+        if response.status in (400, 413):
+            logger.warning(
+                "%s refused %s as a whole (it answered %s: %s); its calls are sent one by one",
+                host.get_url(),
+                what.lower(),
+                response.status,
+                response.text.strip()[:300],
+            )
+            _send_singly(batch, results)
+            continue
+        try:
+            if response.status != 200:
+                said = response.text.strip()
+                raise UnexpectedResponse(
+                    f"{what}: the host answered {response.status} to POST {BATCH_PATH}: {said}"
+                )
+            decoded = decode_results(response.body, len(batch))
+        except UnexpectedResponse as err:
+            _failed(batch, err, results)
+            continue
+        for job, result in zip(batch, decoded):
+            function = job.function
+            try:
+                answer = host.job_answer(function.name, result_response(result))
+                results[job.index] = function._answer(host, job.prepared.digest, answer)
+            except JSHostError as err:
+                results[job.index] = function._outcome(err)
+
+
+def _failed(batch: list[_Job], err: JSHostError, results: list[Any]) -> None:
+    for job in batch:
+        results[job.index] = job.function._outcome(err)
+
+
+def _send_one(job: _Job) -> str | JSHostError:
+    try:
+        return job.function._send(job.prepared)
+    except JSHostError as err:
+        return job.function._outcome(err)
+
+
+def _send_singly(jobs: list[_Job], results: list[Any]) -> None:
+    """Each job as its own call, up to SINGLE_CALL_THREADS at a time."""
+    if len(jobs) == 1:
+        results[jobs[0].index] = _send_one(jobs[0])
+        return
+    # A pool per fallback: threads do not survive fork(), and the pool keeps none between calls.
+    with ThreadPoolExecutor(max_workers=min(SINGLE_CALL_THREADS, len(jobs))) as executor:
+        for job, outcome in zip(jobs, executor.map(_send_one, jobs)):
+            results[job.index] = outcome
