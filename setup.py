@@ -49,7 +49,7 @@ setup(
         ],
         # The client's Prometheus metrics (js_host/metrics.py) and the status command's
         # reading of the host's and proxy's /metrics.
-        "metrics": ["prometheus_client>=0.17,<1"],
+        "metrics": ["prometheus_client>=0.20,<1"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
