@@ -23,7 +23,7 @@ setup(
     packages=find_packages(include=["js_host", "js_host.*", "js_host_proxy", "js_host_proxy.*"]),
     # The Node host and manager ship inside the package, so `pip install` is enough.
     package_data={
-        "js_host": ["py.typed", "node/bin/*.js", "node/lib/*.js", "node/package.json"],
+        "js_host": ["py.typed", "node/bin/*.js", "node/lib/*.js", "node/lib/*.mjs", "node/package.json"],
         "js_host_proxy": ["py.typed"],
     },
     include_package_data=True,

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     node = os.environ.get("PATH_TO_NODE", "node")
     path = shutil.which(node)
     if path is None:
-        sys.exit(f"js-host: node binary {node!r} not found; install Node.js 18+ or set PATH_TO_NODE")
+        sys.exit(f"js-host: node binary {node!r} not found; install Node.js 20+ or set PATH_TO_NODE")
     # exec: signals (SIGTERM from a supervisor) reach node directly.
     os.execv(path, [path, BUNDLED_BIN_PATH, *args])
 

@@ -15,7 +15,7 @@ const path = require('node:path');
 
 const { parseArgs, UsageError, USAGE } = require('../lib/args');
 const { loadedFiles } = require('../lib/code_version');
-const { ConfigError, loadConfigFile } = require('../lib/config');
+const { ConfigError, loadConfigFile, sourceMapsOn, watchNodeModules } = require('../lib/config');
 const { Host } = require('../lib/host');
 const { ignoreConsoleErrors } = require('../lib/logger');
 const { Manager } = require('../lib/manager');
@@ -58,7 +58,7 @@ function fail(message) {
   process.exit(1);
 }
 
-function main() {
+async function main() {
   let args;
   try {
     args = parseArgs(process.argv.slice(2));
@@ -81,9 +81,16 @@ function main() {
   let server;
   let configFile;
   try {
-    const loaded = loadConfigFile(args.file);
+    // Node reads a module's source map as it loads it: on while the config
+    // loads, then as the config says (sourceMapsOn; node --enable-source-maps also turns it on).
+    const startedWithMaps = process.sourceMapsEnabled === true;
+    if (!args.manager && !args.config) process.setSourceMapsEnabled(true);
+    const loaded = await loadConfigFile(args.file, { host: !args.manager });
     configFile = loaded.configFile;
     const userConfig = loaded.config;
+    const sourceMaps = !args.manager && sourceMapsOn(userConfig, MANAGED || startedWithMaps);
+    if (!args.manager) process.setSourceMapsEnabled(sourceMaps);
+    const nodeModules = !args.manager && watchNodeModules(userConfig);
     const serving = !args.config && !args.detached;
     const logger = createLogger(userConfig, { holdConsole: args.json, format: args.logFormat });
     jsonLogs = logger.json;
@@ -105,6 +112,7 @@ function main() {
         configFile,
         workers,
         logfile,
+        sourceMaps,
         onFatal: (err) => {
           logger.error(`Host: exiting: no worker can start: ${err.message}`);
           exit(server, 1, 'no worker can start');
@@ -115,7 +123,7 @@ function main() {
       if (workers > 0) poolSettings(userConfig, workers);
       server = new Host(userConfig, { logger, port: args.port });
       // What the manager's clients watch (see loadedFiles): taken as the config was loaded.
-      if (MANAGED) server.loadedFiles = loadedFiles();
+      if (MANAGED) server.loadedFiles = loadedFiles(undefined, { nodeModules });
     }
     try {
       server.statusJson();
@@ -309,4 +317,4 @@ function runDetached(args, kind, configFile) {
   });
 }
 
-main();
+main().catch((err) => fail(`unexpected error: ${err && err.stack ? err.stack : err}`));

@@ -1,7 +1,8 @@
 'use strict';
 
 // A version of the code a host runs: a digest of the contents of every module
-// the process has loaded (the config file and all it required), so that caches
+// the process has loaded (the config file and all it required or imported:
+// CommonJS and ES modules, see module_files.js), so that caches
 // keyed on it (the proxy's, the client's local cache) never answer a call with
 // the output of other code. Contents, not mtimes: a restart with unchanged code
 // keeps the same version, and so its cache entries.
@@ -13,16 +14,17 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const { moduleFiles } = require('./module_files');
 
 // Hex digits kept: 64 bits, enough to tell versions of one project apart.
 const LENGTH = 16;
 
 /**
- * The code version of the files in `files` (by default every file in
- * require.cache): sha256 over their sorted paths and contents, LENGTH hex digits.
+ * The code version of the files in `files` (by default every module loaded,
+ * installed packages included): sha256 over their sorted paths and contents, LENGTH hex digits.
  * A file that cannot be read any more counts by its path alone.
  */
-function codeVersion(files = Object.keys(require.cache)) {
+function codeVersion(files = moduleFiles()) {
   const hash = crypto.createHash('sha256');
   for (const file of [...new Set(files)].sort()) {
     hash.update(file);
@@ -41,17 +43,19 @@ function codeVersion(files = Object.keys(require.cache)) {
 const OWN_DIRS = ['lib', 'bin'].map((name) => path.join(path.dirname(__dirname), name) + path.sep);
 
 /**
- * The user's modules among `files` (by default every file in require.cache),
- * with their mtimes in ns (strings: exact): {path: mtimeNs}. Installed
- * packages (node_modules) and js-host's own modules are left out. A managed
+ * The user's modules among `files` (by default every module loaded), with
+ * their mtimes in ns (strings: exact): {path: mtimeNs}. js-host's own modules
+ * are left out, and so are installed packages (node_modules) unless
+ * `nodeModules` (the config's `watchNodeModules: true`). A managed
  * host reports them to its manager, so that a development client restarts it
  * when one changes (and knows at once that a host started before an edit runs
  * old code). A file that cannot be stat'ed any more is left out.
  */
-function loadedFiles(files = Object.keys(require.cache)) {
+function loadedFiles(files = moduleFiles(), { nodeModules = false } = {}) {
   const mtimes = {};
   for (const file of [...new Set(files)].sort()) {
-    if (!path.isAbsolute(file) || OWN_DIRS.some((dir) => file.startsWith(dir)) || file.split(path.sep).includes('node_modules')) continue;
+    if (!path.isAbsolute(file) || OWN_DIRS.some((dir) => file.startsWith(dir))) continue;
+    if (!nodeModules && file.split(path.sep).includes('node_modules')) continue;
     try {
       mtimes[file] = String(fs.statSync(file, { bigint: true }).mtimeNs);
     } catch {

@@ -47,8 +47,9 @@ class Pool {
    * @param {object} options.logger the host's
    * @param {string|null} options.logfile where the host logs (named in error messages)
    * @param {Function} options.onFatal called with an Error when the pool cannot run
+   * @param {boolean} [options.sourceMaps] the workers' default for the config's sourceMaps
    */
-  constructor({ configFile, port, settings, functionTimeout, logger, logfile, onFatal }) {
+  constructor({ configFile, port, settings, functionTimeout, logger, logfile, onFatal, sourceMaps = false }) {
     this.configFile = configFile;
     this.port = port;
     this.settings = settings;
@@ -56,6 +57,7 @@ class Pool {
     this.logger = logger;
     this.logfile = logfile;
     this.onFatal = onFatal;
+    this.sourceMaps = sourceMaps;
     this.workers = new Set();
     this.idle = []; // ready workers without a call (the last one used first: it is warm)
     this.queue = [];
@@ -86,6 +88,7 @@ class Pool {
       generation: this.generation,
       heapLimitMb: this.settings.heapLimitMb,
       logFields: this.logger.wantsFields,
+      sourceMaps: this.sourceMaps,
     });
     worker.replaces = replaces;
     this.workers.add(worker);

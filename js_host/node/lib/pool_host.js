@@ -63,6 +63,7 @@ class PoolHost extends BaseServer {
    * @param {string} options.configFile the file every worker loads
    * @param {number} options.workers the number of workers
    * @param {string|null} [options.logfile] named in the errors of crashed calls
+   * @param {boolean} [options.sourceMaps] the workers' default for the config's sourceMaps (config.js)
    * @param {Function} [options.onFatal] called with an Error when no worker can start any more
    */
   constructor(config, options) {
@@ -74,6 +75,7 @@ class PoolHost extends BaseServer {
     this.settings = poolSettings(this.config, options.workers);
     this.configFile = options.configFile;
     this.logfile = options.logfile || null;
+    this.sourceMaps = options.sourceMaps === true;
     this.onFatal = options.onFatal || (() => {});
     this.pool = null; // made once listening: the workers get the real port
     this.metrics = new HostMetrics({ pool: () => this.pool });
@@ -123,6 +125,7 @@ class PoolHost extends BaseServer {
         functionTimeout: this.functionTimeout,
         logger: this.logger,
         logfile: this.logfile,
+        sourceMaps: this.sourceMaps,
         onFatal: this.onFatal,
       });
       this.pool.start((startError) => {

@@ -1,7 +1,7 @@
 'use strict';
 
 // The entry of a pool worker, forked by worker_process.js with
-// `<config file> <port> <measure memory: 1|0> <log fields: 1|0>`: it loads the config as the single-process host does
+// `<config file> <port> <measure memory: 1|0> <log fields: 1|0> <source maps by default: 1|0>`: it loads the config as the single-process host does
 // (a Host that never listens: extendHost, addFunction, host.logger and
 // host.config work the same), reports ready, then runs one call at a time
 // with call.js's rules. The messages (JSON arrays over the IPC channel) are
@@ -16,7 +16,7 @@
 const { Worker } = require('node:worker_threads');
 const { BadBody, parseObject } = require('./body_reader');
 const { FunctionCall } = require('./call');
-const { ConfigError, loadConfigFile } = require('./config');
+const { ConfigError, loadConfigFile, sourceMapsOn, watchNodeModules } = require('./config');
 const { Host } = require('./host');
 const { loadedFiles } = require('./code_version');
 const { Logger } = require('./logger');
@@ -76,15 +76,21 @@ function send(message, callback) {
 let host = null;
 let measureMemory = false;
 
-function main() {
-  const [configFile, port, memory, fields] = process.argv.slice(2);
+async function main() {
+  const [configFile, port, memory, fields, sourceMapsByDefault] = process.argv.slice(2);
   measureMemory = memory === '1';
   process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', onCrash);
   new Worker(WATCHDOG, { eval: true, workerData: process.ppid }).unref();
 
+  let nodeModules;
   try {
-    const { config } = loadConfigFile(configFile);
+    // As the single-process host: maps read while the config loads, then used as it says.
+    const startedWithMaps = process.sourceMapsEnabled === true;
+    process.setSourceMapsEnabled(true);
+    const { config } = await loadConfigFile(configFile, { host: true });
+    process.setSourceMapsEnabled(sourceMapsOn(config, sourceMapsByDefault === '1' || startedWithMaps));
+    nodeModules = watchNodeModules(config);
     host = new Host(config, { logger: new Logger({ custom: ipcLogger, customFields: fields === '1' }), port: Number(port) });
     host.statusJson();
   } catch (err) {
@@ -104,7 +110,7 @@ function main() {
       codeVersion: host.codeVersion,
       config: host.serializableConfig(),
       // The user's modules this worker loaded (what a development client watches).
-      loadedFiles: loadedFiles(),
+      loadedFiles: loadedFiles(undefined, { nodeModules }),
       heapUsed: process.memoryUsage().heapUsed,
     },
   ]);
@@ -144,6 +150,6 @@ function describeStartError(err, configFile) {
 }
 
 // Run only as a forked worker's entry: requiring this module does nothing.
-if (require.main === module) main();
+if (require.main === module) main().catch(onCrash);
 
 module.exports = { CRASH_EXIT_CODE };

@@ -34,10 +34,11 @@ let nextId = 0;
 class WorkerProcess {
   /**
    * @param {object} pool receives onReady, onAnswer, onLog, onCrashReport, onGone(worker)
-   * @param {object} options {configFile, port, generation, heapLimitMb, logFields}
-   *   (logFields: the master writes JSON log lines, which carry the fields of a call's lines)
+   * @param {object} options {configFile, port, generation, heapLimitMb, logFields, sourceMaps}
+   *   (logFields: the master writes JSON log lines, which carry the fields of a call's lines;
+   *   sourceMaps: the master's default, used unless the config says)
    */
-  constructor(pool, { configFile, port, generation, heapLimitMb, logFields = false }) {
+  constructor(pool, { configFile, port, generation, heapLimitMb, logFields = false, sourceMaps = false }) {
     this.pool = pool;
     this.id = ++nextId;
     this.generation = generation;
@@ -66,7 +67,8 @@ class WorkerProcess {
     const execArgv = [...process.execArgv];
     if (heapLimitMb > 0) execArgv.push(`--max-old-space-size=${heapLimitMb}`);
     this.logFields = logFields;
-    this.child = fork(MAIN, [configFile, String(port), heapLimitMb > 0 ? '1' : '0', logFields ? '1' : '0'], {
+    const args = [configFile, String(port), heapLimitMb > 0 ? '1' : '0', logFields ? '1' : '0', sourceMaps ? '1' : '0'];
+    this.child = fork(MAIN, args, {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

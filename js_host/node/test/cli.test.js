@@ -42,16 +42,24 @@ describe('cli outputs', () => {
   });
 
   test('protocolVersion: the js-host protocol /status announces (0.12 for python js-host 0.2.0)', (t) => {
-    const { config } = writeConfig(t, 'p.config.js', "module.exports = {protocolVersion: '0.12.0'};");
+    const { config } = writeConfig(t, 'p.config.js', "module.exports = {protocolVersion: '0.12.0', functions: {}};");
     const status = JSON.parse(runCli([config, '-c']).stdout);
     assert.equal(status.version, '0.12.0');
     assert.equal(status.packageVersion, VERSION);
   });
 
-  test('a config without functions reports functions: null; its port comes first', (t) => {
-    const { config } = writeConfig(t, 'b.config.js', 'module.exports = {port: 9321};');
+  test("the status line's config: the config's own port comes first", (t) => {
+    const { config } = writeConfig(t, 'b.config.js', 'module.exports = {port: 9321, functions: {}};');
     const status = JSON.parse(runCli([config, '-c']).stdout);
-    assert.deepEqual(status.config, { port: 9321, functions: null, address: '127.0.0.1', requestDataLimit: '10mb' });
+    assert.deepEqual(status.config, { port: 9321, functions: [], address: '127.0.0.1', requestDataLimit: '10mb' });
+  });
+
+  test('a config without functions is an error naming the file, not an empty host', (t) => {
+    const { config } = writeConfig(t, 'nofunctions.config.js', 'module.exports = {port: 9321};');
+    const shown = runCli([config, '-c']);
+    assert.equal(shown.status, 1);
+    assert.match(shown.stderr, /has no functions: add functions: \{<name>: <function>\}/);
+    assert.ok(shown.stderr.includes(config), shown.stderr);
   });
 
   test('-v, -h, usage errors', () => {
@@ -88,8 +96,8 @@ describe('bad configs: exit 1, one line on stderr naming the file', () => {
     'no exports': ['var x = 1;', /does not export an object .*bad\.config\.js/],
     'throws': ['throw new Error("no way");', /Error loading config file .*bad\.config\.js line 1: no way/],
     'bad function': ['module.exports = {functions: {a: 1}};', /Function handlers must be functions: "a"/],
-    'bad requestDataLimit': ['module.exports = {requestDataLimit: "lots"};', /requestDataLimit/],
-    'a protocol it does not speak': ['module.exports = {protocolVersion: "1.0.0"};', /protocolVersion must be .*'0\.11\.x' or '0\.12\.x', not "1\.0\.0"/],
+    'bad requestDataLimit': ['module.exports = {requestDataLimit: "lots", functions: {}};', /requestDataLimit/],
+    'a protocol it does not speak': ['module.exports = {protocolVersion: "1.0.0", functions: {}};', /protocolVersion must be .*'0\.11\.x' or '0\.12\.x', not "1\.0\.0"/],
   };
   for (const [name, [text, pattern]] of Object.entries(cases)) {
     test(name, (t) => {
