@@ -1,8 +1,8 @@
 """``python -m js_host status`` and ``js-host-proxy status`` against real servers: a pooled
 bundled host after known calls (its workers, calls by status, slowest functions, last
 errors), js-host 0.11 from npm (no /health, no /metrics: said so), the proxy under gunicorn
-(hit ratio, upstreams), nothing listening (a line, not a traceback), and without
-prometheus_client (the rest still shown)."""
+(hit ratio, upstreams), the host found from its config file, nothing listening (a line, not
+a traceback), and without prometheus_client (the rest still shown)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from js_host.function import Function
 from js_host.host import JSHost
 from js_host.stack_status import histogram_quantile
-from tests.support.client import FUNCTIONS_JS
+from tests.support.client import FUNCTIONS_JS, write_config
 from tests.support.processes import BUNDLED_BIN, NPM_BIN, ROOT, NodeProcess, free_port
 from tests.support.servers import Server, base_env
 from tests.support.waiting import wait_for
@@ -107,6 +108,13 @@ def test_a_pooled_host_and_an_npm_host(pool_host: NodeProcess, npm_host: NodePro
         "  last errors: not reported by this host (no lastErrors in /status)",
     ]
     assert lines[-1].startswith(f"proxy {missing}: not reachable (")
+
+
+def test_the_host_is_found_from_its_config_file(pool_host: NodeProcess, tmp_path: Path) -> None:
+    config = write_config(tmp_path, port=pool_host.status["config"]["port"])
+    code, lines = status("--config", str(config))
+    assert code == 0, lines
+    assert lines[1].startswith(f"host {pool_host.url}: up, healthy")
 
 
 def test_nothing_listening_is_a_line_and_exit_status_1() -> None:
