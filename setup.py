@@ -50,6 +50,9 @@ setup(
         # Serving an ASGI app wrapped in js_host.asgi.JSHostASGIMiddleware (which needs
         # nothing beyond the client): uvicorn, and its worker class for gunicorn.
         "asgi": ["uvicorn>=0.30", "uvicorn-worker>=0.2"],
+        # The client's Prometheus metrics (js_host/metrics.py) and the status command's
+        # reading of the host's and proxy's /metrics.
+        "metrics": ["prometheus_client>=0.20,<1"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

@@ -1,5 +1,5 @@
 # The caching proxy (js_host_proxy) under gunicorn, configured by gunicorn.conf.py.
-# Its health check is GET /status, forwarded to the host: healthy = host reachable through it.
+# Its health check is GET /health?ready (readiness): 200 while at least one host answers its /health.
 # Build from the repository root:  docker build -f docker/proxy.Dockerfile -t js-host-proxy .
 FROM python:3.11.10-slim-bookworm
 
@@ -30,6 +30,6 @@ ENV JS_HOST_PROXY_UPSTREAM=http://host:9009 \
 EXPOSE 9010
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9010/status', timeout=3)"]
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9010/health?ready', timeout=3)"]
 
 CMD ["gunicorn", "-c", "gunicorn.conf.py"]

@@ -19,7 +19,7 @@ from .aio_transport import get_pool
 from .batch import BATCH_PATH
 from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
 from .host import JSHost
-from .host_connection import FUNCTION_HEADERS
+from .host_connection import request_headers
 from .response import Response
 
 # Per loop, per host: the lock under which one task connects (a loop or host gone takes its own).
@@ -47,7 +47,12 @@ async def connect(host: JSHost) -> None:
 
 
 async def request_function(
-    host: JSHost, name: str, path: str, body: bytes | list[bytes], timeout: float
+    host: JSHost,
+    name: str,
+    path: str,
+    body: bytes | list[bytes],
+    timeout: float,
+    request_id: str | None = None,
 ) -> Response:
     """:meth:`JSHost.request_function` on the running loop: POST ``body`` to ``path``; the answer,
     or the same errors. Call :func:`connect` first (else connecting would block the loop)."""
@@ -59,7 +64,7 @@ async def request_function(
             "POST",
             target.prefix + path,
             body,
-            headers=FUNCTION_HEADERS,
+            headers=request_headers(request_id, f"Function {name!r}"),
             timeout=timeout,
         )
     except (FunctionTimeout, ConnectionError) as err:
@@ -80,7 +85,7 @@ async def request_batch(host: JSHost, body: bytes, timeout: float, what: str) ->
             "POST",
             target.prefix + BATCH_PATH,
             body,
-            headers=FUNCTION_HEADERS,
+            headers=request_headers(None, what),
             timeout=timeout,
         )
     except (FunctionTimeout, ConnectionError) as err:

@@ -35,11 +35,13 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Union
 from urllib.parse import quote
 
 from . import aio_host, aio_many, many, verbosity
+from .call_record import CallRecord
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
@@ -193,36 +195,57 @@ class Function:
     def call(self, **kwargs: Any) -> str:
         """Call the function with ``kwargs`` as its data; returns its output text (or the
         fallback's, when the host is unavailable)."""
-        if self.fallback is None:
-            return self._call(kwargs)
+        record = CallRecord(self.name)  # a DEBUG record and the metrics, once it ends
         try:
-            return self._call(kwargs)
-        except FALLBACK_ERRORS as err:
+            output = self._call(kwargs, record)
+        except Exception as err:
+            if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
+                record.finished(err)
+                raise
+            record.finished(err, fallback=True)
             return self._fallback_output(err)
+        record.finished()
+        return output
 
     async def call_async(self, **kwargs: Any) -> str:
-        """:meth:`call` for asyncio: the same encoding, local cache, errors and fallback, over a
-        kept-alive connection pool of the running loop (see :mod:`js_host.aio_host`)."""
-        if self.fallback is None:
-            return await self._call_async(kwargs)
+        """:meth:`call` for asyncio: the same encoding, local cache, errors, fallback and record,
+        over a kept-alive connection pool of the running loop (see :mod:`js_host.aio_host`)."""
+        record = CallRecord(self.name)
         try:
-            return await self._call_async(kwargs)
-        except FALLBACK_ERRORS as err:
+            output = await self._call_async(kwargs, record)
+        except Exception as err:
+            if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
+                record.finished(err)
+                raise
+            record.finished(err, fallback=True)
             return self._fallback_output(err)
+        record.finished()
+        return output
 
-    async def _call_async(self, kwargs: dict[str, Any]) -> str:
+    async def _call_async(self, kwargs: dict[str, Any], record: CallRecord) -> str:
         host = self.get_host()
         if not host.has_connected:
             await aio_host.connect(host)  # off the loop, once per process
         prepared = self._prepare(kwargs)
-        return prepared.kept if prepared.kept is not None else await self._send_async(prepared)
+        record.hash = prepared.digest
+        if prepared.kept is not None:
+            record.status, record.cache = 200, "local"
+            return prepared.kept
+        return await self._send_async(prepared, record)
 
-    async def _send_async(self, prepared: Prepared) -> str:
+    async def _send_async(self, prepared: Prepared, record: CallRecord | None = None) -> str:
         """:meth:`_send` on the running loop."""
         host, body, digest = prepared.host, prepared.body, prepared.digest
         self._log_call(body)
+        request_id = uuid.uuid4().hex
+        if record is not None:
+            record.request_id = request_id
         path = f"{self._path}{digest}"
-        response = await aio_host.request_function(host, self.name, path, body, prepared.timeout)
+        response = await aio_host.request_function(
+            host, self.name, path, body, prepared.timeout, request_id=request_id
+        )
+        if record is not None:
+            record.response = response
         return self._answer(host, digest, response)
 
     def _fallback_output(self, err: JSHostError) -> str:
@@ -238,9 +261,13 @@ class Function:
             return self._fallback_output(err)
         return err
 
-    def _call(self, kwargs: dict[str, Any]) -> str:
+    def _call(self, kwargs: dict[str, Any], record: CallRecord) -> str:
         prepared = self._prepare(kwargs)
-        return prepared.kept if prepared.kept is not None else self._send(prepared)
+        record.hash = prepared.digest
+        if prepared.kept is not None:
+            record.status, record.cache = 200, "local"
+            return prepared.kept
+        return self._send(prepared, record)
 
     def _prepare(self, kwargs: dict[str, Any]) -> Prepared:
         """Connect if needed, encode ``kwargs`` and look the call up in the local cache."""
@@ -253,12 +280,20 @@ class Function:
         timeout = self.timeout if self.timeout is not None else host.function_timeout
         return Prepared(host, body, digest, timeout, kept)
 
-    def _send(self, prepared: Prepared) -> str:
-        """Send a prepared call on its own; its output (or its exception)."""
+    def _send(self, prepared: Prepared, record: CallRecord | None = None) -> str:
+        """Send a prepared call on its own; its output (or its exception). ``record``: what
+        :meth:`call` reports of it, filled in here (the request id, the answer)."""
         host, body, digest = prepared.host, prepared.body, prepared.digest
         self._log_call(body)
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = host.request_function(self.name, f"{self._path}{digest}", body, prepared.timeout)
+        request_id = uuid.uuid4().hex  # X-Request-Id: the proxy and the host log it too
+        if record is not None:
+            record.request_id = request_id
+        response = host.request_function(
+            self.name, f"{self._path}{digest}", body, prepared.timeout, request_id=request_id
+        )
+        if record is not None:
+            record.response = response
         return self._answer(host, digest, response)
 
     def _log_call(self, body: bytes | list[bytes]) -> None:

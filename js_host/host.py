@@ -253,8 +253,19 @@ class JSHost:
         """Connect if needed; a ConfigError unless the host runs a function ``name``."""
         self._connection.require_function(name)
 
-    def request_function(self, name: str, path: str, body: bytes | list[bytes], timeout: float) -> Response:
+    def request_function(
+        self,
+        name: str,
+        path: str,
+        body: bytes | list[bytes],
+        timeout: float,
+        *,
+        request_id: str | None = None,
+    ) -> Response:
         """POST ``body`` (JSON) to ``path`` (``/function/<name>?hash=...``); the host's answer.
+
+        ``request_id`` is sent as ``X-Request-Id`` (a new one when None), so that the
+        proxy's and the host's logs of the call can be found.
 
         Connects first if needed. What the transport reports becomes js_host's
         errors: FunctionTimeout after ``timeout`` seconds, ConnectionError (a
@@ -262,7 +273,7 @@ class JSHost:
         proxy's 502/503 (the host cannot be reached) and 504 (it gave up waiting)
         become ConnectionError and FunctionTimeout. Other answers are returned.
         """
-        return self._connection.request_function(name, path, body, timeout)
+        return self._connection.request_function(name, path, body, timeout, request_id=request_id)
 
     def request_batch(self, body: bytes, timeout: float, what: str = "A batch of calls") -> Response | None:
         """POST ``body`` (:func:`js_host.batch.encode_batch`) to ``/batch``; the answer, or None

@@ -16,8 +16,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 import time
+import uuid
 import weakref
 from typing import Any, Callable, NamedTuple
 
@@ -43,8 +45,22 @@ logger = logging.getLogger(__name__)
 #: Lines of a crashed host's logfile shown in the ProcessError.
 LOG_TAIL_LINES = 20
 
-#: The header lines of a function request (beyond Host and Content-Length).
-FUNCTION_HEADERS = b"Content-Type: application/json\r\n"
+_JSON_HEADERS = b"Content-Type: application/json\r\n"
+#: The X-Request-Id values the proxy and the host accept (others they replace).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+
+
+def request_headers(request_id: str | None, what: str) -> bytes:
+    """The header lines of a function or batch request (beyond Host and Content-Length), with
+    ``request_id`` as ``X-Request-Id`` (a new one when None), for ``what`` ("Function 'render'")."""
+    # The request id (docs/ARCHITECTURE.md): a uuid4's 32 hex digits, which the
+    # proxy and the host accept as they are, log and echo.
+    if request_id is None:
+        request_id = uuid.uuid4().hex
+    elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
+        raise ConfigError(f"{what}: request id {request_id!r} is not 1-128 letters, digits and '._:-'.")
+    return b"%sX-Request-Id: %s\r\n" % (_JSON_HEADERS, request_id.encode())
+
 
 # Every HostConnection, so that a forked child can forget its parent's (see _after_fork).
 _connections: weakref.WeakSet[HostConnection] = weakref.WeakSet()
@@ -186,10 +202,19 @@ class HostConnection:
                 "restart the host."
             )
 
-    def request_function(self, name: str, path: str, body: bytes | list[bytes], timeout: float) -> Response:
+    def request_function(
+        self,
+        name: str,
+        path: str,
+        body: bytes | list[bytes],
+        timeout: float,
+        *,
+        request_id: str | None = None,
+    ) -> Response:
         """See :meth:`js_host.host.JSHost.request_function`."""
         what = f"Function {name!r}"
-        return self.proxy_answer(what, self._post(self.target(), path, body, timeout, what))
+        target = self.target()
+        return self.proxy_answer(what, self._post(target, path, body, timeout, what, request_id))
 
     def request_batch(self, body: bytes, timeout: float, what: str) -> Response | None:
         """See :meth:`js_host.host.JSHost.request_batch`."""
@@ -219,9 +244,17 @@ class HostConnection:
         return response
 
     def _post(
-        self, target: Target, path: str, body: bytes | list[bytes], timeout: float, what: str
+        self,
+        target: Target,
+        path: str,
+        body: bytes | list[bytes],
+        timeout: float,
+        what: str,
+        request_id: str | None = None,
     ) -> Response:
-        """POST ``body`` to ``path`` at ``target``; transport errors become js_host's."""
+        """POST ``body`` to ``path`` at ``target``, with ``request_id`` as ``X-Request-Id`` (a
+        new one when None); transport errors become js_host's."""
+        headers = request_headers(request_id, what)
         try:
             return pool.request(
                 target.address,
@@ -229,7 +262,7 @@ class HostConnection:
                 "POST",
                 target.prefix + path,
                 body,
-                headers=FUNCTION_HEADERS,
+                headers=headers,
                 timeout=timeout,
             )
         except (FunctionTimeout, ConnectionError) as err:

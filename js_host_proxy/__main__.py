@@ -2,11 +2,14 @@
 
     js-host-proxy serve [--upstream URL[,URL]] [--bind ADDR] [--cache URL] [--workers N] ...
     js-host-proxy purge (--all | --function NAME | --version V | --namespace NS | --expired) [--cache URL]
+    js-host-proxy status [--proxy URL] [--host URL[,URL]] [--proxy-metrics URL] [--token T]
 
 ``serve`` runs gunicorn with the settings shipped in the package
 (``js_host_proxy.gunicorn_settings``), or the file given with ``--gunicorn-conf`` (e.g. the
 project's ``gunicorn.conf.py``); never one found in the current folder, which may belong to
-another user. Its options set the matching ``JS_HOST_PROXY_*`` variables.
+another user. Its options set the matching ``JS_HOST_PROXY_*`` variables. ``status``
+shows the running stack on one screen (``js_host.stack_status``): by default the proxy at
+``JS_HOST_PROXY_BIND`` and the hosts of ``JS_HOST_PROXY_UPSTREAM``.
 """
 
 from __future__ import annotations
@@ -121,6 +124,41 @@ def purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def bind_url(bind: str) -> str:
+    """The URL to reach a proxy listening at ``bind`` (``JS_HOST_PROXY_BIND``) from this
+    machine: a wildcard address becomes the loopback one."""
+    address, _, port = bind.rpartition(":")
+    if address in ("", "0.0.0.0"):
+        address = "127.0.0.1"
+    elif address == "[::]":
+        address = "[::1]"
+    return f"http://{address}:{port}"
+
+
+def status(args: argparse.Namespace) -> int:
+    from js_host.stack_status import run
+    from js_host_proxy.config import ProxyConfig
+
+    proxy = None
+    bind = os.environ.get("JS_HOST_PROXY_BIND", DEFAULT_STATUS_BIND).split(",")[0].strip()
+    if not bind.startswith("unix:"):
+        proxy = bind_url(bind)
+    elif not args.proxy:
+        print(
+            f"js-host-proxy status: the proxy listens on {bind}: give its URL with --proxy", file=sys.stderr
+        )
+        return 2
+    metrics_bind = os.environ.get("JS_HOST_PROXY_METRICS_BIND", "").strip()
+    if not args.proxy_metrics and metrics_bind and not args.proxy:
+        args.proxy_metrics = bind_url(metrics_bind)
+    args.token = args.token or os.environ.get("JS_HOST_PROXY_METRICS_TOKEN", "")
+    return run(args, default_hosts=list(ProxyConfig.from_env().upstreams), default_proxy=proxy)
+
+
+#: Where ``status`` looks for the proxy without JS_HOST_PROXY_BIND (gunicorn_settings' default).
+DEFAULT_STATUS_BIND = "127.0.0.1:9010"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="js-host-proxy", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="only entries past their stale window, and leftovers of killed workers (file, memory)",
     )
     purge_parser.set_defaults(handler=purge)
+    from js_host.stack_status import add_arguments
+
+    status_parser = commands.add_parser(
+        "status",
+        help="show the running stack: hosts, workers, hit ratio, slowest functions, last errors",
+        description="Show the running stack on one screen: the proxy (hit ratio, upstreams, cache) and "
+        "its hosts (workers, calls, slowest functions, last errors), from their /status, /health and "
+        "/metrics.",
+    )
+    add_arguments(
+        status_parser,
+        host_default="JS_HOST_PROXY_UPSTREAM, else http://127.0.0.1:9009",
+        proxy_default="JS_HOST_PROXY_BIND's address, else http://127.0.0.1:9010",
+    )
+    status_parser.set_defaults(handler=status)
     return parser
 
 

@@ -16,7 +16,8 @@ class RecordingServer(ThreadedServer):
     ``close_after`` makes it close a kept-alive connection when its Nth request
     arrives (without answering it), as a server whose keep-alive timer fired.
     ``status_code`` is the code of function responses. While ``hang`` is true,
-    requests are recorded but never answered (a host that hangs).
+    requests are recorded but never answered (a host that hangs). ``headers`` are added
+    to the function responses (e.g. a proxy's ``X-Cache``).
     """
 
     def __init__(
@@ -27,8 +28,10 @@ class RecordingServer(ThreadedServer):
         status_code: int = 200,
         hang: bool = False,
         address: str = "127.0.0.1",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.functions = functions
+        self.headers = headers or {}
         self.close_after = close_after
         self.status_code = status_code
         self.hang = hang
@@ -60,11 +63,14 @@ class RecordingServer(ThreadedServer):
                     out = json.dumps(
                         {"type": "Host", "version": "test", "config": {"functions": self.functions}}
                     ).encode()
+                    extra = ""
                 else:
                     code = self.status_code
                     out = b"ok:" + body
+                    extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
                 reason = {200: "OK", 504: "Gateway Timeout"}.get(code, "X")
-                conn.sendall(f"HTTP/1.1 {code} {reason}\r\nContent-Length: {len(out)}\r\n\r\n".encode() + out)
+                head = f"HTTP/1.1 {code} {reason}\r\nContent-Length: {len(out)}\r\n{extra}\r\n"
+                conn.sendall(head.encode() + out)
 
     def function_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["target"].startswith("/function/")]

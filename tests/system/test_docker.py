@@ -287,11 +287,12 @@ def test_container_commands_serve_the_example_through_the_proxy(tmp_path: Path) 
         assert down.status == 503, down
         assert "retry-after" in down.headers
         assert get(f"http://127.0.0.1:{app_port}/health").status == 200
-        assert not proxy.healthy()
+        # The proxy's readiness (/health?ready) reuses its upstreams' answers for a second.
+        wait_for(lambda: not proxy.healthy(), what="the proxy not ready while the host is down")
 
         host.start(f"http://127.0.0.1:{host_port}/health")  # a worker is ready
         wait_for(lambda: get(f"http://127.0.0.1:{app_port}/counter").status == 200, what="recovery")
-        assert proxy.healthy()
+        wait_for(proxy.healthy, what="the proxy ready again")
     finally:
         example.stop()
         proxy.stop()
