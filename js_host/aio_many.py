@@ -11,7 +11,8 @@ batches, each answer mapped to its calls' outputs or exceptions, a Function's fa
 for its own call); only the requests differ: each host is connected off the loop
 (:func:`js_host.aio_host.connect`), then each batch goes over the loop's pool. Against a
 host without the endpoint (npm js-host 0.11), or for a batch it refuses as a whole (400,
-413), the calls are sent as concurrent single ``call_async`` requests (tasks, no threads).
+413), the calls are sent as concurrent single ``call_async`` requests (tasks, no threads),
+at most :data:`~js_host.many.SINGLE_CALL_THREADS` at a time, as the blocking client sends them.
 """
 
 from __future__ import annotations
@@ -23,31 +24,32 @@ from typing import Any
 from . import aio_host
 from .exceptions import JSHostError
 from .host import JSHost
-from .many import _Job, answered, batch_request, checked, failed, prepare, split
+from .host_connection import Target
+from .many import SINGLE_CALL_THREADS, Job, answered, batch_request, checked, failed, hosts, prepare, split
 
 
 async def call_many_async(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
     """See the module docstring and :func:`js_host.function.call_many`."""
     calls = checked(calls)
     results: list[Any] = [None] * len(calls)
+    targets: dict[int, Target] = {}
     unreachable: dict[int, JSHostError] = {}
-    hosts = {id(host): host for host in (function.get_host() for function, _ in calls)}
-    for key, host in hosts.items():
+    for key, host in hosts(calls).items():  # each host connected once, off the loop
         try:
-            await aio_host.connect(host)
+            targets[key] = await aio_host.target(host)
         except JSHostError as err:  # each call of that host gets it (or its fallback)
             unreachable[key] = err
-    groups = prepare(calls, results, unreachable).values()
+    groups = prepare(calls, results, unreachable, targets).values()
     await asyncio.gather(*(_send_batches(host, jobs, results) for host, jobs in groups))
     return results
 
 
-async def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
+async def _send_batches(host: JSHost, jobs: list[Job], results: list[Any]) -> None:
     batches = split(jobs)
     for number, batch in enumerate(batches):
-        body, timeout, what = batch_request(batch)
+        body, timeout, what, request_id = batch_request(batch)
         try:
-            response = await aio_host.request_batch(host, body, timeout, what)
+            response = await aio_host.request_batch(host, body, timeout, what, request_id)
         except JSHostError as err:  # the batch as a whole failed: so did each of its calls
             failed(batch, err, results)
             continue
@@ -58,14 +60,19 @@ async def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> N
             await _send_singly(batch, results)
 
 
-async def _send_one(job: _Job) -> str | JSHostError:
-    try:
-        return await job.function._send_async(job.prepared)
-    except JSHostError as err:
-        return job.function._outcome(err)
+async def _send_one(job: Job, slots: asyncio.Semaphore) -> str | JSHostError:
+    async with slots:
+        try:
+            output = await job.function._send_async(job.prepared, job.record)  # a request id of its own
+        except JSHostError as err:
+            return job.function._outcome(err, job.record)
+    job.record.finished()
+    return output
 
 
-async def _send_singly(jobs: list[_Job], results: list[Any]) -> None:
-    """Each job as its own call, all at once (the loop's pool bounds the connections)."""
-    for job, outcome in zip(jobs, await asyncio.gather(*(_send_one(job) for job in jobs))):
+async def _send_singly(jobs: list[Job], results: list[Any]) -> None:
+    """Each job as its own call, up to SINGLE_CALL_THREADS at a time, as the blocking client
+    sends them (a host without batches is not sent hundreds of calls at once)."""
+    slots = asyncio.Semaphore(SINGLE_CALL_THREADS)
+    for job, outcome in zip(jobs, await asyncio.gather(*(_send_one(job, slots) for job in jobs))):
         results[job.index] = outcome

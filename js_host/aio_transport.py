@@ -36,7 +36,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
-from .connection import CannotConnect, ConnectTimeout, request_url
+from .connection import CannotConnect, ConnectTimeout, request_head, request_url
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
 from .response import BadResponse, Response, ResponseParser
 
@@ -61,8 +61,7 @@ class _Stale(Exception):
 class _HostProtocol(asyncio.Protocol):
     """One kept-alive connection: its transport, its parser and the call waiting for an answer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
-        self.loop = loop
+    def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
@@ -180,12 +179,13 @@ class _HostProtocol(asyncio.Protocol):
             if reused:
                 raise _Stale()
             raise self._lost(None)
-        self.waiter = waiter = self.loop.create_future()
+        loop = asyncio.get_running_loop()  # not kept: a pooled connection must not keep its loop alive
+        self.waiter = waiter = loop.create_future()
         self.transport.writelines(data)
         if self.transport.is_closing() and reused:
             # The write failed at once (EPIPE, ECONNRESET): nothing went through whole.
             raise _Stale()
-        timer = None if deadline is None else self.loop.call_at(deadline, self._expire, timeout)
+        timer = None if deadline is None else loop.call_at(deadline, self._expire, timeout)
         try:
             await waiter
         except ConnectionError:
@@ -225,7 +225,10 @@ class AsyncPool:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Held weakly: _pools maps each loop to its pool, which must not keep the loop alive.
+        self._loop = weakref.ref(loop)
+        # Per host (any object, held weakly): the lock under which one task connects to it.
+        self._connect_locks: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._idle: dict[tuple[str, int], list[_HostProtocol]] = {}
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.closed = False
@@ -234,6 +237,20 @@ class AsyncPool:
         # which closes it, and so this pool, when it shuts down (PEP 525).
         with contextlib.suppress(StopIteration):
             self._closer.asend(None).send(None)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:  # cannot happen while a request runs on it
+            raise RuntimeError("the event loop of this connection pool is gone")
+        return loop
+
+    def connect_lock(self, host: object) -> asyncio.Lock:
+        """The lock under which one task of this loop connects to ``host`` while the others wait."""
+        lock = self._connect_locks.get(host)
+        if lock is None:
+            lock = self._connect_locks[host] = asyncio.Lock()
+        return lock
 
     def idle_count(self) -> int:
         """Idle connections held."""
@@ -264,16 +281,7 @@ class AsyncPool:
         ``body`` is bytes or a list of buffers, ``headers`` extra raw header lines each ending in
         CRLF, ``timeout`` (seconds) bounds the whole exchange."""
         parts = body if isinstance(body, list) else [body]
-        host_header = f"[{host}]" if ":" in host else host
-        head = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
-            method.encode(),
-            target.encode(),
-            host_header.encode(),
-            port,
-            sum(map(len, parts)),
-            headers,
-        )
-        data = [head, *parts]
+        data = [request_head(method, target, host, port, sum(map(len, parts)), headers), *parts]
         deadline = None if timeout is None else self.loop.time() + timeout
         return await self._request((host, port), data, target, method == "GET", deadline, timeout)
 
@@ -329,9 +337,7 @@ class AsyncPool:
         host, port = key
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            _, protocol = await self.loop.create_connection(
-                lambda: _HostProtocol(self.loop, host, port), host, port
-            )
+            _, protocol = await self.loop.create_connection(lambda: _HostProtocol(host, port), host, port)
         except OSError as err:
             raise CannotConnect(f"Cannot connect to http://{where}: {err}") from err
         return protocol
@@ -391,6 +397,9 @@ async def _close_at_shutdown(pool: AsyncPool) -> AsyncIterator[None]:
     finally:
         pool.closed = True
         pool.close()
+        loop = pool._loop()
+        if loop is not None and _pools.get(loop) is pool:
+            del _pools[loop]  # the loop shuts down: nothing of it is kept
 
 
 # The pool of each running loop (a loop that is gone takes its pool with it).

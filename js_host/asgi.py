@@ -12,8 +12,10 @@ same duties, for Starlette, FastAPI, Litestar or Django's ASGI application::
 Views call ``await Function("render").call_async(**data)``.
 
 - It connects each worker process at the ASGI lifespan ``startup`` (in a thread:
-  connecting may run node or ask the manager), and at ``shutdown`` closes the
-  loop's connection pool and this process's connection to the host. The lifespan
+  connecting may run node or ask the manager), and at ``shutdown``, once the app's
+  own shutdown handlers have run (its ``lifespan.shutdown.complete``: they may still
+  call functions), closes the loop's connection pool and this process's connection
+  to the host. The lifespan
   messages are passed through to the app; an app that does not speak the
   lifespan protocol (Django's) gets none, and the middleware answers for it.
   Without lifespan (``uvicorn --lifespan off``) the first request connects.
@@ -78,7 +80,8 @@ class JSHostASGIMiddleware:
         *,
         # The JSHost to keep connected; None: the default host of the settings.
         host: JSHost | None = None,
-        # Development: more files whose change restarts the host (the config file always does).
+        # Development: more files whose change restarts the host (the files the host loaded,
+        # the config file among them, always do).
         watch: Sequence[str | os.PathLike[str]] = (),
         # Development: seconds between two checks for changed code or a crashed host (0: before
         # every request).
@@ -193,29 +196,42 @@ class JSHostASGIMiddleware:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         received: list[str] = []  # the lifespan messages the app has been given
         replied = False
+        shut_down = False
+
+        async def shutdown() -> None:
+            nonlocal shut_down
+            if not shut_down:
+                shut_down = True
+                await self.shutdown()
 
         async def app_receive() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.startup()
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
             received.append(message["type"])
             return message
 
         async def app_send(message: Message) -> None:
             nonlocal replied
             replied = True
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # After the app's own shutdown handlers, which may still call functions.
+                await shutdown()
             await send(message)
 
         try:
             await self.app(scope, app_receive, app_send)
         except BaseException:
             if received or replied:
+                if "lifespan.shutdown" in received:
+                    await shutdown()
                 raise  # the app speaks lifespan, and failed: the server reports it
             # The app does not speak the lifespan protocol (Django raises for it): answered here.
             logger.debug("the app does not support the ASGI lifespan protocol: js_host answers it")
             await self._own_lifespan(receive, send)
+            return
+        if "lifespan.shutdown" in received:
+            await shutdown()  # an app that returned without saying its shutdown is complete
 
     async def _own_lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -98,6 +98,21 @@ def open_connection(host: str, port: int, deadline: float | None) -> Connection:
     return Connection(sock)
 
 
+def request_head(method: str, target: str, host: str, port: int, length: int, headers: bytes) -> bytes:
+    """The head of a request with a body of ``length`` bytes (both pools send these):
+    ``headers`` are extra raw header lines, each ending in CRLF."""
+    # An IPv6 address goes in brackets in the Host header (RFC 9110, section 7.2).
+    host_header = f"[{host}]" if ":" in host else host
+    return b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
+        method.encode(),
+        target.encode(),
+        host_header.encode(),
+        port,
+        length,
+        headers,
+    )
+
+
 def request_url(host: str, port: int, target: str) -> str:
     """The URL of a request, for error messages (IPv6 addresses in brackets)."""
     if ":" in host:

@@ -115,15 +115,17 @@ class FileWatcher:
         that should not exist}) instead of the ones watched so far; forgets earlier changes. A file
         that differs already counts as changed at once."""
         reference = {os.path.abspath(path): None if m is None else int(m) for path, m in mtimes.items()}
+        # The watches are built outside the lock (an add_watch per folder), then swapped in:
+        # changed(), which takes the lock, never waits for them.
+        built = None if self._polling_wanted() else self._watch_folders(reference)
         with self._lock:
             if self._pid != os.getpid():
                 self._forget_parent()
             self._reference = reference
             self.changed_files = []
-            if self._polling_wanted():
-                self._close_inotify()
-            else:
-                self._watch_folders(reference)
+            self._close_inotify()
+            if built is not None:
+                self._inotify, self._names = built
             if self._inotify is None:
                 self._ensure_thread()
         # After the watches: an edit made before them (since the mtimes were taken) counts too.
@@ -162,10 +164,9 @@ class FileWatcher:
         wanted = os.environ.get(POLLING_VARIABLE, "") not in ("", "0")
         return wanted or INotify is None or not sys.platform.startswith("linux")
 
-    def _watch_folders(self, reference: Mtimes) -> None:
-        """Set up inotify watches of the folders of ``reference`` (under the lock); on failure
-        leaves ``self._inotify`` None: the caller polls instead."""
-        self._close_inotify()
+    def _watch_folders(self, reference: Mtimes) -> tuple[INotify, dict[int, tuple[str, set[str]]]] | None:
+        """A new inotify instance watching the folders of ``reference``, and its watches (wd ->
+        (folder, watched names)); None when inotify cannot: the caller polls instead."""
         folders: dict[str, set[str]] = {}
         for path in reference:
             folder, name = os.path.split(path)
@@ -174,9 +175,9 @@ class FileWatcher:
             inotify = INotify(nonblocking=True)
         except OSError as err:
             logger.info("Watching files by polling every %g s: no inotify (%s)", self.interval, err)
-            return
-        self._inotify = inotify
-        for folder, names in folders.items():
+            return None
+        names: dict[int, tuple[str, set[str]]] = {}
+        for folder, watched in folders.items():
             try:
                 wd = inotify.add_watch(folder, _FOLDER_MASK)
             except (FileNotFoundError, NotADirectoryError):
@@ -189,9 +190,10 @@ class FileWatcher:
                     folder,
                     err,
                 )
-                self._close_inotify()
-                return
-            self._names[wd] = (folder, names)
+                inotify.close()
+                return None
+            names[wd] = (folder, watched)
+        return inotify, names
 
     def _close_inotify(self) -> None:
         if self._inotify is not None:

@@ -31,6 +31,7 @@ do the same without blocking it (:mod:`js_host.aio_host`, :mod:`js_host.aio_many
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -53,6 +54,7 @@ from .exceptions import (
     WorkerDied,
 )
 from .host import JSHost, get_default_host
+from .host_connection import Target
 from .log import emit
 from .response import Response
 from .workers import worker_death
@@ -197,13 +199,12 @@ class Function:
         fallback's, when the host is unavailable)."""
         record = CallRecord(self.name)  # a DEBUG record and the metrics, once it ends
         try:
-            output = self._call(kwargs, record)
+            prepared = self._prepare(kwargs)
+            output = self._kept(prepared, record)
+            if output is None:
+                output = self._send(prepared, record)
         except Exception as err:
-            if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
-                record.finished(err)
-                raise
-            record.finished(err, fallback=True)
-            return self._fallback_output(err)
+            return self._failed(record, err)
         record.finished()
         return output
 
@@ -212,41 +213,37 @@ class Function:
         over a kept-alive connection pool of the running loop (see :mod:`js_host.aio_host`)."""
         record = CallRecord(self.name)
         try:
-            output = await self._call_async(kwargs, record)
+            host = self.get_host()
+            # Off the loop if it must connect; never waits for another thread's connect or restart.
+            prepared = self._prepare(kwargs, await aio_host.target(host))
+            output = self._kept(prepared, record)
+            if output is None:
+                output = await self._send_async(prepared, record)
+        except asyncio.CancelledError as err:  # a BaseException: recorded (as an error), not replaced
+            record.finished(err)
+            raise
         except Exception as err:
-            if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
-                record.finished(err)
-                raise
-            record.finished(err, fallback=True)
-            return self._fallback_output(err)
+            return self._failed(record, err)
         record.finished()
         return output
 
-    async def _call_async(self, kwargs: dict[str, Any], record: CallRecord) -> str:
-        host = self.get_host()
-        if not host.has_connected:
-            await aio_host.connect(host)  # off the loop, once per process
-        prepared = self._prepare(kwargs)
-        record.hash = prepared.digest
-        if prepared.kept is not None:
-            record.status, record.cache = 200, "local"
-            return prepared.kept
-        return await self._send_async(prepared, record)
+    def _kept(self, prepared: Prepared, record: CallRecord | None) -> str | None:
+        """The output the local cache answered the call with (None: it is to be sent); noted in
+        ``record``."""
+        if record is not None:
+            record.hash = prepared.digest
+            if prepared.kept is not None:
+                record.status, record.cache = 200, "local"
+        return prepared.kept
 
-    async def _send_async(self, prepared: Prepared, record: CallRecord | None = None) -> str:
-        """:meth:`_send` on the running loop."""
-        host, body, digest = prepared.host, prepared.body, prepared.digest
-        self._log_call(body)
-        request_id = uuid.uuid4().hex
-        if record is not None:
-            record.request_id = request_id
-        path = f"{self._path}{digest}"
-        response = await aio_host.request_function(
-            host, self.name, path, body, prepared.timeout, request_id=request_id
-        )
-        if record is not None:
-            record.response = response
-        return self._answer(host, digest, response)
+    def _failed(self, record: CallRecord, err: Exception) -> str:
+        """End a call that raised ``err`` (inside its ``except``): its fallback's output, or
+        ``err`` raised again."""
+        if self.fallback is None or not isinstance(err, FALLBACK_ERRORS):
+            record.finished(err)
+            raise err
+        record.finished(err, fallback=True)
+        return self._fallback_output(err)
 
     def _fallback_output(self, err: JSHostError) -> str:
         logger.warning("Function %r: returning its fallback, the host is unavailable: %s", self.name, err)
@@ -254,26 +251,21 @@ class Function:
         assert fallback is not None
         return fallback if isinstance(fallback, str) else fallback(err)
 
-    def _outcome(self, err: JSHostError) -> str | JSHostError:
+    def _outcome(self, err: JSHostError, record: CallRecord | None = None) -> str | JSHostError:
         """What a call that failed with ``err`` gives: its fallback's output when the fallback
-        applies (see :meth:`call`), else ``err`` (for :func:`call_many`'s results)."""
-        if self.fallback is not None and isinstance(err, FALLBACK_ERRORS):
-            return self._fallback_output(err)
-        return err
+        applies (see :meth:`call`), else ``err`` (for :func:`call_many`'s results); ``record``
+        finished with it."""
+        fallback = self.fallback is not None and isinstance(err, FALLBACK_ERRORS)
+        if record is not None:
+            record.finished(err, fallback=fallback)
+        return self._fallback_output(err) if fallback else err
 
-    def _call(self, kwargs: dict[str, Any], record: CallRecord) -> str:
-        prepared = self._prepare(kwargs)
-        record.hash = prepared.digest
-        if prepared.kept is not None:
-            record.status, record.cache = 200, "local"
-            return prepared.kept
-        return self._send(prepared, record)
-
-    def _prepare(self, kwargs: dict[str, Any]) -> Prepared:
-        """Connect if needed, encode ``kwargs`` and look the call up in the local cache."""
+    def _prepare(self, kwargs: dict[str, Any], target: Target | None = None) -> Prepared:
+        """Encode ``kwargs`` and look the call up in the local cache; the function checked against
+        ``target``, the host's (else the one connected to: connects if needed)."""
         host = self.get_host()
         name = self.name
-        host.require_function(name)
+        host.require_function(name, target)
         body, digest = encode_request(kwargs, name)
         cache = host.local_cache
         kept = cache.get(name, digest) if cache is not None else None
@@ -283,18 +275,42 @@ class Function:
     def _send(self, prepared: Prepared, record: CallRecord | None = None) -> str:
         """Send a prepared call on its own; its output (or its exception). ``record``: what
         :meth:`call` reports of it, filled in here (the request id, the answer)."""
-        host, body, digest = prepared.host, prepared.body, prepared.digest
-        self._log_call(body)
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        request_id = uuid.uuid4().hex  # X-Request-Id: the proxy and the host log it too
+        response = prepared.host.request_function(
+            self.name,
+            f"{self._path}{prepared.digest}",
+            prepared.body,
+            prepared.timeout,
+            request_id=self._request_id(prepared, record),
+        )
+        return self._answered(prepared, response, record)
+
+    async def _send_async(self, prepared: Prepared, record: CallRecord | None = None) -> str:
+        """:meth:`_send` on the running loop."""
+        response = await aio_host.request_function(
+            prepared.host,
+            self.name,
+            f"{self._path}{prepared.digest}",
+            prepared.body,
+            prepared.timeout,
+            request_id=self._request_id(prepared, record),
+        )
+        return self._answered(prepared, response, record)
+
+    def _request_id(self, prepared: Prepared, record: CallRecord | None) -> str:
+        """Log the call about to be sent; its X-Request-Id (the proxy and the host log it too),
+        noted in ``record``."""
+        self._log_call(prepared.body)
+        request_id = uuid.uuid4().hex
         if record is not None:
             record.request_id = request_id
-        response = host.request_function(
-            self.name, f"{self._path}{digest}", body, prepared.timeout, request_id=request_id
-        )
+        return request_id
+
+    def _answered(self, prepared: Prepared, response: Response, record: CallRecord | None) -> str:
+        """The output of the host's ``response`` to the call (see :meth:`_answer`), noted in ``record``."""
         if record is not None:
             record.response = response
-        return self._answer(host, digest, response)
+        return self._answer(prepared.host, prepared.digest, response)
 
     def _log_call(self, body: bytes | list[bytes]) -> None:
         if logger.isEnabledFor(logging.DEBUG):

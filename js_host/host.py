@@ -249,9 +249,20 @@ class JSHost:
         """Where function calls go (connects first if needed)."""
         return self._connection.target()
 
-    def require_function(self, name: str) -> None:
-        """Connect if needed; a ConfigError unless the host runs a function ``name``."""
-        self._connection.require_function(name)
+    def current_target(self) -> Target | None:
+        """Where function calls go, if this process is connected (None: :meth:`get_target` would
+        connect). Never waits: a thread that connects or restarts holds a lock it does not take."""
+        return self._connection.current_target()
+
+    def retry_error(self) -> JSHostError | None:
+        """The error :meth:`get_target` raises at once while a connect that failed with
+        ``retry_after`` may not be tried again (see :meth:`connect`); None: it may be tried."""
+        return self._connection.retry_error()
+
+    def require_function(self, name: str, target: Target | None = None) -> None:
+        """A ConfigError unless the host runs a function ``name``: the host at ``target``, else the
+        one connected to (connects if needed)."""
+        self._connection.require_function(name, target)
 
     def request_function(
         self,
@@ -275,18 +286,22 @@ class JSHost:
         """
         return self._connection.request_function(name, path, body, timeout, request_id=request_id)
 
-    def request_batch(self, body: bytes, timeout: float, what: str = "A batch of calls") -> Response | None:
+    def request_batch(
+        self, body: bytes, timeout: float, what: str = "A batch of calls", request_id: str | None = None
+    ) -> Response | None:
         """POST ``body`` (:func:`js_host.batch.encode_batch`) to ``/batch``; the answer, or None
         when the host has no batch endpoint (js-host 0.11 answers 404: then this host's
         batches are not sent again, its calls go one by one).
 
-        Errors as :meth:`request_function`'s, ``what`` naming the batch in their messages.
+        Errors as :meth:`request_function`'s, ``what`` naming the batch in their messages;
+        ``request_id`` the batch's ``X-Request-Id`` (a new one when None).
         """
-        return self._connection.request_batch(body, timeout, what)
+        return self._connection.request_batch(body, timeout, what, request_id)
 
-    def job_answer(self, name: str, response: Response) -> Response:
-        """One job's result of a batch (as a Response), checked as :meth:`request_function`
-        checks a call's answer: through URL_OVERRIDE a proxy's 502/503/504 for it raise."""
+    def proxy_answer(self, name: str, response: Response) -> Response:
+        """The answer to a call of function ``name`` (a single call's, or one job's result of a
+        batch), checked as :meth:`request_function` checks it: through URL_OVERRIDE a proxy's
+        502/503/504 raise."""
         return self._connection.proxy_answer(f"Function {name!r}", response)
 
     def crashed_error(self, err: Exception) -> Exception:
@@ -301,9 +316,10 @@ class JSHost:
         after ``timeout`` seconds, or a ConnectionError); ``what`` names it ("Function 'render'")."""
         return self._connection.transport_error(what, timeout, err)
 
-    def batch_target(self) -> Target | None:
-        """Where batches go (connects if needed); None when that host has no batch endpoint."""
-        return self._connection.batch_target()
+    def batch_target(self, target: Target | None = None) -> Target | None:
+        """Where batches go: ``target``, or the target (connects if needed); None when that host
+        has no batch endpoint."""
+        return self._connection.batch_target(target)
 
     def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
         """The answer to a batch sent to ``target``, checked as :meth:`request_batch` does (None:

@@ -174,27 +174,43 @@ class HostConnection:
             atexit.register(self._disconnect_at_exit, pid)
             self._exit_hooks.add(pid)
 
-    def target(self) -> Target:
-        """Where function calls go (connects first if needed)."""
+    def current_target(self) -> Target | None:
+        """The target this process holds, or None (then :meth:`target` would connect): never
+        takes the lock, so it never waits for a thread that connects or restarts."""
         target = self._target
         if target is None or self._connected_pid != os.getpid():
+            return None
+        return target
+
+    def retry_error(self) -> JSHostError | None:
+        """The error :meth:`target` raises at once while a connect that failed with
+        ``retry_after`` may not be tried again (None: it may be tried now)."""
+        left = self.retry_wait()
+        if self._retry_error is None or left <= 0:
+            return None
+        # The same kind of error, saying when the next try may happen.
+        err = type(self._retry_error)(f"{self._retry_error} (will try again in {left:.1f} s at the earliest)")
+        err.__cause__, err.__suppress_context__ = self._retry_error, True
+        return err
+
+    def target(self) -> Target:
+        """Where function calls go (connects first if needed)."""
+        target = self.current_target()
+        if target is None:
             with self.lock:  # one thread connects, the others wait for it
-                target = self._target
-                if target is None or self._connected_pid != os.getpid():
-                    left = self.retry_wait()
-                    if self._retry_error is not None and left > 0:
-                        # The same kind of error, saying when the next try may happen.
-                        raise type(self._retry_error)(
-                            f"{self._retry_error} (will try again in {left:.1f} s at the earliest)"
-                        ) from self._retry_error
+                target = self.current_target()
+                if target is None:
+                    err = self.retry_error()
+                    if err is not None:
+                        raise err
                     self.connect()
                     target = self._target
                     assert target is not None
         return target
 
-    def require_function(self, name: str) -> None:
+    def require_function(self, name: str, target: Target | None = None) -> None:
         """See :meth:`js_host.host.JSHost.require_function`."""
-        functions = self.target().functions
+        functions = (target or self.target()).functions
         if name not in functions:
             raise ConfigError(
                 f"The host at {self.status.url()} has no function {name!r} (it has "
@@ -216,16 +232,21 @@ class HostConnection:
         target = self.target()
         return self.proxy_answer(what, self._post(target, path, body, timeout, what, request_id))
 
-    def request_batch(self, body: bytes, timeout: float, what: str) -> Response | None:
+    def request_batch(
+        self, body: bytes, timeout: float, what: str, request_id: str | None = None
+    ) -> Response | None:
         """See :meth:`js_host.host.JSHost.request_batch`."""
         target = self.batch_target()
         if target is None:
             return None
-        return self.batch_answer(target, self._post(target, BATCH_PATH, body, timeout, what), what)
+        response = self._post(target, BATCH_PATH, body, timeout, what, request_id)
+        return self.batch_answer(target, response, what)
 
-    def batch_target(self) -> Target | None:
-        """Where batches go; None when that host has no batch endpoint (connects if needed)."""
-        target = self.target()
+    def batch_target(self, target: Target | None = None) -> Target | None:
+        """Where batches go (``target``, or the target, connecting if needed); None when that
+        host has no batch endpoint."""
+        if target is None:
+            target = self.target()
         return None if self._no_batch == target else target
 
     def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:

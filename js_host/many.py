@@ -32,13 +32,17 @@ the host refuses as a whole (400, 413: a host with a lower ``maxBatchJobs`` or
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Protocol
 
-from .batch import BATCH_PATH, MAX_BATCH_JOBS, Job, decode_results, encode_batch, result_response
+from .batch import BATCH_PATH, MAX_BATCH_JOBS, decode_results, encode_batch, result_response
+from .batch import Job as BatchJob
+from .call_record import CallRecord
 from .exceptions import JSHostError, UnexpectedResponse
 from .host import JSHost
+from .host_connection import Target
 from .response import Response
 
 logger = logging.getLogger(__name__)
@@ -64,26 +68,42 @@ class _Function(Protocol):
     name: str
 
     def get_host(self) -> JSHost: ...
-    def _prepare(self, kwargs: dict[str, Any]) -> Any: ...
-    def _send(self, prepared: Any) -> str: ...
-    async def _send_async(self, prepared: Any) -> str: ...
-    def _answer(self, host: JSHost, digest: str, response: Response) -> str: ...
-    def _outcome(self, err: JSHostError) -> str | JSHostError: ...
+    def _prepare(self, kwargs: dict[str, Any], target: Target | None = None) -> Any: ...
+    def _send(self, prepared: Any, record: CallRecord | None = None) -> str: ...
+    async def _send_async(self, prepared: Any, record: CallRecord | None = None) -> str: ...
+    def _answered(self, prepared: Any, response: Response, record: CallRecord | None) -> str: ...
+    def _outcome(self, err: JSHostError, record: CallRecord | None = None) -> str | JSHostError: ...
 
 
-class _Job(NamedTuple):
+class Job(NamedTuple):
+    """One call of ``call_many`` to be sent: where it goes in the results, its Function, the
+    prepared call and its record (finished once the call has its outcome)."""
+
     index: int  # in the caller's list
     function: _Function
     prepared: _Prepared
+    record: CallRecord
 
 
 def call_many(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
     """See the module docstring and :func:`js_host.function.call_many`."""
     calls = checked(calls)
     results: list[Any] = [None] * len(calls)
-    for host, jobs in prepare(calls, results).values():
+    targets: dict[int, Target] = {}
+    unreachable: dict[int, JSHostError] = {}
+    for key, host in hosts(calls).items():  # each host connected once, not once per call
+        try:
+            targets[key] = host.get_target()
+        except JSHostError as err:  # each call of that host gets it (or its fallback)
+            unreachable[key] = err
+    for host, jobs in prepare(calls, results, unreachable, targets).values():
         _send_batches(host, jobs, results)
     return results
+
+
+def hosts(calls: list[tuple[Any, dict[str, Any]]]) -> dict[int, JSHost]:
+    """The hosts of ``calls``, by id."""
+    return {id(host): host for host in (function.get_host() for function, _ in calls)}
 
 
 def checked(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
@@ -102,25 +122,32 @@ def prepare(
     calls: list[tuple[Any, dict[str, Any]]],
     results: list[Any],
     unreachable: dict[int, JSHostError] | None = None,
-) -> dict[int, tuple[JSHost, list[_Job]]]:
+    targets: dict[int, Target] | None = None,
+) -> dict[int, tuple[JSHost, list[Job]]]:
     """Each call prepared (encoded, looked up in the local cache), grouped by host; the results
     of the calls that need no request filled in. ``unreachable``: the error of each host (by
-    id) that could not be connected to, the outcome of its calls."""
-    by_host: dict[int, tuple[JSHost, list[_Job]]] = {}
+    id) that could not be connected to, the outcome of its calls; ``targets``: each host's
+    target (by id), which its functions are checked against (else the host connects)."""
+    by_host: dict[int, tuple[JSHost, list[Job]]] = {}
     for index, (function, data) in enumerate(calls):
+        record = CallRecord(function.name)  # a record per call, as Function.call's
         try:
-            if unreachable:
-                err = unreachable.get(id(function.get_host()))
-                if err is not None:
-                    raise err
-            prepared = function._prepare(data)
+            key = id(function.get_host())
+            err = unreachable.get(key) if unreachable else None
+            if err is not None:
+                raise err
+            prepared = function._prepare(data, targets.get(key) if targets else None)
         except JSHostError as err:  # connecting failed, or the host has no such function
-            results[index] = function._outcome(err)
+            results[index] = function._outcome(err, record)
             continue
+        record.hash = prepared.digest
         if prepared.kept is not None:  # the local cache answered: nothing to send
+            record.status, record.cache = 200, "local"
+            record.finished()
             results[index] = prepared.kept
             continue
-        by_host.setdefault(id(prepared.host), (prepared.host, []))[1].append(_Job(index, function, prepared))
+        job = Job(index, function, prepared, record)
+        by_host.setdefault(id(prepared.host), (prepared.host, []))[1].append(job)
     return by_host
 
 
@@ -129,11 +156,11 @@ def _size(body: bytes | list[bytes]) -> int:
 
 
 def split(
-    jobs: Sequence[_Job], max_jobs: int = MAX_BATCH_JOBS, max_bytes: int = MAX_BATCH_BYTES
-) -> list[list[_Job]]:
+    jobs: Sequence[Job], max_jobs: int = MAX_BATCH_JOBS, max_bytes: int = MAX_BATCH_BYTES
+) -> list[list[Job]]:
     """``jobs`` in batches of at most ``max_jobs`` jobs and about ``max_bytes`` of bodies, in order."""
-    batches: list[list[_Job]] = []
-    current: list[_Job] = []
+    batches: list[list[Job]] = []
+    current: list[Job] = []
     size = 0
     for job in jobs:
         job_size = _size(job.prepared.body)
@@ -147,12 +174,12 @@ def split(
     return batches
 
 
-def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
+def _send_batches(host: JSHost, jobs: list[Job], results: list[Any]) -> None:
     batches = split(jobs)
     for number, batch in enumerate(batches):
-        body, timeout, what = batch_request(batch)
+        body, timeout, what, request_id = batch_request(batch)
         try:
-            response = host.request_batch(body, timeout, what)
+            response = host.request_batch(body, timeout, what, request_id)
         except JSHostError as err:  # the batch as a whole failed: so did each of its calls
             failed(batch, err, results)
             continue
@@ -163,17 +190,23 @@ def _send_batches(host: JSHost, jobs: list[_Job], results: list[Any]) -> None:
             _send_singly(batch, results)
 
 
-def batch_request(batch: list[_Job]) -> tuple[bytes, float, str]:
+def batch_request(batch: list[Job]) -> tuple[bytes, float, str, str]:
     """The body of ``POST /batch`` for ``batch``, the time to wait for its answer (the longest
-    timeout of its Functions) and its name in messages."""
+    timeout of its Functions), its name in messages and its X-Request-Id (noted in the record
+    of each of its calls: the proxy and the host log it too)."""
     names = sorted({job.function.name for job in batch})
     more = ", ..." if len(names) > 5 else ""
     what = f"A batch of {len(batch)} calls (of {', '.join(map(repr, names[:5]))}{more})"
-    body = encode_batch([Job(job.function.name, job.prepared.digest, job.prepared.body) for job in batch])
-    return body, max(job.prepared.timeout for job in batch), what
+    body = encode_batch(
+        [BatchJob(job.function.name, job.prepared.digest, job.prepared.body) for job in batch]
+    )
+    request_id = uuid.uuid4().hex
+    for job in batch:
+        job.record.request_id = request_id
+    return body, max(job.prepared.timeout for job in batch), what, request_id
 
 
-def answered(host: JSHost, batch: list[_Job], response: Response, what: str, results: list[Any]) -> bool:
+def answered(host: JSHost, batch: list[Job], response: Response, what: str, results: list[Any]) -> bool:
     """Fill in the results of ``batch`` from the host's ``response``; False when the host refused
     the batch as a whole (400, 413): its calls are to be sent one by one."""
     if response.status in (400, 413):
@@ -196,29 +229,33 @@ def answered(host: JSHost, batch: list[_Job], response: Response, what: str, res
         failed(batch, err, results)
         return True
     for job, result in zip(batch, decoded):
-        function = job.function
+        function, record = job.function, job.record
         try:
-            answer = host.job_answer(function.name, result_response(result))
-            results[job.index] = function._answer(host, job.prepared.digest, answer)
+            answer = host.proxy_answer(function.name, result_response(result))
+            results[job.index] = function._answered(job.prepared, answer, record)
         except JSHostError as err:
-            results[job.index] = function._outcome(err)
+            results[job.index] = function._outcome(err, record)
+        else:
+            record.finished()
     return True
 
 
-def failed(batch: list[_Job], err: JSHostError, results: list[Any]) -> None:
+def failed(batch: list[Job], err: JSHostError, results: list[Any]) -> None:
     """Each call of ``batch`` failed with ``err`` (or gives its fallback)."""
     for job in batch:
-        results[job.index] = job.function._outcome(err)
+        results[job.index] = job.function._outcome(err, job.record)
 
 
-def _send_one(job: _Job) -> str | JSHostError:
+def _send_one(job: Job) -> str | JSHostError:
     try:
-        return job.function._send(job.prepared)
+        output = job.function._send(job.prepared, job.record)  # a request id of its own
     except JSHostError as err:
-        return job.function._outcome(err)
+        return job.function._outcome(err, job.record)
+    job.record.finished()
+    return output
 
 
-def _send_singly(jobs: list[_Job], results: list[Any]) -> None:
+def _send_singly(jobs: list[Job], results: list[Any]) -> None:
     """Each job as its own call, up to SINGLE_CALL_THREADS at a time."""
     if len(jobs) == 1:
         results[jobs[0].index] = _send_one(jobs[0])

@@ -106,7 +106,9 @@ class Reloader:
         return time.monotonic() >= self._next_check
 
     def changed(self) -> bool:
-        """Cheap, thread-safe, never blocks: whether :meth:`check` is needed, because a watched
+        """Cheap (a stat only for a file an event names), thread-safe, and never waits for the
+        watches being set up (FileWatcher builds them outside its lock): whether :meth:`check`
+        is needed, because a watched
         file has changed, the host process has gone, or this process watches nothing yet (or
         cannot: js-host 0.11's manager reports neither the files nor the pid)."""
         if not self._watching or self.files.changed():

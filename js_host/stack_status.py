@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -416,7 +417,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, host_default: str, proxy_d
         "--proxy-metrics", metavar="URL", help="where the proxy's /metrics is, if not at --proxy"
     )
     parser.add_argument(
-        "--token", default="", help="bearer token for the proxy's /metrics, if it asks for one"
+        "--token",
+        default="",
+        help="bearer token for the proxy's /metrics, if it asks for one (default: "
+        "$JS_HOST_PROXY_METRICS_TOKEN, which, unlike --token, ps does not show)",
     )
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for each endpoint"
@@ -432,7 +436,8 @@ def run(args: argparse.Namespace, *, default_hosts: Sequence[str], default_proxy
         proxy,
         timeout=args.timeout,
         proxy_metrics=(args.proxy_metrics or "").rstrip("/"),
-        token=args.token,
+        # The environment's token, too: one given with --token shows in ps.
+        token=args.token or os.environ.get("JS_HOST_PROXY_METRICS_TOKEN", ""),
     )
     print("\n".join(lines))
     return 0 if answered else 1

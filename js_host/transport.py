@@ -30,7 +30,7 @@ import os
 import socket
 import time
 
-from .connection import Connection, open_connection, remaining, request_url
+from .connection import Connection, open_connection, remaining, request_head, request_url
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
 from .response import BadResponse, Response
 
@@ -134,29 +134,10 @@ class Pool:
         nothing was sent). A body above ``max_body`` bytes raises :class:`BodyTooLarge`.
         """
         data: bytes | list[bytes]
-        # An IPv6 address goes in brackets in the Host header (RFC 9110, section 7.2).
-        host_header = f"[{host}]" if ":" in host else host
         if isinstance(body, list):
-            length = sum(map(len, body))
-            head = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n" % (
-                method.encode(),
-                target.encode(),
-                host_header.encode(),
-                port,
-                length,
-                headers,
-            )
-            data = [head, *body]
+            data = [request_head(method, target, host, port, sum(map(len, body)), headers), *body]
         else:
-            data = b"%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n%s\r\n%s" % (
-                method.encode(),
-                target.encode(),
-                host_header.encode(),
-                port,
-                len(body),
-                headers,
-                body,
-            )
+            data = request_head(method, target, host, port, len(body), headers) + body
         key = (host, port)
         deadline = None if timeout is None else time.monotonic() + timeout
 

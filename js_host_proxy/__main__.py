@@ -151,7 +151,6 @@ def status(args: argparse.Namespace) -> int:
     metrics_bind = os.environ.get("JS_HOST_PROXY_METRICS_BIND", "").strip()
     if not args.proxy_metrics and metrics_bind and not args.proxy:
         args.proxy_metrics = bind_url(metrics_bind)
-    args.token = args.token or os.environ.get("JS_HOST_PROXY_METRICS_TOKEN", "")
     return run(args, default_hosts=list(ProxyConfig.from_env().upstreams), default_proxy=proxy)
 
 

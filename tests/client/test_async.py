@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,34 @@ def test_the_target_is_found_once_in_a_thread(tmp_path: Path, kind_host: JSHost,
 
     assert [json.loads(out)["i"] for out in run(main())] == list(range(20))
     assert len(threads) == 1 and threads[0] is not threading.main_thread(), threads
+
+
+def test_a_call_never_blocks_the_loop_while_another_thread_restarts(kind_host: JSHost) -> None:
+    """While a thread holds the connection's lock with the target dropped (what restart() does),
+    a call waits for it in a thread of its own: the loop runs on."""
+    host = JSHost(kind_host.config_file, bin_path=kind_host.bin_path).connect()
+    held, release = threading.Event(), threading.Event()
+
+    def restart() -> None:
+        with host._connection.lock:
+            host._drop_target()
+            held.set()
+            release.wait(10)
+
+    async def main() -> str:
+        thread = threading.Thread(target=restart)
+        thread.start()
+        await asyncio.to_thread(held.wait)
+        task = asyncio.ensure_future(Function("echo", host=host).call_async(i=1))
+        for _ in range(3):
+            await asyncio.sleep(0.01)  # the loop goes on while the call waits
+        assert not task.done()
+        release.set()
+        output = await task
+        thread.join()
+        return output
+
+    assert json.loads(run(main())) == {"i": 1}
 
 
 def test_the_hash_and_the_local_cache(recording_server, client_settings) -> None:
@@ -406,6 +435,21 @@ def test_the_loops_pool_is_closed_when_the_loop_ends(scripted_server) -> None:
         return aio_transport.get_pool().idle_count()
 
     assert run(explicit()) == 0
+
+
+def test_a_loop_that_ends_leaves_no_pool_behind(scripted_server) -> None:
+    server = scripted_server()
+    loops = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await call(server, b"x")  # a pooled connection, and the pool
+
+    for _ in range(5):
+        run(main())
+    gc.collect()
+    assert len(aio_transport._pools) == 0
+    assert [loop() for loop in loops] == [None] * 5  # nor the loops themselves
 
 
 def test_a_forked_child_uses_connections_of_its_own(scripted_server) -> None:

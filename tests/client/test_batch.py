@@ -134,6 +134,21 @@ def test_a_host_that_is_down_fails_each_call(tmp_path: Path) -> None:
     assert results[1] == "later"
 
 
+def test_a_host_that_is_down_is_tried_once_per_call_many(tmp_path: Path, monkeypatch) -> None:
+    host = JSHost(str(write_config(tmp_path, port=free_port())))
+    tries: list[int] = []
+    real = host._connection.connect
+
+    def connect(*args: object, **kwargs: object) -> None:
+        tries.append(1)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(host._connection, "connect", connect)
+    results = call_many([(Function("echo", host=host), {"n": n}) for n in range(20)])
+    assert all(isinstance(result, ConnectionError) for result in results)
+    assert len(tries) == 1  # not once per call
+
+
 def test_bad_arguments_raise_at_once(host: JSHost) -> None:
     with pytest.raises(TypeError, match="argument 'when'"):
         call_many(

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from js_host.exceptions import ConnectionError, FunctionError  # noqa: A004
-from js_host.function import Function
+from js_host.function import Function, call_many, call_many_async
 from js_host.host import JSHost
 from js_host.local_cache import LocalCache
 from tests.support.processes import BUNDLED_BIN, ROOT, NodeProcess, free_port
@@ -35,6 +35,7 @@ module.exports = {
     echo: function(data, cb) { cb(null, JSON.stringify(data)); },
     kept: function(data, cb) { cb(null, 'kept ' + JSON.stringify(data)); },
     fail: function(data, cb) { cb(new Error('failed on purpose')); },
+    slow: function(data, cb) { setTimeout(function() { cb(null, 'late'); }, 3000); },
   },
 };
 """
@@ -152,6 +153,55 @@ def test_call_async_logs_and_counts_as_call_does(
     assert sample("js_host_client_calls_total", function="echo", outcome="ok") == before + 1
 
 
+def test_call_many_logs_and_counts_each_call(
+    host: tuple[NodeProcess, JSHost], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record per call of a batch, as Function.call's; the batch's X-Request-Id on each."""
+    _, client = host
+    caplog.set_level(logging.DEBUG, logger="js_host")
+    echo, fail, kept = (Function(name, host=client) for name in ("echo", "fail", "kept"))
+    kept.call(many=1)  # now in the local cache
+    caplog.clear()
+    before = sample("js_host_client_calls_total", function="echo", outcome="ok")
+    calls = [(echo, {"many": 1}), (fail, {"many": 2}), (kept, {"many": 1})]
+    blocking = call_many(calls)
+    assert isinstance(blocking[1], FunctionError)
+    records = call_records(caplog)
+    assert sorted((r.function, r.status, r.cache, r.outcome) for r in records) == [
+        ("echo", 200, None, "ok"),
+        ("fail", 500, None, "error"),
+        ("kept", 200, "local", "ok"),
+    ]
+    sent = [r for r in records if r.cache != "local"]
+    assert re.fullmatch(r"[0-9a-f]{32}", sent[0].request_id) and sent[0].request_id == sent[1].request_id
+    assert all(re.fullmatch(r"[0-9a-f]{40}", r.hash) for r in records)
+
+    caplog.clear()
+    asyncio.run(call_many_async(calls))
+    assert len(call_records(caplog)) == 3
+    assert sample("js_host_client_calls_total", function="echo", outcome="ok") == before + 2
+
+
+def test_a_cancelled_call_async_is_recorded(
+    host: tuple[NodeProcess, JSHost], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client = host
+    caplog.set_level(logging.DEBUG, logger="js_host")
+    errors = sample("js_host_client_errors_total", function="slow", error="CancelledError")
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(Function("slow", host=client).call_async(a=1))
+        await asyncio.sleep(0.05)  # under way: sent, or being sent
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    (record,) = call_records(caplog)
+    assert (record.function, record.outcome, record.error) == ("slow", "error", "CancelledError")
+    assert sample("js_host_client_errors_total", function="slow", error="CancelledError") == errors + 1
+
+
 def test_the_request_id_is_sent_and_the_proxy_cache_state_logged(caplog: pytest.LogCaptureFixture) -> None:
     """The recording server answers like a proxy, with X-Cache: the record says HIT, and
     the X-Request-Id it got is the one logged."""
@@ -175,7 +225,7 @@ def test_without_prometheus_client_calls_work_and_count_nothing(host: tuple[Node
 import sys
 sys.modules["prometheus_client"] = None  # as if it were not installed: importing it fails
 from js_host import metrics
-from js_host.function import Function
+from js_host.function import Function, call_many, call_many_async
 from js_host.host import JSHost
 client = JSHost("host.config.js", url_override={process.url!r}, bin_path={str(BUNDLED_BIN)!r})
 print(Function("echo", host=client).call(a=1))

@@ -290,9 +290,17 @@ def test_lifespan_passes_through_to_a_starlette_app(tmp_path: Path) -> None:
         events.append("app shutdown")
 
     middleware = JSHostASGIMiddleware(Starlette(lifespan=lifespan), host=dead_host(tmp_path))
+    own_shutdown = middleware.shutdown
+
+    async def shutdown() -> None:
+        events.append("js-host shutdown")
+        await own_shutdown()
+
+    middleware.shutdown = shutdown  # type: ignore[method-assign]
     driver = Lifespan()
     asyncio.run(driver.run(middleware))
-    assert events == ["app startup", "app shutdown"]
+    # js-host's shutdown comes after the app's own handlers, which may still call functions.
+    assert events == ["app startup", "app shutdown", "js-host shutdown"]
     assert driver.sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
