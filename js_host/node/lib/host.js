@@ -18,7 +18,7 @@ const { FunctionCall } = require('./call');
 const { codeVersion } = require('./code_version');
 const { HostMetrics } = require('./host_metrics');
 const { CONTENT_TYPE: METRICS_TYPE } = require('./metrics');
-const { BaseServer, JSON_TYPE } = require('./server');
+const { BaseServer, JSON_TYPE, unknownFunction } = require('./server');
 
 const FUNCTION_PREFIX = '/function/';
 
@@ -182,7 +182,7 @@ function routeFunction(server, req, res, url) {
   const found = server.findFunction(name);
   if (found === undefined) {
     res.jsHostCall = name;
-    server.send(req, res, 404, `Not found. Unknown function "${name}"`);
+    server.send(req, res, 404, unknownFunction(name));
     return;
   }
   if (req.method !== 'POST') {

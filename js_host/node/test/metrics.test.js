@@ -113,7 +113,7 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
   let logfile;
   const answers = {};
   // The sequence every check below counts on.
-  const expected = { echo: { 200: ECHOES }, fail: { 500: 1 }, [ODD_NAME]: { 404: 1 } };
+  const expected = { echo: { 200: ECHOES + 1 }, fail: { 500: 1 }, [ODD_NAME]: { 404: 1 } };
 
   before(async () => {
     const { dir, config } = writeConfig(ctx, 'metrics.config.js', FUNCTIONS);
@@ -126,6 +126,9 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     answers.invalid = await call(host, 'echo', { i: 1 }, { 'X-Request-Id': 'not valid!' });
     answers.absent = await call(host, 'echo', { i: 2 });
     for (let i = 3; i < ECHOES; i++) assert.equal((await call(host, 'echo', { i })).status, 200);
+    // One more echo, as a batch's job: its lines carry the batch's request id.
+    const jobs = [{ function: 'echo', body: JSON.stringify({ i: 'batch' }) }];
+    answers.batch = await request(`${host.url}/batch`, { method: 'POST', json: { jobs }, headers: { 'X-Request-Id': 'batch-id:1' } });
     answers.fail = await call(host, 'fail');
     answers.odd = await call(host, encodeURIComponent(ODD_NAME));
     if (pool) {
@@ -153,6 +156,8 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
   });
 
   test('the answers of the sequence', () => {
+    assert.equal(answers.batch.status, 200);
+    assert.equal(JSON.parse(answers.batch.body).results[0].status, 200);
     assert.equal(answers.fail.status, 500);
     assert.equal(answers.odd.status, 404);
     assert.equal(answers.timeout.status, 504);
@@ -266,6 +271,11 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     assert.equal(workerPids.size, 1, 'one worker ran it');
     if (pool) assert.ok(Number.isInteger(ofCall[0].worker));
     else assert.equal(ofCall[0].worker, null);
+    const ofBatch = lines.filter((line) => line.request_id === 'batch-id:1');
+    assert.deepEqual(
+      ofBatch.map((line) => line.message.replace(/ [\d.]+ms$/, '')),
+      ['Host: calling function echo', 'Host: function echo completed', 'Host: /batch job 0 echo 200'],
+    );
     const answered = ofCall.at(-1);
     assert.equal(answered.function, 'echo');
     assert.equal(answered.status, 200);
