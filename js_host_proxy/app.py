@@ -101,6 +101,7 @@ class ProxyApp:
         self.observer = Observer(config, self.backend, self.calls.pool)
         if self.observer.metrics is not None:  # a batch's jobs are counted as single calls are
             self.batch.counted = self.observer.metrics.request
+            self.batch.host_answered = self.observer.metrics.host_answered
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.observer.handle(environ, start_response, self.route)

@@ -94,6 +94,9 @@ class BatchEndpoint:
         #: Called with (X-Cache, function, status) for each job answered, as a single call's
         #: answer is counted (the proxy's metrics, observe.py), or None.
         self.counted: Callable[[str, str, str], None] | None = None
+        #: Called with (function, status) for each job the host answered in an upstream batch
+        #: (the metrics label a name once the host has answered it with another status than 404).
+        self.host_answered: Callable[[str, int], None] | None = None
 
     def answer(self, environ: dict[str, Any], body: bytes) -> Reply:
         """The reply to a batch whose body (read whole, within JS_HOST_PROXY_MAX_BODY) is ``body``."""
@@ -238,6 +241,8 @@ class BatchEndpoint:
     ) -> dict[str, Any]:
         """One job's result from the host: stored when it may be, with x-cache and cache-status."""
         status = result["status"]
+        if self.host_answered is not None:
+            self.host_answered(job.name, status)
         names = self.hits.names
         if job.key is None:
             return _with_state(result, "BYPASS", names.forwarded("bypass", status))

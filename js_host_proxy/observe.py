@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from js_host_proxy import request_id
 from js_host_proxy.cache.base import CacheBackend
@@ -143,9 +144,15 @@ class Observer:
 
     # -- UpstreamPool's observer -----------------------------------------------------------
 
-    def answered(self, started: float, status: int) -> None:
-        if self.metrics is not None:
-            self.metrics.upstream_answered(time.perf_counter() - started, status)
+    def answered(self, started: float, status: int, path_qs: str) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.upstream_answered(time.perf_counter() - started, status)
+        if path_qs.startswith(FUNCTION_PREFIX):
+            # The name as the request's PATH_INFO holds it (calls.py quoted those bytes).
+            quoted = path_qs[len(FUNCTION_PREFIX) :].partition("?")[0]
+            metrics.host_answered(unquote_to_bytes(quoted).decode("latin-1"), status)
 
     def failed(self, started: float, err: BaseException) -> None:
         if self.metrics is None:

@@ -158,7 +158,8 @@ def test_counts_are_summed_over_the_workers_and_survive_a_killed_worker(stack: S
         'js_host_proxy_requests_total{cache="MISS",function="short"}': 1,
         'js_host_proxy_requests_total{cache="STALE",function="short"}': 1,
         'js_host_proxy_requests_total{cache="MISS",function="fail"}': 1,
-        'js_host_proxy_requests_total{cache="MISS",function="slow"}': 1,
+        # Never answered (the proxy's 504): a name is a label once the host has answered it.
+        'js_host_proxy_requests_total{cache="MISS",function="_unknown"}': 1,
         "js_host_proxy_stale_answers_total": 1,
         'js_host_proxy_upstream_errors_total{cause="5xx"}': 1,
         'js_host_proxy_upstream_errors_total{cause="timeout"}': 1,
@@ -282,6 +283,43 @@ def test_request_ids_are_echoed_and_in_the_json_log_lines(stack: Stack) -> None:
     assert all({"time", "level", "message"} <= set(line) for line in lines)
     assert any(line["logger"] == "gunicorn.error" for line in lines)
     assert any(line["logger"].startswith("js_host_proxy") for line in lines)
+
+
+def test_a_function_label_is_a_name_the_host_answered(stack: Stack) -> None:
+    """A client's made-up names, refused by the proxy (405, wrong hash, too large, a batch's
+    wrong hash) or by the host (404), all count as _unknown: no label of theirs."""
+    with in_process_proxies(f"http://127.0.0.1:{stack.host_port}") as make:
+        proxy = make(max_body=1000)
+        metrics = proxy.app.observer.metrics
+        assert metrics is not None
+        path, body = call_path("made-up-0", {})
+        assert proxy.client.get("/function/made-up-1").status_code == 405
+        wrong = path.replace("made-up-0", "made-up-2").replace("hash=", "hash=0")
+        assert proxy.client.post(wrong, data=body, content_type="application/json").status_code == 400
+        big = proxy.client.post("/function/made-up-3", data=b"x" * 2000, content_type="application/json")
+        assert big.status_code == 413
+        assert proxy.client.post(path, data=body, content_type="application/json").status_code == 404
+        job = {"function": "made-up-4", "hash": "0" * 40, "body": "{}"}
+        answer = proxy.client.post("/batch", json={"jobs": [job, {"function": "made-up-5", "body": "{}"}]})
+        assert [r["status"] for r in answer.json["results"]] == [400, 404]
+        # A real function's refusal before any answer of it is _unknown too; after one, its own.
+        assert proxy.client.get("/function/echo").status_code == 405
+        assert proxy.call("echo", {"label": 1}).status_code == 200
+        assert proxy.client.get("/function/echo").status_code == 405
+        counted = {
+            (s.labels["cache"], s.labels["function"]): s.value
+            for family in text_string_to_metric_families(metrics.render().decode())
+            if family.name == "js_host_proxy_requests"
+            for s in family.samples
+            if s.name.endswith("_total")
+        }
+        assert counted == {
+            ("NONE", "_unknown"): 5,
+            ("MISS", "_unknown"): 1,
+            ("BYPASS", "_unknown"): 1,
+            ("MISS", "echo"): 1,
+            ("NONE", "echo"): 1,
+        }
 
 
 def test_the_request_id_is_forwarded_to_the_host() -> None:

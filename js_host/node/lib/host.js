@@ -54,7 +54,7 @@ class Host extends BaseServer {
       }
     }
     this.codeVersion = options && options.codeVersion !== undefined ? options.codeVersion : codeVersion();
-    this.metrics = new HostMetrics();
+    this.metrics = new HostMetrics({ isFunction: (name) => this.functions.has(name) });
   }
 
   getStatus() {

@@ -381,6 +381,18 @@ describe('lib/metrics.js, lib/host_metrics.js, lib/request_id.js', () => {
     assert.equal(metrics.lastErrors.at(-1).message.length, 500);
   });
 
+  test("HostMetrics: a name the host has not is bounded whatever its answer (a pool's 503 before its workers)", () => {
+    const names = new Set(['real']);
+    const metrics = new HostMetrics({ isFunction: (name) => names.has(name) });
+    for (let i = 0; i < MAX_UNKNOWN_NAMES + 5; i++) metrics.recordCall(`made-up-${i}`, i % 2 ? 503 : 413, 0.001, 'refused');
+    metrics.recordCall('real', 503, 0.001, 'busy');
+    const parsed = parseMetrics(metrics.render());
+    assert.equal(find(parsed, 'js_host_calls_total').length, MAX_UNKNOWN_NAMES + 3);
+    const other = find(parsed, 'js_host_calls_total').filter((s) => s.labels.function === OTHER_NAME);
+    assert.equal(other.reduce((sum, s) => sum + s.value, 0), 5);
+    assert.equal(value(parsed, 'js_host_calls_total', { function: 'real', status: '503' }), 1);
+  });
+
   test('request ids: a token kept, anything else replaced', () => {
     assert.equal(requestIdFrom('Ab9._:-'), 'Ab9._:-');
     assert.equal(requestIdFrom('x'.repeat(128)), 'x'.repeat(128));
