@@ -16,7 +16,8 @@ For each job, as for a single ``POST /function/<name>?hash=H``:
   may be served is (``STALE``, RFC 5861 stale-if-error), else the error.
 
 The upstream batch carries the request's fields as a cached call does (without the
-client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included.
+client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included, in
+one upstream batch or as single calls.
 A batch whose jobs are all fresh hits never reaches a host. Each result's ``headers``
 carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields.
 
@@ -287,8 +288,9 @@ class BatchEndpoint:
 
         def one(job: _Job) -> dict[str, Any]:
             path_qs = f"/function/{quote(job.name.encode('latin-1'), safe='')}"
-            if job.key is None:
-                return _result(self.calls.forward(environ, "POST", path_qs, job.body.encode()), "BYPASS")
+            if job.key is None:  # without the client's Cookie and Authorization, as in one batch
+                reply = self.calls.forward(environ, "POST", path_qs, job.body.encode(), headers)
+                return _result(reply, "BYPASS")
             reply = self.calls.call_cached(f"{path_qs}?hash={job.hash}", job.body.encode(), headers, job.key)
             return _result(reply)
 
