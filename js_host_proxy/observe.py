@@ -179,17 +179,37 @@ def _echoing(start_response: StartResponse, rid: str) -> StartResponse:
 
 
 def _socket_matcher(bind: str) -> Callable[[dict[str, Any]], bool]:
-    """Whether a request came in on the socket bound to ``bind``: gunicorn sets SERVER_NAME
-    and SERVER_PORT from the listening socket's address (not from the Host field). The
-    address is compared too when ``bind`` names one (not a host name, not 0.0.0.0)."""
+    """Whether a request came in on the socket bound to ``bind``: the local address of the
+    connection gunicorn accepted (``gunicorn.socket``), which a client cannot forge.
+    (SERVER_NAME and SERVER_PORT will not do: for a unix socket gunicorn takes them from the
+    request's Host field.) The address is compared too when ``bind`` names one (not a host
+    name, not 0.0.0.0). Without gunicorn's socket (the app in-process, another server) no
+    request is on the metrics socket: the public rules apply to all."""
     parts = split_bind(bind)
     assert parts is not None  # checked by ProxyConfig
-    host, port = parts[0], str(parts[1])
+    host, port = parts[0], parts[1]
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    if address is None or address.is_unspecified:
-        return lambda environ: environ.get("SERVER_PORT") == port
-    name = str(address)
-    return lambda environ: environ.get("SERVER_PORT") == port and environ.get("SERVER_NAME") == name
+    if address is not None and address.is_unspecified:
+        address = None
+
+    def matches(environ: dict[str, Any]) -> bool:
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return False
+        try:
+            local = sock.getsockname()
+        except (OSError, AttributeError):
+            return False
+        if not isinstance(local, tuple) or local[1] != port:
+            return False  # a unix socket (a path), or another port
+        if address is None:
+            return True
+        try:
+            return ipaddress.ip_address(local[0].split("%", 1)[0]) == address
+        except ValueError:
+            return False
+
+    return matches

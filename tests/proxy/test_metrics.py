@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -252,6 +253,32 @@ def test_metrics_are_on_their_own_socket_behind_the_token(stack: Stack) -> None:
     assert requests.post(stack.metrics_url + path, data=body).status_code == 404
     assert requests.get(stack.metrics_url + "/health").text == "ok\n"
     assert requests.get(stack.url + "/health").text == "ok\n"
+
+
+def test_the_metrics_socket_is_the_accepted_connections_own_address(stack: Stack, tmp_path: Path) -> None:
+    """A request on a unix public socket whose Host names the metrics socket (gunicorn then
+    sets SERVER_NAME and SERVER_PORT from it) is a public one: the accepted socket says."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(tmp_path / "public.sock"))
+    unix.listen()
+    with listener, unix, socket.create_connection(("127.0.0.1", port)), socket.socket(socket.AF_UNIX) as peer:
+        on_metrics = listener.accept()[0]
+        peer.connect(str(tmp_path / "public.sock"))
+        on_public = unix.accept()[0]
+        forged = {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port)}
+        with on_metrics, on_public, in_process_proxies(f"http://127.0.0.1:{stack.host_port}") as make:
+            proxy = make(metrics_bind=f"127.0.0.1:{port}")
+            public = proxy.client.get("/metrics", environ_overrides={**forged, "gunicorn.socket": on_public})
+            assert public.status_code == 404
+            assert "served on JS_HOST_PROXY_METRICS_BIND only" in public.text
+            # In-process (no gunicorn socket): no request is on the metrics socket.
+            assert proxy.client.get("/metrics", environ_overrides=forged).status_code == 404
+            assert (
+                proxy.client.get("/metrics", environ_overrides={"gunicorn.socket": on_metrics}).status_code
+                == 200
+            )
 
 
 def test_request_ids_are_echoed_and_in_the_json_log_lines(stack: Stack) -> None:
