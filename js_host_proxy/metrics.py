@@ -222,18 +222,19 @@ def multiprocess_dir_from_env() -> str | None:
 
 def prepare_multiprocess_dir(bind: str) -> str:
     """The multiprocess directory of a server about to start, emptied of an earlier run's
-    files (a server's counts start at zero): ``PROMETHEUS_MULTIPROC_DIR`` when set (made
-    when missing), else a private folder of this user's (``js_host.private_dir``) named
-    after the server's first ``bind``, next to the default file cache
-    (``$TMPDIR/js-host-proxy-<uid>/metrics-<bind>``). Returns its path."""
+    files (a server's counts start at zero): ``PROMETHEUS_MULTIPROC_DIR`` when set, else a
+    folder named after the server's first ``bind``, next to the default file cache
+    (``$TMPDIR/js-host-proxy-<uid>/metrics-<bind>``). Either is opened as a private folder
+    of this user's (``js_host.private_dir``; made when missing): its ``*.db`` files are
+    deleted, and every worker's counts are read from it. Returns its path; raises
+    ConfigError naming the setting when the folder is not private."""
+    from js_host.exceptions import ConfigError
+    from js_host.private_dir import PrivateDir
+
     given = multiprocess_dir_from_env()
     if given is not None:
-        os.makedirs(given, exist_ok=True)
-        path = given
+        folder = PrivateDir.open(given, what=f"{MULTIPROC_ENV} directory", setting=MULTIPROC_ENV)
     else:
-        from js_host.exceptions import ConfigError
-        from js_host.private_dir import PrivateDir
-
         name = "metrics-" + re.sub(r"[^A-Za-z0-9.-]+", "_", bind)
         tmp = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"js-host-proxy-{os.getuid()}", name)
         xdg = os.environ.get("XDG_CACHE_HOME", "")
@@ -244,14 +245,11 @@ def prepare_multiprocess_dir(bind: str) -> str:
             fallback = os.path.join(home, "js-host-proxy-metrics", name)
             logger.warning("%s; the metrics directory is %r instead", err, fallback)
             folder = PrivateDir.open(fallback, what="js-host-proxy metrics directory", setting=MULTIPROC_ENV)
-        with folder:
-            for entry in folder.listdir():
-                if entry.endswith(".db"):
-                    folder.unlink(entry, missing_ok=True)
-            return folder.path
-    for leftover in glob.glob(os.path.join(glob.escape(path), "*.db")):
-        os.unlink(leftover)
-    return path
+    with folder:
+        for entry in folder.listdir():
+            if entry.endswith(".db"):
+                folder.unlink(entry, missing_ok=True)
+        return folder.path
 
 
 def remove_multiprocess_dir(path: str) -> None:

@@ -411,3 +411,29 @@ def test_upstream_credentials_are_never_shown() -> None:
         text = proxy.client.get("/metrics").get_data(as_text=True)
         assert 'js_host_proxy_upstream_up{upstream="http://127.0.0.1:1"} 0.0' in text
         assert "s3cret" not in ready.get_data(as_text=True) + text
+
+
+def test_a_given_multiprocess_dir_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its *.db files are deleted at start: a folder others can use (e.g. shared with another
+    program's metrics) is refused, naming the setting."""
+    from js_host.exceptions import ConfigError
+    from js_host_proxy.metrics import prepare_multiprocess_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "counter_1.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR") as refused:
+        prepare_multiprocess_dir("127.0.0.1:8000")
+    assert "accessible by other users" in str(refused.value)
+    assert (shared / "counter_1.db").exists()
+    shared.chmod(0o700)
+    (shared / "notes.txt").write_text("kept")
+    assert prepare_multiprocess_dir("127.0.0.1:8000") == str(shared)
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+    # A missing one is made, private.
+    made = tmp_path / "made" / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(made))
+    assert prepare_multiprocess_dir("127.0.0.1:8000") == str(made)
+    assert made.stat().st_mode & 0o777 == 0o700
