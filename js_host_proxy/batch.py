@@ -49,6 +49,7 @@ from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.policy import decide
 from js_host_proxy.replies import Reply, text_reply
 from js_host_proxy.upstream import UpstreamError
@@ -265,7 +266,7 @@ class BatchEndpoint:
             stale_ttl=self.config.stale_ttl,
         )
         if storage.storable:
-            url = f"{base}/function/{quote(job.name.encode('latin-1'), safe='')}?hash={job.hash}"
+            url = f"{base}{FUNCTION_PREFIX}{quote(job.name.encode('latin-1'), safe='')}?hash={job.hash}"
             self.cache.store_answer(url, fields, body, storage)
         logger.debug("MISS %s (batch job %d, status %s): %s", job.key, job.index, status, storage.reason)
         stored_for = storage.lifetime if storage.storable else None
@@ -287,7 +288,7 @@ class BatchEndpoint:
         """Each job as a single upstream call, through the single calls' cached path."""
 
         def one(job: _Job) -> dict[str, Any]:
-            path_qs = f"/function/{quote(job.name.encode('latin-1'), safe='')}"
+            path_qs = f"{FUNCTION_PREFIX}{quote(job.name.encode('latin-1'), safe='')}"
             if job.key is None:  # without the client's Cookie and Authorization, as in one batch
                 reply = self.calls.forward(environ, "POST", path_qs, job.body.encode(), headers)
                 return _result(reply, "BYPASS")

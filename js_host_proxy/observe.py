@@ -29,13 +29,13 @@ from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
 from js_host_proxy.health import UpstreamHealth, shown
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.purge_endpoint import authorized
 from js_host_proxy.replies import Reply, StartResponse, text_reply
 from js_host_proxy.upstream import UpstreamPool, UpstreamTimeout, UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
 
-FUNCTION_PREFIX = "/function/"
 ID_FIELD = request_id.FIELD
 NO_STORE = ("Cache-Control", "no-store")
 Route = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
