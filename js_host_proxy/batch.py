@@ -19,7 +19,8 @@ The upstream batch carries the request's fields as a cached call does (without t
 client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included, in
 one upstream batch or as single calls.
 A batch whose jobs are all fresh hits never reaches a host. Each result's ``headers``
-carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields.
+carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields, but for a job
+refused for its hash (the proxy's own 400 has neither, as a single call refused so).
 
 An upstream without the endpoint (npm js-host 0.11 answers 404), or one that refuses
 the batch as a whole (400, 413), gets the misses as single calls instead, a few at a
