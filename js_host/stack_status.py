@@ -211,7 +211,7 @@ def pairs(values: dict[str, float]) -> str:
 
 def host_lines(url: str, *, timeout: float) -> tuple[list[str], bool]:
     """The lines about the host at ``url``, and whether it answered ``/status``."""
-    status_answer = fetch(url, "/status", timeout=timeout)
+    status_answer = fetch(url, "/status?errors", timeout=timeout)
     if not status_answer.ok:
         return [f"host {url}: {status_answer.why_not()}"], False
     assert status_answer.response is not None

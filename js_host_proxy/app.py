@@ -61,13 +61,12 @@ from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
 from js_host_proxy.observe import Observer
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.replies import Reply, StartResponse, text_reply
 from js_host_proxy.revalidate import Revalidator
 from js_host_proxy.versions import CodeVersions
 
 logger = logging.getLogger(__name__)
-
-FUNCTION_PREFIX = "/function/"
 
 
 class ProxyApp:
@@ -101,6 +100,7 @@ class ProxyApp:
         self.observer = Observer(config, self.backend, self.calls.pool)
         if self.observer.metrics is not None:  # a batch's jobs are counted as single calls are
             self.batch.counted = self.observer.metrics.request
+            self.batch.host_answered = self.observer.metrics.host_answered
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.observer.handle(environ, start_response, self.route)
@@ -139,16 +139,9 @@ class ProxyApp:
     def call_function(
         self, environ: dict[str, Any], start_response: StartResponse, name: str
     ) -> Iterable[bytes]:
-        try:
-            body = read_body(environ, self.config.max_body)
-        except ValueError as err:
-            return text_reply(400, f"js-host-proxy: {err}").send(start_response)
-        if body is None:
-            return text_reply(
-                413,
-                f"js-host-proxy: the request body is larger than {self.config.max_body} bytes "
-                "(JS_HOST_PROXY_MAX_BODY)",
-            ).send(start_response)
+        body = self.read_body(environ, "the request body is")
+        if isinstance(body, Reply):
+            return body.send(start_response)
         query = environ.get("QUERY_STRING", "")
         given = _hash_param(query)
         if given is None:
@@ -204,17 +197,25 @@ class ProxyApp:
         """``POST /batch``: see batch.py."""
         if method != "POST":
             return text_reply(405, "js-host-proxy: POST /batch", [("Allow", "POST")]).send(start_response)
+        body = self.read_body(environ, "the batch is", ": split it into smaller batches")
+        if isinstance(body, Reply):
+            return body.send(start_response)
+        return self.batch.answer(environ, body).send(start_response)
+
+    def read_body(self, environ: dict[str, Any], what: str, advice: str = "") -> bytes | Reply:
+        """The request's body, or the refusal to send: 400 when it cannot be read, 413 over
+        JS_HOST_PROXY_MAX_BODY (``what`` names the body, ``advice`` ends the 413's text)."""
         try:
             body = read_body(environ, self.config.max_body)
         except ValueError as err:
-            return text_reply(400, f"js-host-proxy: {err}").send(start_response)
+            return text_reply(400, f"js-host-proxy: {err}")
         if body is None:
             return text_reply(
                 413,
-                f"js-host-proxy: the batch is larger than {self.config.max_body} bytes "
-                "(JS_HOST_PROXY_MAX_BODY): split it into smaller batches",
-            ).send(start_response)
-        return self.batch.answer(environ, body).send(start_response)
+                f"js-host-proxy: {what} larger than {self.config.max_body} bytes "
+                f"(JS_HOST_PROXY_MAX_BODY){advice}",
+            )
+        return body
 
     def revalidate(self, key: str, path_qs: str, body: bytes, headers: dict[str, str]) -> bool:
         """Refresh ``key``'s entry in the background, coalesced like a miss (at most one call

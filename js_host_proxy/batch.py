@@ -16,9 +16,11 @@ For each job, as for a single ``POST /function/<name>?hash=H``:
   may be served is (``STALE``, RFC 5861 stale-if-error), else the error.
 
 The upstream batch carries the request's fields as a cached call does (without the
-client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included.
+client's ``Cookie`` and ``Authorization``), for every job, the uncached ones included, in
+one upstream batch or as single calls.
 A batch whose jobs are all fresh hits never reaches a host. Each result's ``headers``
-carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields.
+carry ``x-cache`` and ``cache-status`` (RFC 9211) besides the host's fields, but for a job
+refused for its hash (the proxy's own 400 has neither, as a single call refused so).
 
 An upstream without the endpoint (npm js-host 0.11 answers 404), or one that refuses
 the batch as a whole (400, 413), gets the misses as single calls instead, a few at a
@@ -48,6 +50,7 @@ from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.policy import decide
 from js_host_proxy.replies import Reply, text_reply
 from js_host_proxy.upstream import UpstreamError
@@ -94,6 +97,9 @@ class BatchEndpoint:
         #: Called with (X-Cache, function, status) for each job answered, as a single call's
         #: answer is counted (the proxy's metrics, observe.py), or None.
         self.counted: Callable[[str, str, str], None] | None = None
+        #: Called with (function, status) for each job the host answered in an upstream batch
+        #: (the metrics label a name once the host has answered it with another status than 404).
+        self.host_answered: Callable[[str, int], None] | None = None
 
     def answer(self, environ: dict[str, Any], body: bytes) -> Reply:
         """The reply to a batch whose body (read whole, within JS_HOST_PROXY_MAX_BODY) is ``body``."""
@@ -238,6 +244,8 @@ class BatchEndpoint:
     ) -> dict[str, Any]:
         """One job's result from the host: stored when it may be, with x-cache and cache-status."""
         status = result["status"]
+        if self.host_answered is not None:
+            self.host_answered(job.name, status)
         names = self.hits.names
         if job.key is None:
             return _with_state(result, "BYPASS", names.forwarded("bypass", status))
@@ -259,7 +267,7 @@ class BatchEndpoint:
             stale_ttl=self.config.stale_ttl,
         )
         if storage.storable:
-            url = f"{base}/function/{quote(job.name.encode('latin-1'), safe='')}?hash={job.hash}"
+            url = f"{base}{FUNCTION_PREFIX}{quote(job.name.encode('latin-1'), safe='')}?hash={job.hash}"
             self.cache.store_answer(url, fields, body, storage)
         logger.debug("MISS %s (batch job %d, status %s): %s", job.key, job.index, status, storage.reason)
         stored_for = storage.lifetime if storage.storable else None
@@ -281,9 +289,10 @@ class BatchEndpoint:
         """Each job as a single upstream call, through the single calls' cached path."""
 
         def one(job: _Job) -> dict[str, Any]:
-            path_qs = f"/function/{quote(job.name.encode('latin-1'), safe='')}"
-            if job.key is None:
-                return _result(self.calls.forward(environ, "POST", path_qs, job.body.encode()), "BYPASS")
+            path_qs = f"{FUNCTION_PREFIX}{quote(job.name.encode('latin-1'), safe='')}"
+            if job.key is None:  # without the client's Cookie and Authorization, as in one batch
+                reply = self.calls.forward(environ, "POST", path_qs, job.body.encode(), headers)
+                return _result(reply, "BYPASS")
             reply = self.calls.call_cached(f"{path_qs}?hash={job.hash}", job.body.encode(), headers, job.key)
             return _result(reply)
 

@@ -101,13 +101,21 @@ class HostCalls:
         logger.info("serving a stale entry for %s: %s", key, reason)
         return reply
 
-    def forward(self, environ: dict[str, Any], method: str, path_qs: str, body: bytes | None) -> Reply:
-        """Forward uncached (GET /status, calls without a hash)."""
+    def forward(
+        self,
+        environ: dict[str, Any],
+        method: str,
+        path_qs: str,
+        body: bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """Forward uncached (GET /status, calls without a hash); ``headers``: the fields
+        sent instead of the request's (a batch's job: those of the upstream batch)."""
         session = self.sessions()[0]
+        if headers is None:
+            headers = forwarded_headers(environ)
         try:
-            _base, response, content = self.pool.send(
-                session, method, path_qs, body=body, headers=forwarded_headers(environ)
-            )
+            _base, response, content = self.pool.send(session, method, path_qs, body=body, headers=headers)
         except UpstreamError as err:
             logger.warning("%s", err)
             return text_reply(err.status, str(err))

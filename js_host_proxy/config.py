@@ -188,21 +188,13 @@ class ProxyConfig:
             log_format=(get("LOG_FORMAT") or "text").lower(),
         )
         config.check_cache_url()
-        if config.purge_token and len(config.purge_token) < MIN_TOKEN:
-            raise ConfigError(
-                f"JS_HOST_PROXY_PURGE_TOKEN is {len(config.purge_token)} characters long: use at least "
-                f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
-            )
+        _check_token("JS_HOST_PROXY_PURGE_TOKEN", config.purge_token)
         config.check_cache_name()
         config.check_observability()
         return config
 
     def check_observability(self) -> None:
-        if self.metrics_token and len(self.metrics_token) < MIN_TOKEN:
-            raise ConfigError(
-                f"JS_HOST_PROXY_METRICS_TOKEN is {len(self.metrics_token)} characters long: use at least "
-                f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
-            )
+        _check_token("JS_HOST_PROXY_METRICS_TOKEN", self.metrics_token)
         if self.metrics_bind and split_bind(self.metrics_bind) is None:
             raise ConfigError(
                 f"JS_HOST_PROXY_METRICS_BIND={self.metrics_bind!r} is not host:port "
@@ -225,6 +217,15 @@ class ProxyConfig:
                 f"JS_HOST_PROXY_CACHE_NAME={self.cache_name!r} is not a token (RFC 8941 §3.3.4): "
                 "use letters, digits and -._:/ starting with a letter, e.g. js-host-proxy or web-1"
             )
+
+
+def _check_token(setting: str, token: str) -> None:
+    """Refuse a bearer token (``setting``'s value; empty: none) too short to resist guessing."""
+    if token and len(token) < MIN_TOKEN:
+        raise ConfigError(
+            f"{setting} is {len(token)} characters long: use at least "
+            f"{MIN_TOKEN} random ones (e.g. python3 -c 'import secrets; print(secrets.token_hex(16))')"
+        )
 
 
 def split_bind(bind: str) -> tuple[str, int] | None:

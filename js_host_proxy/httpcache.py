@@ -49,6 +49,7 @@ from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.keys import UNVERSIONED, cache_key
 from js_host_proxy.connections import WHOLE_BODY, AlignedAdapter
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.policy import Storage, decide
 from js_host_proxy.versions import HEADER, CodeVersions
 
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FUNCTION_PREFIX = "/function/"
 #: CacheControl's serializer prefixes its format version.
 CC_PREFIX = b"cc=4,"
 # The usual URL of a cached call: a name with nothing quoted and ?hash=<lower-case sha1>

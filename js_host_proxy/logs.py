@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from js_host_proxy import request_id
+from js_host_proxy.paths import FUNCTION_PREFIX
 
 FORMATS = ("text", "json")
-FUNCTION_PREFIX = "/function/"
 
 
 def iso_time(seconds: float) -> str:

@@ -9,8 +9,11 @@ was killed) keeps its counts, its replacement counts in new files. Outside gunic
 process's own.
 
 Counters (``_total``): ``js_host_proxy_requests_total{cache,function}`` (``cache``: the
-answer's X-Cache, NONE for the proxy's own refusals; ``function``: the name, ``_unknown``
-when the host answered 404, ``_other`` past ``MAX_FUNCTIONS`` names in one process),
+answer's X-Cache, NONE for the proxy's own refusals; ``function``: the name once the host
+has answered a call of it with another status than 404 (in this process, or an entry of the
+cache: only the host's 200s are stored), else ``_unknown`` (a client's made-up name, refused by
+the host or by the proxy, never becomes a label); ``_other`` past ``MAX_FUNCTIONS`` (cache,
+function) pairs in one process),
 ``js_host_proxy_coalesced_waiters_total``, ``js_host_proxy_stale_answers_total``,
 ``js_host_proxy_upstream_errors_total{cause}`` (connect, timeout, 5xx, invalid) and
 ``js_host_proxy_cache_evictions_total``; the histogram
@@ -43,8 +46,12 @@ PATH = "/metrics"
 #: The environment variable prometheus_client reads for its multiprocess mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: Distinct function labels one process gives before counting the others as ``_other``.
+#: Distinct (cache, function) label pairs one process gives before counting the others as
+#: ``_other``; also the most names it keeps as answered by the host.
 MAX_FUNCTIONS = 200
+UNKNOWN = "_unknown"
+#: X-Cache values of answers made from a stored entry: the host answered that name 200.
+_STORED = frozenset({"HIT", "STALE"})
 CAUSES = ("connect", "timeout", "5xx", "invalid")
 
 
@@ -94,6 +101,9 @@ class ProxyMetrics:
         self._causes = {cause: self._errors.labels(cause) for cause in CAUSES}
         # (cache, function) -> the labelled counter: labels() costs more than inc().
         self._children: dict[tuple[str, str], Any] = {}
+        # Names (as the request's path holds them) the host answered with another status than
+        # 404 in this process: the only ones a miss or a refusal is labelled with.
+        self._answered: set[str] = set()
         self._live = LiveCollector(backend, health)
         if multiprocess_dir is None:
             registry.register(self._live)
@@ -109,12 +119,17 @@ class ProxyMetrics:
             self._stale.inc()
 
     def _child(self, cache: str, function: str, status: str) -> Any:
-        if status.startswith("404"):
-            return self._requests.labels(cache, "_unknown")  # not kept: names are the client's
+        if status.startswith("404") or (cache not in _STORED and function not in self._answered):
+            return self._requests.labels(cache, UNKNOWN)  # not kept: names are the client's
         if len(self._children) >= MAX_FUNCTIONS:
             return self._requests.labels(cache, "_other")
         child = self._children[(cache, function)] = self._requests.labels(cache, function)
         return child
+
+    def host_answered(self, function: str, status: int) -> None:
+        """The host answered a call of ``function`` with ``status``: a name it has unless 404."""
+        if status != 404 and function not in self._answered and len(self._answered) < MAX_FUNCTIONS:
+            self._answered.add(function)
 
     def coalesced(self) -> None:
         self._coalesced.inc()
@@ -207,18 +222,19 @@ def multiprocess_dir_from_env() -> str | None:
 
 def prepare_multiprocess_dir(bind: str) -> str:
     """The multiprocess directory of a server about to start, emptied of an earlier run's
-    files (a server's counts start at zero): ``PROMETHEUS_MULTIPROC_DIR`` when set (made
-    when missing), else a private folder of this user's (``js_host.private_dir``) named
-    after the server's first ``bind``, next to the default file cache
-    (``$TMPDIR/js-host-proxy-<uid>/metrics-<bind>``). Returns its path."""
+    files (a server's counts start at zero): ``PROMETHEUS_MULTIPROC_DIR`` when set, else a
+    folder named after the server's first ``bind``, next to the default file cache
+    (``$TMPDIR/js-host-proxy-<uid>/metrics-<bind>``). Either is opened as a private folder
+    of this user's (``js_host.private_dir``; made when missing): its ``*.db`` files are
+    deleted, and every worker's counts are read from it. Returns its path; raises
+    ConfigError naming the setting when the folder is not private."""
+    from js_host.exceptions import ConfigError
+    from js_host.private_dir import PrivateDir
+
     given = multiprocess_dir_from_env()
     if given is not None:
-        os.makedirs(given, exist_ok=True)
-        path = given
+        folder = PrivateDir.open(given, what=f"{MULTIPROC_ENV} directory", setting=MULTIPROC_ENV)
     else:
-        from js_host.exceptions import ConfigError
-        from js_host.private_dir import PrivateDir
-
         name = "metrics-" + re.sub(r"[^A-Za-z0-9.-]+", "_", bind)
         tmp = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"js-host-proxy-{os.getuid()}", name)
         xdg = os.environ.get("XDG_CACHE_HOME", "")
@@ -229,14 +245,11 @@ def prepare_multiprocess_dir(bind: str) -> str:
             fallback = os.path.join(home, "js-host-proxy-metrics", name)
             logger.warning("%s; the metrics directory is %r instead", err, fallback)
             folder = PrivateDir.open(fallback, what="js-host-proxy metrics directory", setting=MULTIPROC_ENV)
-        with folder:
-            for entry in folder.listdir():
-                if entry.endswith(".db"):
-                    folder.unlink(entry, missing_ok=True)
-            return folder.path
-    for leftover in glob.glob(os.path.join(glob.escape(path), "*.db")):
-        os.unlink(leftover)
-    return path
+    with folder:
+        for entry in folder.listdir():
+            if entry.endswith(".db"):
+                folder.unlink(entry, missing_ok=True)
+        return folder.path
 
 
 def remove_multiprocess_dir(path: str) -> None:

@@ -22,19 +22,20 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from js_host_proxy import request_id
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
 from js_host_proxy.health import UpstreamHealth, shown
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
+from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.purge_endpoint import authorized
 from js_host_proxy.replies import Reply, StartResponse, text_reply
 from js_host_proxy.upstream import UpstreamPool, UpstreamTimeout, UpstreamUnreachable
 
 logger = logging.getLogger(__name__)
 
-FUNCTION_PREFIX = "/function/"
 ID_FIELD = request_id.FIELD
 NO_STORE = ("Cache-Control", "no-store")
 Route = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -143,9 +144,15 @@ class Observer:
 
     # -- UpstreamPool's observer -----------------------------------------------------------
 
-    def answered(self, started: float, status: int) -> None:
-        if self.metrics is not None:
-            self.metrics.upstream_answered(time.perf_counter() - started, status)
+    def answered(self, started: float, status: int, path_qs: str) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.upstream_answered(time.perf_counter() - started, status)
+        if path_qs.startswith(FUNCTION_PREFIX):
+            # The name as the request's PATH_INFO holds it (calls.py quoted those bytes).
+            quoted = path_qs[len(FUNCTION_PREFIX) :].partition("?")[0]
+            metrics.host_answered(unquote_to_bytes(quoted).decode("latin-1"), status)
 
     def failed(self, started: float, err: BaseException) -> None:
         if self.metrics is None:
@@ -172,17 +179,37 @@ def _echoing(start_response: StartResponse, rid: str) -> StartResponse:
 
 
 def _socket_matcher(bind: str) -> Callable[[dict[str, Any]], bool]:
-    """Whether a request came in on the socket bound to ``bind``: gunicorn sets SERVER_NAME
-    and SERVER_PORT from the listening socket's address (not from the Host field). The
-    address is compared too when ``bind`` names one (not a host name, not 0.0.0.0)."""
+    """Whether a request came in on the socket bound to ``bind``: the local address of the
+    connection gunicorn accepted (``gunicorn.socket``), which a client cannot forge.
+    (SERVER_NAME and SERVER_PORT will not do: for a unix socket gunicorn takes them from the
+    request's Host field.) The address is compared too when ``bind`` names one (not a host
+    name, not 0.0.0.0). Without gunicorn's socket (the app in-process, another server) no
+    request is on the metrics socket: the public rules apply to all."""
     parts = split_bind(bind)
     assert parts is not None  # checked by ProxyConfig
-    host, port = parts[0], str(parts[1])
+    host, port = parts[0], parts[1]
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    if address is None or address.is_unspecified:
-        return lambda environ: environ.get("SERVER_PORT") == port
-    name = str(address)
-    return lambda environ: environ.get("SERVER_PORT") == port and environ.get("SERVER_NAME") == name
+    if address is not None and address.is_unspecified:
+        address = None
+
+    def matches(environ: dict[str, Any]) -> bool:
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return False
+        try:
+            local = sock.getsockname()
+        except (OSError, AttributeError):
+            return False
+        if not isinstance(local, tuple) or local[1] != port:
+            return False  # a unix socket (a path), or another port
+        if address is None:
+            return True
+        try:
+            return ipaddress.ip_address(local[0].split("%", 1)[0]) == address
+        except ValueError:
+            return False
+
+    return matches

@@ -139,7 +139,7 @@ class UpstreamPool:
         except UpstreamError as err:
             observer.failed(started, err)
             raise
-        observer.answered(started, answer[1].status_code)
+        observer.answered(started, answer[1].status_code, path_qs)
         return answer
 
     def _send(

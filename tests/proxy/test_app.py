@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import requests
 
 from js_host_proxy.__main__ import main
 from js_host_proxy.cache.entry import Entry
@@ -280,6 +281,20 @@ def test_the_manager_endpoints_are_not_forwarded(make_proxy: Callable[..., Proxy
     assert status.json["type"] == "Host"
     assert proxy.client.get("/function/echo").status_code == 405
     assert proxy.client.get("/elsewhere").status_code == 404
+
+
+def test_the_hosts_last_errors_are_not_forwarded(make_proxy: Callable[..., Proxy], upstream: Upstream):
+    """Another client's error texts stay on the host: the proxy forwards only the bare /status."""
+    proxy = make_proxy()
+    assert proxy.client.post("/function/fail", json={}).status_code == 500
+    direct = requests.get(f"{upstream.url}/status?errors", timeout=5).json()
+    assert [error["function"] for error in direct["lastErrors"]] == ["fail"]
+    for path in ("/status", "/status?errors"):
+        status = proxy.client.get(path)
+        assert status.status_code == 200
+        assert status.json["type"] == "Host"
+        assert "lastErrors" not in status.json
+        assert "failed on purpose" not in status.text
 
 
 def test_an_oversized_body_is_refused(make_proxy: Callable[..., Proxy], upstream: Upstream):

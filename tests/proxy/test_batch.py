@@ -18,6 +18,7 @@ from js_host.exceptions import FunctionError
 from js_host.function import Function, call_many
 from js_host.host import JSHost
 from tests.support.proxy import Proxy, Upstream, body_of, call_path, in_process_proxies, sha1
+from tests.support.recording_server import RecordingServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -140,6 +141,31 @@ def test_an_upstream_without_batch_gets_single_calls(
     assert (upstream.calls("echo"), upstream.calls("long"), upstream.calls("fail")) == (1, 1, 2)
     # The upstream is remembered: the next misses go straight to single calls.
     assert proxy.app.batch._no_batch == {upstream.url}
+
+
+def test_the_single_calls_of_a_batch_carry_no_cookie_or_authorization(make_proxy_for) -> None:
+    """Cached or not, a batch's jobs reach the host without the client's credentials, in one
+    upstream batch or (a host without /batch: here every answer is a 404) as single calls."""
+    recording = RecordingServer(["echo"], status_code=404)
+    try:
+        proxy = make_proxy_for(recording.url)
+        uncached = {"function": "echo", "body": "{}"}
+        answer = proxy.client.post(
+            "/batch",
+            json={"jobs": [job("echo", {"n": 1}), uncached]},
+            headers={"Cookie": "session=secret", "Authorization": "Bearer secret", "X-Other": "kept"},
+        )
+        assert states(answer.get_json()["results"]) == ["MISS", "BYPASS"]
+        sent = [r for r in recording.requests if r["target"] != "/status"]  # /status: the code version
+        targets = [r["target"] for r in sent]
+        assert targets[0] == "/batch"
+        assert sorted(targets[1:]) == ["/function/echo", "/function/echo?hash=" + sha1(body_of({"n": 1}))]
+        for request in sent:
+            assert "cookie" not in request["headers"], request["target"]
+            assert "authorization" not in request["headers"], request["target"]
+            assert request["headers"]["x-other"] == "kept"
+    finally:
+        recording.close()
 
 
 @pytest.fixture

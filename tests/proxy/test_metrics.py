@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -158,7 +159,8 @@ def test_counts_are_summed_over_the_workers_and_survive_a_killed_worker(stack: S
         'js_host_proxy_requests_total{cache="MISS",function="short"}': 1,
         'js_host_proxy_requests_total{cache="STALE",function="short"}': 1,
         'js_host_proxy_requests_total{cache="MISS",function="fail"}': 1,
-        'js_host_proxy_requests_total{cache="MISS",function="slow"}': 1,
+        # Never answered (the proxy's 504): a name is a label once the host has answered it.
+        'js_host_proxy_requests_total{cache="MISS",function="_unknown"}': 1,
         "js_host_proxy_stale_answers_total": 1,
         'js_host_proxy_upstream_errors_total{cause="5xx"}': 1,
         'js_host_proxy_upstream_errors_total{cause="timeout"}': 1,
@@ -253,6 +255,32 @@ def test_metrics_are_on_their_own_socket_behind_the_token(stack: Stack) -> None:
     assert requests.get(stack.url + "/health").text == "ok\n"
 
 
+def test_the_metrics_socket_is_the_accepted_connections_own_address(stack: Stack, tmp_path: Path) -> None:
+    """A request on a unix public socket whose Host names the metrics socket (gunicorn then
+    sets SERVER_NAME and SERVER_PORT from it) is a public one: the accepted socket says."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(tmp_path / "public.sock"))
+    unix.listen()
+    with listener, unix, socket.create_connection(("127.0.0.1", port)), socket.socket(socket.AF_UNIX) as peer:
+        on_metrics = listener.accept()[0]
+        peer.connect(str(tmp_path / "public.sock"))
+        on_public = unix.accept()[0]
+        forged = {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port)}
+        with on_metrics, on_public, in_process_proxies(f"http://127.0.0.1:{stack.host_port}") as make:
+            proxy = make(metrics_bind=f"127.0.0.1:{port}")
+            public = proxy.client.get("/metrics", environ_overrides={**forged, "gunicorn.socket": on_public})
+            assert public.status_code == 404
+            assert "served on JS_HOST_PROXY_METRICS_BIND only" in public.text
+            # In-process (no gunicorn socket): no request is on the metrics socket.
+            assert proxy.client.get("/metrics", environ_overrides=forged).status_code == 404
+            assert (
+                proxy.client.get("/metrics", environ_overrides={"gunicorn.socket": on_metrics}).status_code
+                == 200
+            )
+
+
 def test_request_ids_are_echoed_and_in_the_json_log_lines(stack: Stack) -> None:
     data = {"request id": uuid.uuid4().hex}
     miss = stack.call("echo", data, **{"X-Request-Id": "client-1.a:b_c"})
@@ -282,6 +310,43 @@ def test_request_ids_are_echoed_and_in_the_json_log_lines(stack: Stack) -> None:
     assert all({"time", "level", "message"} <= set(line) for line in lines)
     assert any(line["logger"] == "gunicorn.error" for line in lines)
     assert any(line["logger"].startswith("js_host_proxy") for line in lines)
+
+
+def test_a_function_label_is_a_name_the_host_answered(stack: Stack) -> None:
+    """A client's made-up names, refused by the proxy (405, wrong hash, too large, a batch's
+    wrong hash) or by the host (404), all count as _unknown: no label of theirs."""
+    with in_process_proxies(f"http://127.0.0.1:{stack.host_port}") as make:
+        proxy = make(max_body=1000)
+        metrics = proxy.app.observer.metrics
+        assert metrics is not None
+        path, body = call_path("made-up-0", {})
+        assert proxy.client.get("/function/made-up-1").status_code == 405
+        wrong = path.replace("made-up-0", "made-up-2").replace("hash=", "hash=0")
+        assert proxy.client.post(wrong, data=body, content_type="application/json").status_code == 400
+        big = proxy.client.post("/function/made-up-3", data=b"x" * 2000, content_type="application/json")
+        assert big.status_code == 413
+        assert proxy.client.post(path, data=body, content_type="application/json").status_code == 404
+        job = {"function": "made-up-4", "hash": "0" * 40, "body": "{}"}
+        answer = proxy.client.post("/batch", json={"jobs": [job, {"function": "made-up-5", "body": "{}"}]})
+        assert [r["status"] for r in answer.json["results"]] == [400, 404]
+        # A real function's refusal before any answer of it is _unknown too; after one, its own.
+        assert proxy.client.get("/function/echo").status_code == 405
+        assert proxy.call("echo", {"label": 1}).status_code == 200
+        assert proxy.client.get("/function/echo").status_code == 405
+        counted = {
+            (s.labels["cache"], s.labels["function"]): s.value
+            for family in text_string_to_metric_families(metrics.render().decode())
+            if family.name == "js_host_proxy_requests"
+            for s in family.samples
+            if s.name.endswith("_total")
+        }
+        assert counted == {
+            ("NONE", "_unknown"): 5,
+            ("MISS", "_unknown"): 1,
+            ("BYPASS", "_unknown"): 1,
+            ("MISS", "echo"): 1,
+            ("NONE", "echo"): 1,
+        }
 
 
 def test_the_request_id_is_forwarded_to_the_host() -> None:
@@ -346,3 +411,29 @@ def test_upstream_credentials_are_never_shown() -> None:
         text = proxy.client.get("/metrics").get_data(as_text=True)
         assert 'js_host_proxy_upstream_up{upstream="http://127.0.0.1:1"} 0.0' in text
         assert "s3cret" not in ready.get_data(as_text=True) + text
+
+
+def test_a_given_multiprocess_dir_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its *.db files are deleted at start: a folder others can use (e.g. shared with another
+    program's metrics) is refused, naming the setting."""
+    from js_host.exceptions import ConfigError
+    from js_host_proxy.metrics import prepare_multiprocess_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "counter_1.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR") as refused:
+        prepare_multiprocess_dir("127.0.0.1:8000")
+    assert "accessible by other users" in str(refused.value)
+    assert (shared / "counter_1.db").exists()
+    shared.chmod(0o700)
+    (shared / "notes.txt").write_text("kept")
+    assert prepare_multiprocess_dir("127.0.0.1:8000") == str(shared)
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+    # A missing one is made, private.
+    made = tmp_path / "made" / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(made))
+    assert prepare_multiprocess_dir("127.0.0.1:8000") == str(made)
+    assert made.stat().st_mode & 0o777 == 0o700

@@ -85,7 +85,10 @@ async function main() {
     // loads, then as the config says (sourceMapsOn; node --enable-source-maps also turns it on).
     const startedWithMaps = process.sourceMapsEnabled === true;
     if (!args.manager && !args.config) process.setSourceMapsEnabled(true);
-    const loaded = await loadConfigFile(args.file, { host: !args.manager });
+    // A pool's master runs no function and shows its workers' code version: when --workers
+    // says it is one before its config loads, it records no loaded file (no hooks thread).
+    const poolMaster = !args.config && !args.detached && args.workers !== undefined && args.workers !== 0;
+    const loaded = await loadConfigFile(args.file, { host: !args.manager, recordFiles: !args.manager && !poolMaster });
     configFile = loaded.configFile;
     const userConfig = loaded.config;
     const sourceMaps = !args.manager && sourceMapsOn(userConfig, MANAGED || startedWithMaps);
@@ -140,7 +143,9 @@ async function main() {
   }
 
   if (args.config) {
-    process.stdout.write(`${server.statusJson()}\n`);
+    // Exits once written: an async set-up may have opened handles (a timer, a socket) that
+    // would keep the process up, and the Python client waits for its exit.
+    process.stdout.write(`${server.statusJson()}\n`, () => process.exit(0));
     return;
   }
   if (args.detached) {
@@ -304,10 +309,11 @@ function runDetached(args, kind, configFile) {
   child.on('message', (message) => {
     if (!message || typeof message.status !== 'string') return;
     clearTimeout(timer);
-    process.stdout.write(`${message.status}\n`);
     child.removeAllListeners('exit');
     child.disconnect();
     child.unref();
+    // Exits once written, whatever handles the config's set-up opened in this process.
+    process.stdout.write(`${message.status}\n`, () => process.exit(0));
   });
   child.on('exit', (code, signal) => {
     clearTimeout(timer);

@@ -19,7 +19,7 @@ const { performance } = require('node:perf_hooks');
 const { BadBody, BodyReader, parseObject } = require('./body_reader');
 const { FunctionCall } = require('./call');
 const { ConfigError } = require('./config');
-const { JSON_TYPE } = require('./server');
+const { JSON_TYPE, unknownFunction } = require('./server');
 
 const BATCH_PATH = '/batch';
 const DEFAULT_MAX_BATCH_JOBS = 100;
@@ -104,17 +104,9 @@ class Batch extends BodyReader {
   finish(index, name, status, body, headers, started) {
     if (this.results[index] !== undefined) return;
     this.results[index] = { status, headers, body };
-    const { server } = this;
     const ms = performance.now() - started;
-    const requestId = this.res.jsHostRequestId;
-    const { logger } = server;
-    const fields = logger.wantsFields
-      ? { function: name, status, duration_ms: Math.round(ms * 100) / 100, request_id: requestId, worker: null }
-      : undefined;
-    const id = logger.json ? '' : ` request_id=${requestId}`;
-    logger.info(`${server.name}: ${BATCH_PATH} job ${index} ${name} ${status} ${ms.toFixed(2)}ms${id}`, fields);
-    // Counted as the single call would be: a page's renders show in the metrics either way.
-    if (server.metrics !== null) server.metrics.recordCall(name, status, ms / 1000, body);
+    // Logged and counted as the single call would be: a page's renders show either way.
+    this.server.recordAnswer(`${BATCH_PATH} job ${index} ${name}`, name, status, ms, this.res.jsHostRequestId, null, body);
     this.pending -= 1;
     if (this.pending === 0) this.answer();
   }
@@ -137,6 +129,8 @@ function resultHeaders(cacheControl, codeVersion, retryAfter) {
 class BatchCall extends FunctionCall {
   constructor(host, entry, batch, index) {
     super(host, entry, batch.req, null);
+    // The batch's request id, in the lines the call logs itself ("calling", "completed").
+    this.requestId = batch.res.jsHostRequestId;
     this.batch = batch;
     this.index = index;
     this.started = performance.now();
@@ -160,7 +154,7 @@ function runInProcess(host, batch, jobs) {
     const started = performance.now();
     const entry = host.findFunction(name);
     if (entry === undefined) {
-      batch.finish(i, name, 404, `Not found. Unknown function "${name}"`, resultHeaders(undefined, host.codeVersion), started);
+      batch.finish(i, name, 404, unknownFunction(name), resultHeaders(undefined, host.codeVersion), started);
       continue;
     }
     const data = parseObject(body);
@@ -179,6 +173,8 @@ class PoolJob {
     this.index = index;
     this.name = name;
     this.body = body;
+    // The batch's request id: the worker writes it in the call's log lines.
+    this.requestId = runner.batch.res.jsHostRequestId;
     this.id = 0;
     this.worker = null;
     this.timer = undefined;
@@ -217,7 +213,7 @@ class PoolRunner {
       const job = new PoolJob(this, index, name, body);
       if (this.host.findFunction(name) === undefined) {
         const headers = resultHeaders(undefined, this.host.codeVersion);
-        this.batch.finish(index, name, 404, `Not found. Unknown function "${name}"`, headers, job.started);
+        this.batch.finish(index, name, 404, unknownFunction(name), headers, job.started);
         continue; // the slot is still free: take the next job
       }
       if (!this.host.pool.dispatch(job)) {

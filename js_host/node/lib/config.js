@@ -41,8 +41,10 @@ const UNSERIALIZED = new Set([
  * only ways a config loads them with its code) and, since nothing older has to be accepted, an
  * ES-module or asynchronous config must have functions (a CommonJS object
  * without them is accepted, with `functions: null`, as js-host 0.11 does).
+ * `recordFiles` (default: `host`): false for a host that never shows its own code
+ * version (a pool's master): no ES module is recorded, and no hooks thread starts.
  */
-async function loadConfigFile(file, { host = false } = {}) {
+async function loadConfigFile(file, { host = false, recordFiles = host } = {}) {
   const configFile = path.resolve(file);
   if (!fs.existsSync(configFile)) {
     throw new ConfigError(`Config file not found: ${configFile}`);
@@ -50,7 +52,7 @@ async function loadConfigFile(file, { host = false } = {}) {
   const format = moduleFormat(configFile);
   // Only a config that can import ES modules (an ES module, or an async set-up)
   // records them: a plain CommonJS config costs what it did (no hooks thread).
-  if (host && format === 'module') recordModules();
+  if (recordFiles && format === 'module') recordModules();
   let exported;
   try {
     exported = format === 'module' ? await import(pathToFileURL(configFile).href) : require(configFile);
@@ -58,7 +60,7 @@ async function loadConfigFile(file, { host = false } = {}) {
     throw new ConfigError(await describeLoadError(configFile, err, format));
   }
   // Before the set-up runs (a promise's pending import() still goes through the hooks).
-  if (host && (typeof exported === 'function' || isPromise(exported))) recordModules();
+  if (recordFiles && (typeof exported === 'function' || isPromise(exported))) recordModules();
   let config = exported;
   const esModule = format === 'module' || types.isModuleNamespaceObject(exported);
   if (esModule) {

@@ -10,7 +10,7 @@
 // The pool's master (pool_host.js) answers the same, running the calls in workers.
 // Every answer carries the version of the code (JS-Host-Code-Version, and
 // "codeVersion" in /status): see code_version.js; a function's answers carry their
-// request id (X-Request-Id, see request_id.js); /status adds the "lastErrors".
+// request id (X-Request-Id, see request_id.js); /status?errors adds the "lastErrors".
 
 const { isBatchUrl, maxBatchJobsOf, routeBatch, runInProcess } = require('./batch');
 const { ConfigError } = require('./config');
@@ -18,7 +18,7 @@ const { FunctionCall } = require('./call');
 const { codeVersion } = require('./code_version');
 const { HostMetrics } = require('./host_metrics');
 const { CONTENT_TYPE: METRICS_TYPE } = require('./metrics');
-const { BaseServer, JSON_TYPE } = require('./server');
+const { BaseServer, JSON_TYPE, unknownFunction } = require('./server');
 
 const FUNCTION_PREFIX = '/function/';
 
@@ -54,7 +54,7 @@ class Host extends BaseServer {
       }
     }
     this.codeVersion = options && options.codeVersion !== undefined ? options.codeVersion : codeVersion();
-    this.metrics = new HostMetrics();
+    this.metrics = new HostMetrics({ isFunction: (name) => this.functions.has(name) });
   }
 
   getStatus() {
@@ -182,7 +182,7 @@ function routeFunction(server, req, res, url) {
   const found = server.findFunction(name);
   if (found === undefined) {
     res.jsHostCall = name;
-    server.send(req, res, 404, `Not found. Unknown function "${name}"`);
+    server.send(req, res, 404, unknownFunction(name));
     return;
   }
   if (req.method !== 'POST') {
@@ -193,11 +193,26 @@ function routeFunction(server, req, res, url) {
   server.startCall(req, res, found);
 }
 
-/** /status with the host's last errors (appended: the rest stays as computed once). */
+/**
+ * /status: the bare one exactly as computed once (0.11's shape: the 2015 clients
+ * compare it with the config's status line); `GET /status?errors` appends the
+ * host's last errors. The proxy forwards only the bare /status, so that a client
+ * of the proxy never reads other clients' error texts.
+ */
 function sendStatusWithErrors(server, req, res) {
   const json = server.statusJson();
+  if (!wantsErrors(req.url)) {
+    server.send(req, res, 200, json, JSON_TYPE);
+    return;
+  }
   const body = `${json.slice(0, -1)},"lastErrors":${JSON.stringify(server.metrics.lastErrors)}}`;
   server.send(req, res, 200, body, JSON_TYPE);
+}
+
+/** Whether a /status URL asks for the last errors: `?errors` among its parameters. */
+function wantsErrors(url) {
+  const query = url.indexOf('?');
+  return query !== -1 && new URLSearchParams(url.slice(query + 1)).has('errors');
 }
 
 function sendMetrics(server, req, res) {

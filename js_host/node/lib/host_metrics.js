@@ -29,8 +29,13 @@ class HostMetrics {
    * @param {object} [options]
    * @param {Function} [options.pool] returns the host's Pool (or null before it starts):
    *   its queue and workers are shown too
+   * @param {Function} [options.isFunction] whether the host has a function of that name
+   *   now; a name it has not (a client's, made up) takes one of the MAX_UNKNOWN_NAMES
+   *   labels whatever the answer (404, or a pool's 413 or 503 before its workers are
+   *   ready). Without it, only a 404's name does.
    */
-  constructor({ pool } = {}) {
+  constructor({ pool, isFunction = undefined } = {}) {
+    this.isFunction = isFunction;
     const registry = new Registry();
     this.registry = registry;
     this.calls = registry.counter('js_host_calls_total', 'Function calls answered, by function and HTTP status', [
@@ -127,7 +132,8 @@ class HostMetrics {
   }
 
   addFunction(name, status) {
-    if (status === 404) {
+    const known = this.isFunction === undefined ? status !== 404 : status !== 404 && this.isFunction(name);
+    if (!known) {
       if (this.unknownNames >= MAX_UNKNOWN_NAMES) return this.functions.get(OTHER_NAME) || this.newEntry(OTHER_NAME);
       this.unknownNames += 1;
     }

@@ -13,7 +13,9 @@
 // that loaded them may have settled, so settled() waits for a round trip
 // through the same port (its messages keep their order) before the list is read.
 //
-// Without module.register (Node < 18.19) ES modules are not recorded.
+// module.register came with Node 20.6: on Node 20.0 to 20.5 (allowed by `engines`,
+// >= 20) ES modules are not recorded; recordModules() says so, and the list has the
+// CommonJS ones only.
 
 const nodeModule = require('node:module');
 const { fileURLToPath, pathToFileURL } = require('node:url');

@@ -78,7 +78,9 @@ class PoolHost extends BaseServer {
     this.sourceMaps = options.sourceMaps === true;
     this.onFatal = options.onFatal || (() => {});
     this.pool = null; // made once listening: the workers get the real port
-    this.metrics = new HostMetrics({ pool: () => this.pool });
+    // A name is a function's once the serving workers have it (before: any name is the client's).
+    const isFunction = (name) => this.pool !== null && this.pool.current !== null && this.pool.current.names.has(name);
+    this.metrics = new HostMetrics({ pool: () => this.pool, isFunction });
   }
 
   /** The user's modules the serving workers loaded, with their mtimes (see code_version.js). */

@@ -299,15 +299,22 @@ class BaseServer {
 
   /** The log line and the count of a function call's answer (`ms` since its request arrived). */
   answeredCall(req, res, status, ms, body) {
-    const name = res.jsHostCall;
-    const requestId = res.jsHostRequestId;
+    const worker = res.jsHostWorker ?? null;
+    this.recordAnswer(`${req.method} ${req.url}`, res.jsHostCall, status, ms, res.jsHostRequestId, worker, body);
+  }
+
+  /**
+   * The log line (`what`, then the status, time and request id) and the count of one
+   * function's answer: a single call's (answeredCall) or a batch job's (batch.js), alike.
+   */
+  recordAnswer(what, name, status, ms, requestId, worker, body) {
     const { logger } = this;
     const fields = logger.wantsFields
-      ? { function: name, status, duration_ms: Math.round(ms * 100) / 100, request_id: requestId, worker: res.jsHostWorker ?? null }
+      ? { function: name, status, duration_ms: Math.round(ms * 100) / 100, request_id: requestId, worker }
       : undefined;
     // The text line names the request id; a JSON line has it as a field.
     const id = logger.json ? '' : ` request_id=${requestId}`;
-    logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms.toFixed(2)}ms${id}`, fields);
+    logger.info(`${this.name}: ${what} ${status} ${ms.toFixed(2)}ms${id}`, fields);
     if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body);
   }
 }
@@ -334,4 +341,9 @@ function createLogger(config, options = {}) {
   return new Logger(withFormat);
 }
 
-module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, PROTOCOL_VERSION, rawHeader, TEXT, JSON_TYPE };
+/** The answer to a call of a name no function has (404): the same wherever it is found out. */
+function unknownFunction(name) {
+  return `Not found. Unknown function "${name}"`;
+}
+
+module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, JSON_TYPE, PROTOCOL_VERSION, rawHeader, TEXT, unknownFunction };

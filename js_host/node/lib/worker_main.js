@@ -20,6 +20,7 @@ const { ConfigError, loadConfigFile, sourceMapsOn, watchNodeModules } = require(
 const { Host } = require('./host');
 const { loadedFiles } = require('./code_version');
 const { Logger } = require('./logger');
+const { unknownFunction } = require('./server');
 
 const WATCHDOG_INTERVAL_MS = 1000;
 // How often the worker tells its master its heap used (GET /metrics).
@@ -122,7 +123,7 @@ function onMessage(message) {
   const [id, name, body, requestId] = message;
   const entry = host.functions.get(name);
   if (entry === undefined) {
-    process.send([id, 404, `Not found. Unknown function "${name}"`, 0]);
+    process.send([id, 404, unknownFunction(name), 0]);
     return;
   }
   const data = parseObject(body);

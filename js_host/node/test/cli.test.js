@@ -83,8 +83,10 @@ describe('cli outputs', () => {
     assert.notEqual(host.port, 0);
     assert.equal(host.stdout.split('\n')[0], JSON.stringify(host.status));
     const res = await request(`${host.url}/status`);
-    // The live /status adds the last errors to it.
-    assert.equal(res.body, `${JSON.stringify(host.status).slice(0, -1)},"lastErrors":[]}`);
+    // The bare /status is that line exactly (the 2015 clients compare them); ?errors adds the last errors.
+    assert.equal(res.body, JSON.stringify(host.status));
+    const withErrors = await request(`${host.url}/status?errors`);
+    assert.equal(withErrors.body, `${JSON.stringify(host.status).slice(0, -1)},"lastErrors":[]}`);
   });
 });
 
@@ -218,5 +220,44 @@ describe('--detached', () => {
     assert.equal(result.status, 1);
     assert.equal(result.stdout, '');
     assert.match(result.stderr, /second load fails/);
+  });
+});
+
+describe('an async set-up that leaves a handle open', () => {
+  // A timer the set-up starts (and never clears) must not keep --config, or the parent of
+  // --detached, from exiting: the Python client waits for that exit.
+  const SETUP = (folder) => `const fs = require('fs');
+    module.exports = async () => {
+      fs.appendFileSync(${JSON.stringify(path.join(folder, 'pids'))}, process.pid + '\\n');
+      setInterval(() => {}, 1000);
+      return {functions: {echo: (data, cb) => cb(null, data)}};
+    };`;
+
+  test('--config exits once it printed the status', (t) => {
+    const { config } = writeConfig(t, 'interval.config.js', SETUP);
+    const result = runCli([config, '--config']);
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).config.functions, ['echo']);
+  });
+
+  test('--detached exits once the copy listens', async (t) => {
+    const { dir, config } = writeConfig(t, 'interval.config.js', SETUP);
+    const result = runCli([config, '--detached', '-p', '0'], { runtimeDir: dir });
+    // The copy loaded the config last: its pid is the last line (the parent's the first).
+    const pids = fs.readFileSync(path.join(dir, 'pids'), 'utf8').trim().split('\n').map(Number);
+    t.after(() => {
+      try {
+        process.kill(pids.at(-1), 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(pids.length, 2);
+    const status = JSON.parse(result.stdout);
+    const res = await call({ url: `http://127.0.0.1:${status.config.port}` }, 'echo', { a: 1 });
+    assert.equal(res.status, 200);
+    process.kill(pids[1], 'SIGTERM');
+    await waitClosed(status.config.port);
   });
 });

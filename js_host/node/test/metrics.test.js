@@ -1,6 +1,6 @@
 'use strict';
 
-// What a host tells about itself: GET /metrics (Prometheus text), /status "lastErrors",
+// What a host tells about itself: GET /metrics (Prometheus text), /status?errors "lastErrors",
 // X-Request-Id and the JSON log lines. One host of each kind (single process, a pool of
 // 2 workers) gets a known sequence of calls; its counters must equal it exactly.
 
@@ -94,7 +94,7 @@ async function scrape(host) {
 }
 
 async function getStatus(host) {
-  return JSON.parse((await request(`${host.url}/status`)).body);
+  return JSON.parse((await request(`${host.url}/status?errors`)).body);
 }
 
 /** The JSON log lines of a logfile, every one parsed (a line that does not parse fails). */
@@ -113,7 +113,7 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
   let logfile;
   const answers = {};
   // The sequence every check below counts on.
-  const expected = { echo: { 200: ECHOES }, fail: { 500: 1 }, [ODD_NAME]: { 404: 1 } };
+  const expected = { echo: { 200: ECHOES + 1 }, fail: { 500: 1 }, [ODD_NAME]: { 404: 1 } };
 
   before(async () => {
     const { dir, config } = writeConfig(ctx, 'metrics.config.js', FUNCTIONS);
@@ -126,6 +126,9 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     answers.invalid = await call(host, 'echo', { i: 1 }, { 'X-Request-Id': 'not valid!' });
     answers.absent = await call(host, 'echo', { i: 2 });
     for (let i = 3; i < ECHOES; i++) assert.equal((await call(host, 'echo', { i })).status, 200);
+    // One more echo, as a batch's job: its lines carry the batch's request id.
+    const jobs = [{ function: 'echo', body: JSON.stringify({ i: 'batch' }) }];
+    answers.batch = await request(`${host.url}/batch`, { method: 'POST', json: { jobs }, headers: { 'X-Request-Id': 'batch-id:1' } });
     answers.fail = await call(host, 'fail');
     answers.odd = await call(host, encodeURIComponent(ODD_NAME));
     if (pool) {
@@ -153,6 +156,8 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
   });
 
   test('the answers of the sequence', () => {
+    assert.equal(answers.batch.status, 200);
+    assert.equal(JSON.parse(answers.batch.body).results[0].status, 200);
     assert.equal(answers.fail.status, 500);
     assert.equal(answers.odd.status, 404);
     assert.equal(answers.timeout.status, 504);
@@ -219,8 +224,10 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     }
   });
 
-  test('/status lastErrors: the 5xx answers, oldest first, with the first line of each', async () => {
+  test('/status?errors lastErrors: the 5xx answers, oldest first, with the first line of each', async () => {
     const { lastErrors } = await getStatus(host);
+    // The bare /status never carries them (the proxy forwards it to any client).
+    assert.equal(JSON.parse((await request(`${host.url}/status`)).body).lastErrors, undefined);
     const seen = lastErrors.map(({ function: name, status }) => [name, status]);
     const timedOut = pool ? 'loop' : 'never';
     const want = [['fail', 500], [timedOut, 504]];
@@ -264,6 +271,11 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     assert.equal(workerPids.size, 1, 'one worker ran it');
     if (pool) assert.ok(Number.isInteger(ofCall[0].worker));
     else assert.equal(ofCall[0].worker, null);
+    const ofBatch = lines.filter((line) => line.request_id === 'batch-id:1');
+    assert.deepEqual(
+      ofBatch.map((line) => line.message.replace(/ [\d.]+ms$/, '')),
+      ['Host: calling function echo', 'Host: function echo completed', 'Host: /batch job 0 echo 200'],
+    );
     const answered = ofCall.at(-1);
     assert.equal(answered.function, 'echo');
     assert.equal(answered.status, 200);
@@ -367,6 +379,18 @@ describe('lib/metrics.js, lib/host_metrics.js, lib/request_id.js', () => {
     assert.equal(metrics.lastErrors.at(-1).message, `Error: number ${LAST_ERRORS + 2}`);
     metrics.recordCall('known', 500, 0.001, 'x'.repeat(2000));
     assert.equal(metrics.lastErrors.at(-1).message.length, 500);
+  });
+
+  test("HostMetrics: a name the host has not is bounded whatever its answer (a pool's 503 before its workers)", () => {
+    const names = new Set(['real']);
+    const metrics = new HostMetrics({ isFunction: (name) => names.has(name) });
+    for (let i = 0; i < MAX_UNKNOWN_NAMES + 5; i++) metrics.recordCall(`made-up-${i}`, i % 2 ? 503 : 413, 0.001, 'refused');
+    metrics.recordCall('real', 503, 0.001, 'busy');
+    const parsed = parseMetrics(metrics.render());
+    assert.equal(find(parsed, 'js_host_calls_total').length, MAX_UNKNOWN_NAMES + 3);
+    const other = find(parsed, 'js_host_calls_total').filter((s) => s.labels.function === OTHER_NAME);
+    assert.equal(other.reduce((sum, s) => sum + s.value, 0), 5);
+    assert.equal(value(parsed, 'js_host_calls_total', { function: 'real', status: '503' }), 1);
   });
 
   test('request ids: a token kept, anything else replaced', () => {
