@@ -369,6 +369,33 @@ def test_a_connection_that_timed_out_or_was_cancelled_is_never_reused(scripted_s
     assert server.connections == 3
 
 
+def test_each_request_on_a_kept_connection_gets_its_own_timeout(scripted_server) -> None:
+    # A connection keeps the timer an earlier request armed (one per connection, not per
+    # request): it must neither cut a later request short nor let a shorter timeout run long.
+    def after(seconds: float) -> Callable[[bytes], bytes]:
+        def answer(body: bytes) -> bytes:
+            time.sleep(seconds)
+            return ok(body)
+
+        return answer
+
+    server = scripted_server([after(0), after(0.7), after(0.8)])
+
+    async def main() -> list[bytes]:
+        first = await call(server, b"first", timeout=1.0)  # arms the timer, 1 s on
+        await asyncio.sleep(0.5)
+        # Still waiting when that timer fires (0.5 s in): it is armed again, for 2 s on.
+        second = await call(server, b"second", timeout=2.0)
+        with pytest.raises(FunctionTimeout) as info:
+            # Due before the timer armed for the second, which the answer (0.8 s) would beat.
+            await call(server, b"third", timeout=0.2)
+        assert "did not answer within 0.2 s" in str(info.value)
+        return [first, second]
+
+    assert run(main()) == [b"first", b"second"]
+    assert server.connections == 1
+
+
 def test_a_server_that_answers_nothing(scripted_server) -> None:
     def hang_up(body: bytes) -> bytes:
         raise OSError("closed without answering")
