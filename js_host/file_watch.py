@@ -51,10 +51,13 @@ except ImportError:  # pragma: no cover - other platforms poll
 
 # What a folder's watch reports. MODIFY is left out: a log file kept open in the
 # project's folder would send one event per line; an edit ends with a close
-# (CLOSE_WRITE), a rename (MOVED_TO) or an mtime set by hand (ATTRIB).
+# (CLOSE_WRITE), a rename (MOVED_TO) or an mtime set by hand (ATTRIB). CREATE: a watched
+# path that did not exist and appears by a link or mknod sends nothing else (the mtime
+# comparison still decides whether it counts).
 _FOLDER_MASK = (
     (
         inotify_flags.ATTRIB
+        | inotify_flags.CREATE
         | inotify_flags.CLOSE_WRITE
         | inotify_flags.MOVED_FROM
         | inotify_flags.MOVED_TO

@@ -148,6 +148,9 @@ class BatchEndpoint:
             data = json.loads(body)
         except ValueError as err:
             return text_reply(400, f"js-host-proxy: the batch is not valid JSON ({err})")
+        except RecursionError:
+            # Arrays or objects nested thousands deep: refused as the host does, not a 500.
+            return text_reply(400, "js-host-proxy: the batch is nested too deeply to be read as JSON")
         raw = data.get("jobs") if isinstance(data, dict) else None
         if not isinstance(raw, list):
             return text_reply(

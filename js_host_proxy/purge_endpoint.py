@@ -60,6 +60,8 @@ def purge(environ: dict[str, Any], body: bytes, backend: CacheBackend, token: st
             )
     except ValueError as err:
         return text_reply(400, f"js-host-proxy: POST /purge: {err}")
+    except RecursionError:
+        return text_reply(400, "js-host-proxy: POST /purge: the body is nested too deeply to be read as JSON")
     try:
         removed = backend.purge(**named, expired_only=asked.get("expired") is True)
     except Exception as err:  # e.g. Redis unreachable: say so

@@ -206,7 +206,7 @@ def _status_version(body: bytes) -> str | None:
     """``codeVersion`` of a ``/status`` body, when it is JSON that has one."""
     try:
         status = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     version = status.get("codeVersion") if isinstance(status, dict) else None
     return version if isinstance(version, str) else None

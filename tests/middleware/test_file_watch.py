@@ -118,3 +118,15 @@ def test_a_forked_child_watches_on_its_own(watcher: FileWatcher, tmp_path: Path)
     # The parent watches as before: it sees the child's edit too (and its events were its own).
     wait_for(watcher.changed, what="the edit, in the parent")
     assert watcher.changed_files == [str(paths[0])]
+
+
+def test_a_watched_file_that_appears(watcher: FileWatcher, tmp_path: Path) -> None:
+    # A file the host looked for and did not find, then created by a hard link (or a
+    # symlink, mknod): inotify sends only CREATE for it, no CLOSE_WRITE.
+    paths = files(tmp_path, count=1)
+    missing = paths[0].parent / "later.js"
+    watcher.watch({str(paths[0]): str(mtime_ns(str(paths[0]))), str(missing): None})
+    assert not watcher.changed()
+    os.link(paths[0], missing)
+    wait_for(watcher.changed, what="the new file")
+    assert watcher.changed_files == [str(missing)]

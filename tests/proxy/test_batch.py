@@ -114,6 +114,8 @@ def test_limits_and_bad_batches(make_proxy: Callable[..., Any]) -> None:
     proxy = make_proxy(max_body=20_000)
     cases = [
         (b"not json", 400, "not valid JSON"),
+        # Nested deeper than Python's recursion limit: a 400, not a 500 with a traceback.
+        (b'{"jobs":' + b"[" * 9000 + b"]" * 9000 + b"}", 400, "nested too deeply"),
         (b'{"work": []}', 400, "a batch is"),
         (json.dumps({"jobs": [{"body": "{}"}]}).encode(), 400, 'job 0 of the batch has no "function"'),
         (json.dumps({"jobs": [job("echo", {})] * 101}).encode(), 400, "101 jobs, more than 100"),

@@ -3,6 +3,7 @@ host, the file cache or a real redis-server."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -11,7 +12,10 @@ from typing import Any, Callable
 
 import pytest
 import requests
+from gunicorn.config import Config
+from gunicorn.http import RequestParser
 
+from js_host_proxy.worker import PendingUnreader
 from tests.support.processes import free_port
 from tests.support.proxy import Server, Upstream, call_path
 from tests.support.threads import run_on_threads
@@ -132,3 +136,38 @@ def test_the_console_script_serves_and_purges(
     assert "removed 1 entries" in purged.stdout
     assert call(base, "echo", {}).headers["X-Cache"] == "MISS"
     assert upstream.calls("echo") == 2
+
+
+def test_a_large_body_is_read_in_linear_work(start_gunicorn: Callable[..., Any], upstream: Upstream):
+    # DeadlineThreadWorker hands gunicorn the bytes it read ahead a chunk at a time: whole,
+    # each of gunicorn's 8 KiB body reads copied all the rest (an 8 MB body: seconds of CPU).
+    body = b'{"text": "' + b"x" * (8 << 20) + b'"}'
+    head = b"POST /function/echo?hash=bad HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+    a, b = socket.socketpair()
+    try:
+        parser = RequestParser(Config(), a, ("127.0.0.1", 1))
+        unreader = parser.unreader = PendingUnreader(a)
+        largest = 0
+        unread = unreader.unread
+
+        def counted(data: bytes) -> None:
+            nonlocal largest
+            largest = max(largest, len(data))
+            unread(data)
+
+        unreader.unread = counted  # type: ignore[method-assign]
+        unreader.feed(head + body)
+        request = next(parser)
+        got = 0
+        while data := request.body.read(8192):
+            got += len(data)
+        assert got == len(body)
+        assert largest <= 8192, f"gunicorn put back {largest} bytes at once: reading is not linear"
+    finally:
+        a.close()
+        b.close()
+
+    base, server = start_gunicorn(upstream=upstream.url, max_body=16 << 20)
+    answer = requests.post(base + "/function/echo?hash=bad", data=body, timeout=60)
+    assert answer.status_code < 500, answer.text
+    assert "Traceback" not in server.log

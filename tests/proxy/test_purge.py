@@ -182,6 +182,13 @@ def test_the_http_purge_endpoint_needs_the_token_and_removes_what_it_names(
     assert requests.get(base + "/purge", timeout=20).status_code == 405
     for bad in ({}, [], {"function": 3}, {"everything": True}):
         assert purge(bad).status_code == 400
+    deep = requests.post(
+        base + "/purge",
+        data=b"[" * 5000 + b"]" * 5000,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=20,
+    )
+    assert (deep.status_code, "nested too deeply" in deep.text) == (400, True)
     assert [call("echo"), call("long")] == ["HIT", "HIT"]  # nothing was removed so far
     assert purge({"function": "echo"}).json() == {"removed": 1}
     assert [call("echo"), call("long")] == ["MISS", "HIT"]
@@ -189,3 +196,4 @@ def test_the_http_purge_endpoint_needs_the_token_and_removes_what_it_names(
     assert purge({"all": True}).json() == {"removed": 1}
     assert [call("echo"), call("long")] == ["MISS", "MISS"]
     assert TOKEN not in server.log
+    assert "RecursionError" not in server.log

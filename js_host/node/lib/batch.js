@@ -12,8 +12,10 @@
 //
 // The jobs run concurrently: in one process (host.js) every job starts at once,
 // as concurrent requests would; on a pool (pool_host.js) each job is dispatched
-// like a single call, at most one per worker at a time per batch, so that a batch
-// uses every worker without filling the queue other clients wait in.
+// like a single call, at most as many batch jobs at once (over all batches) as there
+// are workers (BatchSlots), so that a batch uses every worker without filling the
+// queue other clients wait in. Once a batch's client has closed the connection before
+// its answer, none of its jobs not yet started is started.
 
 const { performance } = require('node:perf_hooks');
 const { BadBody, BodyReader, parseObject } = require('./body_reader');
@@ -23,6 +25,10 @@ const { JSON_TYPE, unknownFunction } = require('./server');
 
 const BATCH_PATH = '/batch';
 const DEFAULT_MAX_BATCH_JOBS = 100;
+// A job's function name, at most: a single call's name is bounded by the URL (Node's header
+// limit, 16 KiB), a batch's only by the body limit; no function has a longer name, and a
+// long one costs memory in every log line, 404 answer and metrics label it reaches.
+const MAX_FUNCTION_NAME = 256;
 
 /** config.maxBatchJobs (default 100), or a ConfigError. */
 function maxBatchJobsOf(config) {
@@ -66,6 +72,8 @@ function parseJobs(data, maxBatchJobs) {
         ? 'is not an object'
         : typeof job.function !== 'string' || job.function === ''
           ? 'has no "function" name'
+          : job.function.length > MAX_FUNCTION_NAME
+            ? `has a "function" name longer than ${MAX_FUNCTION_NAME} characters`
           : job.body !== undefined && typeof job.body !== 'string'
             ? 'has a "body" that is not a string (it is the JSON text of the call\'s data)'
             : job.hash !== undefined && typeof job.hash !== 'string'
@@ -82,6 +90,12 @@ class Batch extends BodyReader {
     super(server, req, res);
     this.results = null;
     this.pending = 0;
+    // True once the connection has closed before the answer: the client has given up on
+    // the batch, so its jobs not yet started are not started (it would read none of them).
+    this.closed = false;
+    res.on('close', () => {
+      if (!res.writableFinished) this.closed = true;
+    });
   }
 
   onBody(data) {
@@ -150,6 +164,7 @@ class BatchCall extends FunctionCall {
 /** Run every job of `batch` in this process (the single-process host), all at once. */
 function runInProcess(host, batch, jobs) {
   for (let i = 0; i < jobs.length; i++) {
+    if (batch.closed) return; // its client has gone: start nothing more
     const { function: name, body = '' } = jobs[i];
     const started = performance.now();
     const entry = host.findFunction(name);
@@ -187,27 +202,90 @@ class PoolJob {
     batch.finish(this.index, this.name, status, body, resultHeaders(cacheControl, codeVersion), this.started);
     // Once the pool has freed this job's worker (it does so after deliver() returns): the next
     // job then takes it, or queues behind the calls already waiting, as a new call would.
-    queueMicrotask(this.runner.nextJob);
+    queueMicrotask(() => this.runner.jobDone());
   }
 }
 
-/** Feeds a batch's jobs to a pool, at most one per worker in flight. */
+/**
+ * The host-wide share of batch work on a pool: at most `size` (the number of workers) batch
+ * jobs dispatched at once, over all batches, handed out round-robin to the batches waiting.
+ * One batch alone still uses every worker; several batches share them and never hold more
+ * than the workers, so the pool's queue (maxQueue) stays for single calls: a call arriving
+ * while batches run queues, and takes the first worker a batch job frees (the pool serves its
+ * queue before the batch's next job is dispatched). Without this, a few batches of slow jobs
+ * kept every worker and every queue slot, and everyone else got 503s until they were done.
+ */
+class BatchSlots {
+  constructor(host) {
+    this.host = host;
+    this.inFlight = 0;
+    this.waiting = []; // runners with jobs left, in the order they get the next free slot
+  }
+
+  /** `runner` has jobs to dispatch: give it slots as they are free. */
+  want(runner) {
+    if (!runner.waiting) {
+      runner.waiting = true;
+      this.waiting.push(runner);
+    }
+    this.pump();
+  }
+
+  /** A batch job has its answer and its worker is free again. */
+  release() {
+    this.inFlight -= 1;
+    this.pump();
+  }
+
+  pump() {
+    const size = this.host.settings.size;
+    while (this.inFlight < size && this.waiting.length > 0) {
+      const runner = this.waiting.shift();
+      runner.waiting = false;
+      if (!runner.dispatchOne()) continue; // finished, or its client has gone: it drops out
+      this.inFlight += 1;
+      if (runner.hasMore()) {
+        runner.waiting = true;
+        this.waiting.push(runner); // behind the other batches: round-robin
+      }
+    }
+  }
+}
+
+// One BatchSlots per pool host, made on its first batch (pool_host.js knows nothing of it).
+const slotsOfHost = new WeakMap();
+
+function slotsOf(host) {
+  let slots = slotsOfHost.get(host);
+  if (slots === undefined) {
+    slots = new BatchSlots(host);
+    slotsOfHost.set(host, slots);
+  }
+  return slots;
+}
+
+/** Feeds a batch's jobs to a pool as BatchSlots gives it room; stops once its client has gone. */
 class PoolRunner {
   constructor(host, batch, jobs) {
     this.host = host;
     this.batch = batch;
     this.jobs = jobs;
     this.nextIndex = 0;
-    this.nextJob = () => this.next();
+    this.waiting = false;
+    this.slots = slotsOf(host);
   }
 
   start() {
-    const width = Math.min(this.host.settings.size, this.jobs.length);
-    for (let i = 0; i < width; i++) this.next();
+    this.slots.want(this);
   }
 
-  next() {
-    while (this.nextIndex < this.jobs.length) {
+  hasMore() {
+    return !this.batch.closed && this.nextIndex < this.jobs.length;
+  }
+
+  /** Dispatch the next job that can run (answering those that cannot); false if none did. */
+  dispatchOne() {
+    while (this.hasMore()) {
       const index = this.nextIndex++;
       const { function: name, body = '' } = this.jobs[index];
       const job = new PoolJob(this, index, name, body);
@@ -221,8 +299,15 @@ class PoolRunner {
         this.batch.finish(index, name, 503, this.host.busyMessage(name), headers, job.started);
         continue;
       }
-      return;
+      return true;
     }
+    return false;
+  }
+
+  /** A job of this batch has its answer (its worker is freed once deliver() returns). */
+  jobDone() {
+    this.slots.release();
+    if (this.hasMore()) this.slots.want(this);
   }
 }
 

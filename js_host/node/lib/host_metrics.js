@@ -18,6 +18,10 @@ const ERROR_MESSAGE_CHARS = 500;
 // client asking for made-up names must not grow the metrics without bound.
 const MAX_UNKNOWN_NAMES = 100;
 const OTHER_NAME = '(other)';
+// An unknown name longer than this is counted as OTHER_NAME at once: the cap above counts
+// names, and a batch job's name is bounded only by the body limit, so a few megabyte-long
+// names would otherwise make the host's memory and /metrics grow by megabytes each.
+const MAX_UNKNOWN_NAME_LENGTH = 100;
 // The event-loop delay is sampled at this interval; Node's histogram holds the whole
 // interval between two samples, from which the interval itself is taken off.
 const LOOP_RESOLUTION_MS = 10;
@@ -134,7 +138,7 @@ class HostMetrics {
   addFunction(name, status) {
     const known = this.isFunction === undefined ? status !== 404 : status !== 404 && this.isFunction(name);
     if (!known) {
-      if (this.unknownNames >= MAX_UNKNOWN_NAMES) return this.functions.get(OTHER_NAME) || this.newEntry(OTHER_NAME);
+      if (this.unknownNames >= MAX_UNKNOWN_NAMES || name.length > MAX_UNKNOWN_NAME_LENGTH) return this.functions.get(OTHER_NAME) || this.newEntry(OTHER_NAME);
       this.unknownNames += 1;
     }
     return this.newEntry(name);

@@ -264,7 +264,7 @@ class BaseServer {
    */
   send(req, res, status, body, type = TEXT, cacheControl = undefined, codeVersion = this.codeVersion) {
     if (res.headersSent) {
-      this.logger.error(`${this.name}: ${req.method} ${req.url}: response already sent, cannot send ${status}`);
+      this.logger.error(`${this.name}: ${req.method} ${logSafe(req.url)}: response already sent, cannot send ${status}`);
       return;
     }
     const headers = ['Content-Type', type, 'Content-Length', Buffer.byteLength(body)];
@@ -276,7 +276,7 @@ class BaseServer {
     const ms = performance.now() - res.jsHostStart;
     if (res.jsHostCall === undefined) {
       const id = requestId === undefined ? '' : ` request_id=${requestId}`;
-      this.logger.info(`${this.name}: ${req.method} ${req.url} ${status} ${ms.toFixed(2)}ms${id}`);
+      this.logger.info(`${this.name}: ${req.method} ${logSafe(req.url)} ${status} ${ms.toFixed(2)}ms${id}`);
     } else {
       this.answeredCall(req, res, status, ms, body);
     }
@@ -314,7 +314,7 @@ class BaseServer {
       : undefined;
     // The text line names the request id; a JSON line has it as a field.
     const id = logger.json ? '' : ` request_id=${requestId}`;
-    logger.info(`${this.name}: ${what} ${status} ${ms.toFixed(2)}ms${id}`, fields);
+    logger.info(`${this.name}: ${logSafe(what)} ${status} ${ms.toFixed(2)}ms${id}`, fields);
     if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body);
   }
 }
@@ -343,7 +343,27 @@ function createLogger(config, options = {}) {
 
 /** The answer to a call of a name no function has (404): the same wherever it is found out. */
 function unknownFunction(name) {
-  return `Not found. Unknown function "${name}"`;
+  return `Not found. Unknown function "${logSafe(name)}"`;
 }
 
-module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, JSON_TYPE, PROTOCOL_VERSION, rawHeader, TEXT, unknownFunction };
+// Control characters (C0, DEL, C1) and the line/paragraph separators U+2028/U+2029.
+// eslint-disable-next-line no-control-regex
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * Client text (a URL, a batch job's function name) made safe for a log line or an answer:
+ * every control character is written as \xNN (\uNNNN for U+2028/2029), so a name holding
+ * "\n2026-...Z - error: ..." or ANSI escapes cannot forge or recolour a line of the text log.
+ * Every log line that carries client text goes through this one function.
+ */
+function logSafe(text) {
+  const s = String(text);
+  UNSAFE_TEXT.lastIndex = 0;
+  if (!UNSAFE_TEXT.test(s)) return s;
+  return s.replace(UNSAFE_TEXT, (c) => {
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
+}
+
+module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, JSON_TYPE, logSafe, PROTOCOL_VERSION, rawHeader, TEXT, unknownFunction };

@@ -6,8 +6,9 @@
 // single-process host and a pool of 2 workers. No assertion on timings.
 
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const { before, after, describe, test } = require('node:test');
-const { startServer, request, call, writeConfig, waitFor } = require('./helpers');
+const { startServer, request, call, writeConfig, waitFor, sleep } = require('./helpers');
 
 const CONFIG = `
 const cached = (data, cb) => cb(null, 'cached ' + data.n);
@@ -204,5 +205,88 @@ describe('batch on a full pool', () => {
       (await results(host, [job('echo', { n: 3 }), job('echo', { n: 4 })])).map((r) => r.body),
       ['{"n":3}', '{"n":4}'],
     );
+  });
+});
+
+// Attacks on /batch: an abandoned batch, batches crowding out single calls, long and
+// forged function names. One pool host of 2 workers for them all.
+describe('batch abuse (workers: 2)', () => {
+  const ctx = { cleanups: [], after: (fn) => ctx.cleanups.push(fn) };
+  let host;
+  const status = async () => JSON.parse((await request(`${host.url}/status`)).body).workers;
+  const idle = () => waitFor(async () => (await status()).busy === 0 && (await status()).queue === 0, 20000, 'an idle pool');
+  const slowCalls = async () => {
+    const text = (await request(`${host.url}/metrics`)).body;
+    const line = text.split('\n').find((l) => l.startsWith('js_host_calls_total{function="slow",status="200"}'));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  };
+
+  before(async () => {
+    const source = CONFIG.replace('functionTimeout: 300,', 'functionTimeout: 10000, maxQueue: 2,').replace('maxBatchJobs: 8,', 'maxBatchJobs: 40,');
+    const { config } = writeConfig(ctx, 'abuse.config.js', source.replace("requestDataLimit: '2kb',", "requestDataLimit: '64kb',"));
+    host = await startServer(ctx, config, ['--workers', '2']);
+    await waitFor(async () => (await status()).ready === 2, 20000, '2 workers ready');
+  });
+  after(async () => {
+    for (const fn of ctx.cleanups.reverse()) await fn();
+  });
+
+  test('a batch whose client has gone runs none of its jobs not yet started', async () => {
+    const before = await slowCalls();
+    const jobs = Array.from({ length: 30 }, () => job('slow', { ms: 200 }));
+    const body = JSON.stringify({ jobs });
+    const req = http.request(`${host.url}/batch`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+    req.on('error', () => {});
+    req.end(body);
+    await waitFor(async () => (await status()).busy === 2, 5000, 'both workers on the batch');
+    req.destroy();
+    await sleep(700); // past the jobs running when it went (200 ms each), and a few more
+    await idle();
+    const ran = (await slowCalls()) - before;
+    assert.ok(ran >= 2 && ran <= 4, `the abandoned batch ran ${ran} of its 30 jobs; at most the 2 running and 2 more were expected`);
+  });
+
+  test('batches take no more than the workers: a single call arriving meanwhile is served', async () => {
+    await idle();
+    const jobs = Array.from({ length: 6 }, () => job('slow', { ms: 300 }));
+    const a = results(host, jobs);
+    const b = results(host, jobs);
+    await waitFor(async () => (await status()).busy === 2, 5000, 'both workers on batches');
+    // Without the host-wide share, the second batch's jobs filled the queue (maxQueue 2): 503.
+    const single = await call(host, 'echo', { n: 1 });
+    assert.equal(single.status, 200, single.body);
+    for (const list of [await a, await b]) assert.deepEqual(list.map((r) => r.status), Array(6).fill(200));
+  });
+
+  test('one batch alone still uses every worker', async () => {
+    await idle();
+    const list = await results(host, Array.from({ length: 4 }, () => job('pid', {})));
+    assert.equal(new Set(list.map((r) => r.body)).size, 2);
+  });
+
+  test('a function name longer than 256 characters is a 400 naming the limit', async () => {
+    const res = await batch(host, [job('x'.repeat(257), {})]);
+    assert.equal(res.status, 400);
+    assert.match(res.body, /job 0 .*longer than 256 characters/);
+    assert.equal((await results(host, [job('y'.repeat(256), {})]))[0].status, 404);
+  });
+
+  test('an unknown name longer than 100 characters is counted as (other) in /metrics', async () => {
+    const name = `long_${'Q'.repeat(200)}`;
+    assert.equal((await results(host, [job(name, {})]))[0].status, 404);
+    const text = (await request(`${host.url}/metrics`)).body;
+    assert.ok(!text.includes('QQQQQQQQQQ'), 'the long name is not a label');
+    assert.match(text, /js_host_calls_total\{function="\(other\)",status="404"\} [1-9]/);
+  });
+
+  test('control characters in a name are escaped in the log line and the 404', async () => {
+    const name = 'x\n2026-12-02T05:00:00.000Z - error: FORGED\r\u001b[31m\u2028';
+    const [result] = await results(host, [job(name, {})]);
+    assert.equal(result.status, 404);
+    assert.equal(result.body, 'Not found. Unknown function "x\\x0a2026-12-02T05:00:00.000Z - error: FORGED\\x0d\\x1b[31m\\u2028"');
+    await waitFor(async () => host.stdout.includes('FORGED'), 5000, 'the job logged');
+    assert.ok(!/(^|\n)\S+Z - error: FORGED/.test(host.stdout), 'no forged line in the log');
+    assert.ok(!host.stdout.includes('\u001b') && !host.stdout.includes('\u2028') && !host.stdout.includes('\r'));
+    assert.match(host.stdout, /job 0 x\\x0a2026-12-02T05:00:00\.000Z - error: FORGED\\x0d\\x1b\[31m\\u2028 404/);
   });
 });
