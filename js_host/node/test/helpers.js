@@ -45,7 +45,8 @@ function runCli(args, { runtimeDir, cwd } = {}) {
     encoding: 'utf8',
     env: runtimeDir ? envFor(runtimeDir) : process.env,
     cwd,
-    timeout: 20000,
+    // A hang guard, not a measure: generous, as a loaded machine can stall a start for seconds.
+    timeout: 60000,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
