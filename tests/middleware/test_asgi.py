@@ -18,7 +18,16 @@ from js_host.asgi import JSHostASGIMiddleware
 from js_host.exceptions import ConnectionError as JSHostConnectionError
 from js_host.host import JSHost
 from tests.support.processes import BUNDLED_BIN, ROOT, NodeProcess, free_port
-from tests.support.servers import Server, base_env, get, gunicorn, hit_all_workers, reap
+from tests.support.servers import (
+    Server,
+    assert_down_page,
+    base_env,
+    get,
+    gunicorn,
+    hit_all_workers,
+    reap,
+    wait_for_every_worker_to_recover,
+)
 from tests.support.waiting import wait_for
 from tests.support.wsgi_app import HOST_BIN, write_test_config
 
@@ -57,23 +66,9 @@ def test_production_every_worker_answers_then_503_then_recovers(tmp_path: Path) 
         assert server.log.count("Connected to") == 2, server.log
 
         host.stop()
-        down = get(f"{base}/")
-        assert down.status == 503, down
-        assert down.headers["retry-after"].isdigit()
-        assert "JavaScript host is not reachable" in down.body
-        assert get(f"{base}/health").status == 200  # pages that call no function still work
-        boom = get(f"{base}/boom")
-        assert boom.status == 500 and "JavaScript host" not in boom.body
-
+        assert_down_page(base)
         host = start_host(config, host_port, tmp_path)
-
-        def every_worker_answers() -> bool:
-            replies = hit_all_workers(f"{base}/slow", 2)
-            return len(replies) == 2 and all(
-                reply.status == 200 and reply.body.endswith("answer-v1") for reply in replies.values()
-            )
-
-        wait_for(every_worker_answers, what="recovery of every worker after the host is back")
+        wait_for_every_worker_to_recover(base, 2)
     finally:
         server.stop()
         host.stop()

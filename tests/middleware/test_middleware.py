@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import BUNDLED_BIN, NodeProcess, free_port
-from tests.support.servers import base_env, get, gunicorn, hit_all_workers, reap, replies_of_every_worker
+from tests.support.servers import (
+    assert_down_page,
+    base_env,
+    get,
+    gunicorn,
+    hit_all_workers,
+    reap,
+    replies_of_every_worker,
+    wait_for_every_worker_to_recover,
+)
 from tests.support.waiting import wait_for
 from tests.support.wsgi_app import HOST_BIN, write_test_config
 
@@ -51,27 +60,9 @@ def test_production_every_worker_answers_then_503_then_recovers(
             assert reply.body == f"{pid} answer-v1"
 
         host.stop()
-        down = get(f"{base}/")
-        assert down.status == 503, down
-        assert down.headers["retry-after"].isdigit()
-        assert down.headers["content-type"].startswith("text/plain")
-        assert "JavaScript host is not reachable" in down.body
-        # Pages that call no function still work.
-        assert get(f"{base}/health").status == 200
-        # Errors of the app itself are not turned into the 503 page.
-        boom = get(f"{base}/boom")
-        assert boom.status == 500 and "JavaScript host" not in boom.body
-
+        assert_down_page(base)
         host = start_host(config, host_port, tmp_path)
-
-        # Each worker tries again retry_after (5 s) after its last failed connect at the latest.
-        def every_worker_answers() -> bool:
-            replies = hit_all_workers(f"{base}/slow", 2)
-            return len(replies) == 2 and all(
-                reply.status == 200 and reply.body.endswith("answer-v1") for reply in replies.values()
-            )
-
-        wait_for(every_worker_answers, what="recovery of every worker after the host is back")
+        wait_for_every_worker_to_recover(base, 2)
     finally:
         server.stop()
         host.stop()

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.processes import ROOT, OwnedProcess
+from tests.support.waiting import wait_for
 
 # HTTP
 
@@ -70,6 +71,34 @@ def replies_of_every_worker(url: str, workers: int, *, attempts: int = 8) -> lis
 
 
 # Processes
+
+
+def assert_down_page(base: str) -> None:
+    """With the host down, the app at ``base`` (tests/support/wsgi_app.py or asgi_app.py)
+    answers a page that calls a function with the 503 page, and the others as usual."""
+    down = get(f"{base}/")
+    assert down.status == 503, down
+    assert down.headers["retry-after"].isdigit()
+    assert down.headers["content-type"].startswith("text/plain")
+    assert "JavaScript host is not reachable" in down.body
+    # Pages that call no function still work.
+    assert get(f"{base}/health").status == 200
+    # Errors of the app itself are not turned into the 503 page.
+    boom = get(f"{base}/boom")
+    assert boom.status == 500 and "JavaScript host" not in boom.body
+
+
+def wait_for_every_worker_to_recover(base: str, workers: int) -> None:
+    """Wait until each of the ``workers`` worker processes answers ``/slow`` from the host
+    again (each tries again retry_after after its last failed connect at the latest)."""
+
+    def every_worker_answers() -> bool:
+        replies = hit_all_workers(f"{base}/slow", workers)
+        return len(replies) == workers and all(
+            reply.status == 200 and reply.body.endswith("answer-v1") for reply in replies.values()
+        )
+
+    wait_for(every_worker_answers, what="recovery of every worker after the host is back")
 
 
 def pids_with(text: str) -> set[int]:
