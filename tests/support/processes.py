@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,7 +44,39 @@ def kind_config(kind: str) -> dict[str, Any]:
 NODE_ENV = {**os.environ, "NODE_NO_WARNINGS": "1"}
 
 
+#: Ports handed out by free_port() in this process, never handed out twice.
+_handed_out: set[int] = set()
+#: Not the global ``random``: hypothesis seeds that one the same way in every test worker.
+_random = random.SystemRandom()
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on, for a server a test starts later.
+
+    It is picked below the kernel's ephemeral range: a port found by binding port 0 is the
+    kernel's to hand out again, and on a busy machine (other test workers, another project)
+    another process's bind to port 0 or outgoing connection takes it before the test's server
+    starts. A port below that range is only ever taken by an explicit bind.
+    """
+    start = _ephemeral_ports_start()
+    for _ in range(100):
+        port = _random.randrange(max(1024, start - 12000), start)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
