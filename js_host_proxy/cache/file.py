@@ -53,6 +53,7 @@ from js_host_proxy.cache.file_size import (
     record_access,
     scan_and_evict,
 )
+from js_host_proxy.cache.keys import Selection
 
 #: Bytes asked of os.read at a time: most entries fit in one read.
 READ_SIZE = 1 << 16
@@ -203,22 +204,15 @@ class FileCache(CacheBackend):
         except OSError as err:
             self._failed("delete", err)
 
-    def purge(
-        self,
-        namespace: str | None = None,
-        *,
-        version: str | None = None,
-        function: str | None = None,
-        expired_only: bool = False,
-    ) -> int:
-        """Remove entries (of one namespace, code version or function when given, all
-        given ones at once; only those past their stale window with ``expired_only``),
-        and leftovers of killed processes (temporary files and unheld lock files older
-        than a minute); returns how many entries."""
+    def _purge(self, selection: Selection, expired_only: bool) -> int:
+        """Remove the entries in ``selection`` (only those past their stale window with
+        ``expired_only``), and leftovers of killed processes (temporary files and unheld
+        lock files older than a minute); returns how many entries."""
         try:
             root = PrivateDir.open(self.root, what=WHAT, setting=SETTING, create=False)
         except FileNotFoundError:
             return 0
+        namespace, version, function = selection.namespace, selection.version, selection.function
         with root:
             folders = (
                 [namespace_folder(namespace)]
