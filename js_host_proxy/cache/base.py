@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
+from js_host_proxy.cache.keys import Selection
+
 logger = logging.getLogger(__name__)
 
 #: A bounded backend past its bound evicts down to this share of it, so that the
@@ -51,7 +53,15 @@ class CacheBackend:
     ) -> int:
         """Remove the entries of ``namespace``, code ``version`` and ``function`` (each:
         all when None; all given at once), only those past their stale window with
-        ``expired_only``; returns how many."""
+        ``expired_only``; returns how many.
+
+        What ``js-host-proxy purge`` and ``POST /purge`` call, the same for every
+        backend; each backend implements :meth:`_purge`."""
+        return self._purge(Selection(namespace, version, function), expired_only)
+
+    def _purge(self, selection: Selection, expired_only: bool) -> int:
+        """Remove the entries whose keys are in ``selection`` (only those past their
+        stale window with ``expired_only``); returns how many."""
         raise NotImplementedError
 
     @contextlib.contextmanager

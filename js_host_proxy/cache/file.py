@@ -14,20 +14,15 @@ an entry's bytes are used only when it is a regular file of ours. A hit is one
 every ``ACCESS_EVERY`` seconds per entry, when the size is bounded: see
 :mod:`js_host_proxy.cache.file_size`).
 
-Coalescing across processes uses ``fcntl.flock`` on ``<entry>.lock``: the
-process calling the host holds it exclusively; the others block on a shared
-lock, which the kernel grants the moment the holder closes the file. A holder
-checks, once it has the lock, that the file is still the one at the path, so a
-purge may remove lock files it can lock itself (left by a killed worker).
+Coalescing across processes uses ``fcntl.flock`` on ``<entry>.lock``
+(:mod:`js_host_proxy.cache.file_lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
 
@@ -39,11 +34,11 @@ from js_host_proxy.cache.file_folders import (
     WHAT,
     Folders,
     function_suffix,
-    is_at,
     is_current,
     namespace_folder,
     version_prefix,
 )
+from js_host_proxy.cache.file_lock import hold
 from js_host_proxy.cache.file_purge import purge_folder
 from js_host_proxy.cache.file_size import (
     RESCAN_EVERY,
@@ -53,15 +48,13 @@ from js_host_proxy.cache.file_size import (
     record_access,
     scan_and_evict,
 )
+from js_host_proxy.cache.keys import Selection
 
 #: Bytes asked of os.read at a time: most entries fit in one read.
 READ_SIZE = 1 << 16
-#: Attempts at a lock whose file a purge removes under our feet.
-LOCK_ATTEMPTS = 5
 
 # O_NONBLOCK: a FIFO put in place of an entry must not block the open (fstat refuses it).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
 
 
 class FileCache(CacheBackend):
@@ -203,22 +196,15 @@ class FileCache(CacheBackend):
         except OSError as err:
             self._failed("delete", err)
 
-    def purge(
-        self,
-        namespace: str | None = None,
-        *,
-        version: str | None = None,
-        function: str | None = None,
-        expired_only: bool = False,
-    ) -> int:
-        """Remove entries (of one namespace, code version or function when given, all
-        given ones at once; only those past their stale window with ``expired_only``),
-        and leftovers of killed processes (temporary files and unheld lock files older
-        than a minute); returns how many entries."""
+    def _purge(self, selection: Selection, expired_only: bool) -> int:
+        """Remove the entries in ``selection`` (only those past their stale window with
+        ``expired_only``), and leftovers of killed processes (temporary files and unheld
+        lock files older than a minute); returns how many entries."""
         try:
             root = PrivateDir.open(self.root, what=WHAT, setting=SETTING, create=False)
         except FileNotFoundError:
             return 0
+        namespace, version, function = selection.namespace, selection.version, selection.function
         with root:
             folders = (
                 [namespace_folder(namespace)]
@@ -244,63 +230,8 @@ class FileCache(CacheBackend):
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[bool]:
-        try:
-            opened = self._open_lock(key)
-        except OSError as err:
-            self._failed("lock", err)
-            opened = None
-        if opened is None:
-            yield True  # no lock to be had: go ahead uncoordinated
-            return
-        fd, dir_fd, name, held = opened
-        if not held:
-            os.close(dir_fd)
-            _wait_released(fd, timeout)
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            # Unlinked while held: processes blocked on this file wake when it closes,
-            # newcomers create a fresh one; so lock files never pile up.
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=dir_fd)
-            os.close(fd)
-            os.close(dir_fd)
-
-    def _open_lock(self, key: str) -> tuple[int, int, str, bool] | None:
-        """(lock fd, its folder's fd (a copy of ours, for the unlink), its name, whether
-        held exclusively); None when the cache is unusable."""
-        for _ in range(LOCK_ATTEMPTS):
-            slot = self._folders.slot(key)
-            if slot is None:
-                return None
-            name = slot[2] + ".lock"
-            dir_fd = os.dup(slot[1].fd)  # the slot's may be closed while the lock is held
-            try:
-                fd = slot[1].open_file(name, _LOCK_FLAGS)
-            except FileNotFoundError:  # the folder was purged since this process opened it
-                os.close(dir_fd)
-                self._folders.stale(slot[0])
-                continue
-            except BaseException:
-                os.close(dir_fd)
-                raise
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return fd, dir_fd, name, False
-            except BaseException:
-                os.close(fd)
-                os.close(dir_fd)
-                raise
-            # A purge may have removed the file between our open and flock: then this lock
-            # excludes nobody (a newcomer makes a new file); take the one at the path.
-            if is_at(fd, dir_fd, name):
-                return fd, dir_fd, name, True
-            os.close(fd)
-            os.close(dir_fd)
-        raise OSError(f"the lock file for {key!r} in {self.root!r} kept being replaced")
+        with hold(self._folders, key, timeout, self._failed) as held:
+            yield held
 
 
 def _not_ours(path: str, info: os.stat_result) -> str:
@@ -308,24 +239,3 @@ def _not_ours(path: str, info: os.stat_result) -> str:
         f"{path!r} is not a regular file of uid {os.getuid()} (uid {info.st_uid}, "
         f"{stat.filemode(info.st_mode)}): not used; remove it"
     )
-
-
-def _wait_released(fd: int, timeout: float) -> None:
-    """Block until the exclusive holder of ``fd``'s file lets go, at most ``timeout`` s.
-
-    flock has no timeout, so a daemon thread blocks on a shared lock and sets an
-    event; if the wait times out the thread finishes (and closes ``fd``) on release.
-    """
-    released = threading.Event()
-
-    def wait() -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-            released.set()
-
-    threading.Thread(target=wait, name="js-host-proxy-lock-wait", daemon=True).start()
-    released.wait(timeout)

@@ -7,7 +7,7 @@ A killed worker leaves its temporary file (``.tmp-*``) and its lock file
 purge removes those older than ``LEFTOVER_AGE`` seconds, except lock files that
 someone holds (a purge removes a lock file only while holding it itself; the
 workers check that the file they locked is still at its path, see
-:mod:`js_host_proxy.cache.file`).
+:mod:`js_host_proxy.cache.file_lock`).
 
 Every removal is relative to a held folder descriptor and never follows a link:
 a link is removed itself or left alone, whatever it points to is never touched.

@@ -9,13 +9,15 @@
 - Not the upstream's address: every upstream running the same code shares entries.
 
 Keys of one (namespace, version) pair share a prefix (:func:`prefix`), so that
-a backend can purge a namespace, or a version within it, by prefix.
+a backend can purge a namespace, or a version within it, by prefix. What a purge
+names is a :class:`Selection` of keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 #: What a version may look like; anything else a host sends is hashed into that form.
 _VERSION = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -57,6 +59,19 @@ def matches(key: str, namespace: str | None, version: str | None, function: str 
         and (version is None or ver == version)
         and (function is None or name == function)
     )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The keys of ``namespace``, code ``version`` and ``function`` (each: any when None;
+    all given ones at once): what a purge names."""
+
+    namespace: str | None = None
+    version: str | None = None
+    function: str | None = None
+
+    def __contains__(self, key: str) -> bool:
+        return matches(key, self.namespace, self.version, self.function)
 
 
 def clean_version(reported: str | None, unversioned: str) -> str:

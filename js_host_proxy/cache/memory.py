@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from js_host_proxy.cache.base import LOW_WATER, CacheBackend
 from js_host_proxy.cache.entry import fresh_until
-from js_host_proxy.cache.keys import matches
+from js_host_proxy.cache.keys import Selection
 
 
 class MemoryCache(CacheBackend):
@@ -60,20 +60,13 @@ class MemoryCache(CacheBackend):
         with self._lock:
             self._pop(key)
 
-    def purge(
-        self,
-        namespace: str | None = None,
-        *,
-        version: str | None = None,
-        function: str | None = None,
-        expired_only: bool = False,
-    ) -> int:
+    def _purge(self, selection: Selection, expired_only: bool) -> int:
         now = time.time()
         with self._lock:
             doomed = [
                 k
                 for k, (until, _, _) in self._data.items()
-                if matches(k, namespace, version, function) and (not expired_only or until < now)
+                if k in selection and (not expired_only or until < now)
             ]
             for k in doomed:
                 self._pop(k)

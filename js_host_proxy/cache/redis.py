@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from js_host_proxy.cache.base import CacheBackend, FailureLog
-from js_host_proxy.cache.keys import matches, prefix
+from js_host_proxy.cache.keys import Selection, prefix
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +125,7 @@ class RedisCache(CacheBackend):
         with contextlib.suppress(RedisUnavailable), self._guard("delete"):
             self._clients()[0].delete(ENTRY + key)
 
-    def purge(
-        self,
-        namespace: str | None = None,
-        *,
-        version: str | None = None,
-        function: str | None = None,
-        expired_only: bool = False,
-    ) -> int:
+    def _purge(self, selection: Selection, expired_only: bool) -> int:
         """SCAN (never KEYS) for the entries' prefix, unlinked in batches. With a namespace
         the prefix says it all (and the version too, when given); otherwise each key found
         is checked. ``expired_only``: nothing to do, Redis expires entries by itself."""
@@ -141,6 +134,7 @@ class RedisCache(CacheBackend):
             return 0
         self._down_until = 0.0
         client = self._clients()[0]
+        namespace, version = selection.namespace, selection.version
         if namespace is not None:
             pattern = _glob_escape(ENTRY + prefix(namespace, version)) + "*"
         elif version is not None:
@@ -151,7 +145,7 @@ class RedisCache(CacheBackend):
         batch: list[bytes] = []
         for name in client.scan_iter(match=pattern, count=1000):
             key = name[len(ENTRY) :].decode("utf-8", "surrogateescape")
-            if not matches(key, namespace, version, function):
+            if key not in selection:
                 continue
             batch.append(name)
             if len(batch) >= 1000:

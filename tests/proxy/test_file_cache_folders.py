@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from js_host_proxy.__main__ import main
-from js_host_proxy.cache import file as file_cache
+from js_host_proxy.cache import file_lock
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
 from js_host_proxy.cache.keys import cache_key
@@ -121,7 +121,7 @@ def test_a_lock_file_removed_before_it_is_locked_is_not_trusted(
             assert not leftover.exists()
         real_flock(fd, operation)
 
-    monkeypatch.setattr(file_cache.fcntl, "flock", flock_after_a_purge)
+    monkeypatch.setattr(file_lock.fcntl, "flock", flock_after_a_purge)
     with cache.lock(KEY, 5) as held:
         assert held and purged == [0]
         # It holds the file at the path (a new one), so it excludes the others.
