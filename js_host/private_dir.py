@@ -11,11 +11,11 @@ change what it names, now or later:
 
 :meth:`PrivateDir.open` walks the path one component at a time with
 ``O_NOFOLLOW`` relative to the previous component's descriptor and checks each
-on the descriptor it opened (no check-then-use gap), then keeps the directory's
-descriptor: every file is opened relative to it, never following a link, and
-files made here get random names with ``O_EXCL``. The Node side
-(``js_host/node/lib/runtime.js``) applies the same rules to paths, as Node has
-no directory-relative opens.
+on the descriptor it opened (no check-then-use gap; the checks and their messages
+are :mod:`js_host.private_checks`), then keeps the directory's descriptor: every
+file is opened relative to it, never following a link, and files made here get
+random names with ``O_EXCL``. The Node side (``js_host/node/lib/private_dir.js``)
+applies the same rules to paths, as Node has no directory-relative opens.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import stat
 from typing import NoReturn
 
 from .exceptions import ConfigError
+from .private_checks import check_ancestor, check_file, check_private, file_link_message
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -58,13 +59,13 @@ class PrivateDir:
         current = "/"
         try:
             for part in [p for p in real_parent.split("/") if p]:
-                _check_ancestor(fd, current, what=what, setting=setting, target=path)
+                check_ancestor(fd, current, what=what, setting=setting, target=path)
                 child = os.path.join(current, part)
                 fd = _replace_fd(fd, _open_dir(fd, part, child, create, what=what, setting=setting))
                 current = child
-            _check_ancestor(fd, current, what=what, setting=setting, target=path)
+            check_ancestor(fd, current, what=what, setting=setting, target=path)
             fd = _replace_fd(fd, _open_dir(fd, name, path, create, what=what, setting=setting))
-            _check_private(fd, path, what=what, setting=setting)
+            check_private(fd, path, what=what, setting=setting)
         except BaseException:
             os.close(fd)
             raise
@@ -93,7 +94,7 @@ class PrivateDir:
         path = self.join(name)
         fd = _open_dir(self.fd, name, path, create, what=self.what, setting=self.setting)
         try:
-            _check_private(fd, path, what=self.what, setting=self.setting)
+            check_private(fd, path, what=self.what, setting=self.setting)
         except BaseException:
             os.close(fd)
             raise
@@ -124,7 +125,7 @@ class PrivateDir:
             fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
         except OSError as err:
             if err.errno == errno.ELOOP:
-                raise ConfigError(_file_link_message(path)) from err
+                raise ConfigError(file_link_message(path)) from err
             raise
         try:
             check_file(fd, path, private=True)
@@ -241,70 +242,3 @@ def _refuse(err: OSError, parent_fd: int, name: str, path: str, *, what: str, se
         f"The {what} {path!r} cannot be used: it is{link}, which js-host never follows "
         f"(another user may have made it). Remove it, or set {setting} to a directory of your own."
     ) from err
-
-
-def _check_ancestor(fd: int, path: str, *, what: str, setting: str, target: str) -> None:
-    info = os.fstat(fd)
-    mode = stat.S_IMODE(info.st_mode)
-    owner_ok = info.st_uid in (0, os.getuid())
-    writable_by_others = bool(mode & 0o022)
-    if owner_ok and (not writable_by_others or mode & stat.S_ISVTX):
-        return
-    reason = (
-        f"belongs to uid {info.st_uid}"
-        if not owner_ok
-        else f"can be changed by other users (mode {mode:o}, not sticky)"
-    )
-    raise ConfigError(
-        f"The {what} {target!r} is not private: the folder {path!r} above it {reason}, so another "
-        f"user could replace what it holds. Set {setting} to a directory under a folder of your own."
-    )
-
-
-def _check_private(fd: int, path: str, *, what: str, setting: str) -> None:
-    info = os.fstat(fd)
-    if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"The {what} {path!r} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}). "
-            f"Remove it, or set {setting} to a directory of your own."
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"The {what} {path!r} is accessible by other users (mode {mode:o}). "
-            f"Run `chmod 700 {path}`, remove it, or set {setting} to a directory of your own."
-        )
-
-
-def check_file(fd: int, path: str, *, private: bool = False, single_link: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``fd`` is a regular file of this user's (with
-    ``private``, also without group or other permission bits; with ``single_link``,
-    also not hard-linked elsewhere, where someone else may have linked it)."""
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(
-            f"The file {path!r} cannot be used: it is not a regular file "
-            f"({stat.filemode(info.st_mode)}). Remove it."
-        )
-    if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"The file {path!r} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}). Remove it."
-        )
-    if single_link and info.st_nlink != 1:
-        raise ConfigError(
-            f"The file {path!r} cannot be used: it has {info.st_nlink} hard links, "
-            "so it may be a file of yours linked by another user. Remove it."
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    if private and mode & 0o077:
-        raise ConfigError(
-            f"The file {path!r} is accessible by other users (mode {mode:o}). "
-            f"Run `chmod 600 {path}`, or remove it."
-        )
-
-
-def _file_link_message(path: str) -> str:
-    return (
-        f"The file {path!r} cannot be used: it is a symbolic link, which js-host never follows "
-        "(another user may have made it). Remove it."
-    )
