@@ -59,7 +59,7 @@ from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
-from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.observe import Observer
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.replies import Reply, StartResponse, text_reply

@@ -10,7 +10,7 @@ For each job, as for a single ``POST /function/<name>?hash=H``:
 - the other jobs (each distinct key once) are forwarded together in ONE upstream
   ``POST /batch``; each 200 is stored under its own key by the one storage decision
   (``policy.decide``: RFC 9111's shared-cache rules on that job's own fields, its own
-  ``Cache-Control`` included) in CacheControl's format (``httpcache.py``), so a later
+  ``Cache-Control`` included) in CacheControl's format (``httpcache_format.py``), so a later
   single call hits it, and the other way round (``MISS``);
 - when the host cannot be reached, or answers a job 502/503/504, a stale entry that
   may be served is (``STALE``, RFC 5861 stale-if-error), else the error.
@@ -49,7 +49,7 @@ from js_host_proxy.calls import HostCalls
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
-from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.policy import decide
 from js_host_proxy.replies import Reply, text_reply
