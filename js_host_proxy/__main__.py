@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from js_host.exceptions import ConfigError
 
@@ -161,17 +162,18 @@ DEFAULT_STATUS_BIND = "127.0.0.1:9010"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="js-host-proxy", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the proxy under gunicorn")
+    serve_parser = _command(commands, "serve", serve, "run the proxy under gunicorn")
     for option, (variable, text) in SERVE_OPTIONS.items():
         serve_parser.add_argument("--" + option.replace("_", "-"), help=f"{text} (sets {variable})")
     serve_parser.add_argument(
         "--gunicorn-conf",
         help="gunicorn config file (default: the settings in the package, js_host_proxy.gunicorn_settings)",
     )
-    serve_parser.set_defaults(handler=serve)
-    purge_parser = commands.add_parser(
+    purge_parser = _command(
+        commands,
         "purge",
-        help="remove cache entries",
+        purge,
+        "remove cache entries",
         description="Remove the cache's entries: all of them, or those of a function, a code "
         "version or a namespace (given together: those of all at once), or the expired ones.",
     )
@@ -187,12 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only entries past their stale window, and leftovers of killed workers (file, memory)",
     )
-    purge_parser.set_defaults(handler=purge)
     from js_host.stack_status import add_arguments
 
-    status_parser = commands.add_parser(
+    status_parser = _command(
+        commands,
         "status",
-        help="show the running stack: hosts, workers, hit ratio, slowest functions, last errors",
+        status,
+        "show the running stack: hosts, workers, hit ratio, slowest functions, last errors",
         description="Show the running stack on one screen: the proxy (hit ratio, upstreams, cache) and "
         "its hosts (workers, calls, slowest functions, last errors), from their /status, /health and "
         "/metrics.",
@@ -202,8 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
         host_default="JS_HOST_PROXY_UPSTREAM, else http://127.0.0.1:9009",
         proxy_default="JS_HOST_PROXY_BIND's address, else http://127.0.0.1:9010",
     )
-    status_parser.set_defaults(handler=status)
     return parser
+
+
+def _command(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name`` (``summary``: its line in the list of commands),
+    which :func:`main` runs by calling ``handler`` with the parsed arguments."""
+    command: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=description)
+    command.set_defaults(handler=handler)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

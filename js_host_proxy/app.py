@@ -32,8 +32,9 @@ A MISS carries exactly the host's end-to-end header fields plus ``X-Cache`` and
 ``Cache-Status`` (RFC 9211, ``cache_status.py``); a HIT or STALE answer the stored ones
 plus ``Age`` (RFC 9111 §5.1), ``X-Cache`` and ``Cache-Status``. The proxy adds nothing else.
 
-This module routes the requests and answers hits; ``hits.py`` reads the cache
-(for hits, waiting requests and stale answers alike), ``calls.py`` calls the hosts.
+This module routes the requests and answers hits; ``request_body.py`` reads their
+bodies, ``hits.py`` reads the cache (for hits, waiting requests and stale answers
+alike), ``calls.py`` calls the hosts.
 The hit path reads the backend directly and compares two floats; CacheControl
 stores on the miss path what ``policy.decide`` allows (see ``httpcache.py``, and
 the README for the measurements behind this split).
@@ -59,12 +60,16 @@ from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
-from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.observe import Observer
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.replies import Reply, StartResponse, text_reply
+from js_host_proxy.request_body import body_or_refusal, read_body
 from js_host_proxy.revalidate import Revalidator
 from js_host_proxy.versions import CodeVersions
+
+# read_body: importable from here, as it always was (bench/support/cachecontrol_hits.py).
+__all__ = ["ProxyApp", "create_app", "read_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +144,7 @@ class ProxyApp:
     def call_function(
         self, environ: dict[str, Any], start_response: StartResponse, name: str
     ) -> Iterable[bytes]:
-        body = self.read_body(environ, "the request body is")
+        body = body_or_refusal(environ, self.config.max_body, "the request body is")
         if isinstance(body, Reply):
             return body.send(start_response)
         query = environ.get("QUERY_STRING", "")
@@ -197,25 +202,12 @@ class ProxyApp:
         """``POST /batch``: see batch.py."""
         if method != "POST":
             return text_reply(405, "js-host-proxy: POST /batch", [("Allow", "POST")]).send(start_response)
-        body = self.read_body(environ, "the batch is", ": split it into smaller batches")
+        body = body_or_refusal(
+            environ, self.config.max_body, "the batch is", ": split it into smaller batches"
+        )
         if isinstance(body, Reply):
             return body.send(start_response)
         return self.batch.answer(environ, body).send(start_response)
-
-    def read_body(self, environ: dict[str, Any], what: str, advice: str = "") -> bytes | Reply:
-        """The request's body, or the refusal to send: 400 when it cannot be read, 413 over
-        JS_HOST_PROXY_MAX_BODY (``what`` names the body, ``advice`` ends the 413's text)."""
-        try:
-            body = read_body(environ, self.config.max_body)
-        except ValueError as err:
-            return text_reply(400, f"js-host-proxy: {err}")
-        if body is None:
-            return text_reply(
-                413,
-                f"js-host-proxy: {what} larger than {self.config.max_body} bytes "
-                f"(JS_HOST_PROXY_MAX_BODY){advice}",
-            )
-        return body
 
     def revalidate(self, key: str, path_qs: str, body: bytes, headers: dict[str, str]) -> bool:
         """Refresh ``key``'s entry in the background, coalesced like a miss (at most one call
@@ -268,23 +260,6 @@ class ProxyApp:
 def create_app(config: ProxyConfig | None = None) -> ProxyApp:
     """The app for ``config`` (default: from the JS_HOST_PROXY_* environment)."""
     return ProxyApp(config if config is not None else ProxyConfig.from_env())
-
-
-def read_body(environ: dict[str, Any], limit: int) -> bytes | None:
-    """The request body, or None when it is larger than ``limit`` bytes."""
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        if not length.isdigit():
-            raise ValueError(f"invalid Content-Length {length!r}")
-        if int(length) > limit:
-            return None  # refused before reading a byte of it
-        return stream.read(int(length))
-    if environ.get("wsgi.input_terminated"):
-        # Chunked: the server ends the stream; read one byte past the limit to notice.
-        body = stream.read(limit + 1)
-        return None if len(body) > limit else body
-    return b""
 
 
 def _path_qs(name: str, query: str) -> str:

@@ -1,6 +1,7 @@
 """``POST /batch`` through the proxy: each job answered from the cache when it can be.
 
-The body and the answer are the host's (``js_host/batch.py``, ``js_host/node/lib/batch.js``).
+The body and the answer are the host's (``js_host/batch.py``, ``js_host/node/lib/batch.js``);
+``batch_jobs.py`` reads the body into jobs and makes each job's result.
 For each job, as for a single ``POST /function/<name>?hash=H``:
 
 - its ``hash`` is checked: a wrong one makes that job's result a 400 (never stored);
@@ -10,8 +11,8 @@ For each job, as for a single ``POST /function/<name>?hash=H``:
 - the other jobs (each distinct key once) are forwarded together in ONE upstream
   ``POST /batch``; each 200 is stored under its own key by the one storage decision
   (``policy.decide``: RFC 9111's shared-cache rules on that job's own fields, its own
-  ``Cache-Control`` included) in CacheControl's format (``httpcache.py``), so a later
-  single call hits it, and the other way round (``MISS``);
+  ``Cache-Control`` included) in CacheControl's format (``httpcache_format.py``), so a
+  later single call hits it, and the other way round (``MISS``);
 - when the host cannot be reached, or answers a job 502/503/504, a stale entry that
   may be served is (``STALE``, RFC 5861 stale-if-error), else the error.
 
@@ -37,19 +38,20 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 from requests.structures import CaseInsensitiveDict
 
-from js_host.batch import BATCH_PATH, MAX_BATCH_JOBS, decode_results, encode_batch
+from js_host.batch import BATCH_PATH, decode_results, encode_batch
 from js_host.exceptions import UnexpectedResponse
+from js_host_proxy.batch_jobs import Job, as_result, parse_jobs, with_state
 from js_host_proxy.cache.keys import cache_key
 from js_host_proxy.calls import HostCalls
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
-from js_host_proxy.httpcache import KeyedCache
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.policy import decide
 from js_host_proxy.replies import Reply, text_reply
@@ -62,17 +64,6 @@ PATH = BATCH_PATH
 #: Single upstream calls at a time for the misses of a batch an upstream cannot take.
 SINGLE_CALL_THREADS = 4
 _TEXT = "text/plain; charset=utf-8"
-# Fields of a reply that are not a job's: its length is the batch's business.
-_NOT_A_JOB_FIELD = frozenset({"content-length"})
-
-
-class _Job(NamedTuple):
-    index: int
-    function: str
-    name: str  # the function's name as a single call's key holds it (its URL's bytes as latin-1)
-    hash: str | None  # None: forwarded uncached
-    body: str
-    key: str | None
 
 
 class BatchEndpoint:
@@ -103,17 +94,17 @@ class BatchEndpoint:
 
     def answer(self, environ: dict[str, Any], body: bytes) -> Reply:
         """The reply to a batch whose body (read whole, within JS_HOST_PROXY_MAX_BODY) is ``body``."""
-        jobs = self.parse(body)
+        jobs = parse_jobs(body)
         if isinstance(jobs, Reply):
             return jobs
         results: list[dict[str, Any] | None] = [None] * len(jobs)
         version = self.versions.current(self.calls.pool.peek())
-        misses: list[_Job] = []
+        misses: list[Job] = []
         for job in jobs:
             if job.hash is not None:
                 digest = hashlib.sha1(job.body.encode()).hexdigest()
                 if job.hash.lower() != digest:
-                    results[job.index] = _result(
+                    results[job.index] = as_result(
                         text_reply(
                             400,
                             f"js-host-proxy: job {job.index}'s hash {job.hash[:64]!r} is not the sha1 of "
@@ -126,7 +117,7 @@ class BatchEndpoint:
                 hit = self.hits.read(job.key)
                 if hit is not None and hit.is_fresh():
                     logger.debug("HIT %s (batch job %d)", job.key, job.index)
-                    results[job.index] = _result(hit.reply("HIT"))
+                    results[job.index] = as_result(hit.reply("HIT"))
                     continue
             misses.append(job)
         if misses:
@@ -142,52 +133,12 @@ class BatchEndpoint:
             json.dumps({"results": results}, separators=(",", ":")).encode(),
         )
 
-    def parse(self, body: bytes) -> list[_Job] | Reply:
-        """The jobs of a batch body, or the 400 that says what is wrong with it."""
-        try:
-            data = json.loads(body)
-        except ValueError as err:
-            return text_reply(400, f"js-host-proxy: the batch is not valid JSON ({err})")
-        except RecursionError:
-            # Arrays or objects nested thousands deep: refused as the host does, not a 500.
-            return text_reply(400, "js-host-proxy: the batch is nested too deeply to be read as JSON")
-        raw = data.get("jobs") if isinstance(data, dict) else None
-        if not isinstance(raw, list):
-            return text_reply(
-                400,
-                'js-host-proxy: a batch is {"jobs": [{"function": "<name>", "hash": "<sha1>", '
-                '"body": "<JSON text>"}, ...]}',
-            )
-        if len(raw) > MAX_BATCH_JOBS:
-            return text_reply(
-                400,
-                f"js-host-proxy: the batch has {len(raw)} jobs, more than {MAX_BATCH_JOBS}: split it "
-                "into several batches",
-            )
-        jobs = []
-        for index, job in enumerate(raw):
-            if not isinstance(job, dict):
-                problem = "is not an object"
-            elif not isinstance(job.get("function"), str) or not job["function"]:
-                problem = 'has no "function" name'
-            elif not isinstance(job.get("body", ""), str):
-                problem = 'has a "body" that is not a string (it is the JSON text of the call\'s data)'
-            elif not isinstance(job.get("hash", ""), str):
-                problem = 'has a "hash" that is not a string'
-            else:
-                function = job["function"]
-                name = function.encode("utf-8", "surrogatepass").decode("latin-1")
-                jobs.append(_Job(index, function, name, job.get("hash") or None, job.get("body", ""), None))
-                continue
-            return text_reply(400, f"js-host-proxy: job {index} of the batch {problem}")
-        return jobs
-
-    def forward(self, environ: dict[str, Any], misses: list[_Job], results: list[Any]) -> None:
+    def forward(self, environ: dict[str, Any], misses: list[Job], results: list[Any]) -> None:
         """Answer ``misses`` from the host: one upstream batch (each distinct key once)."""
         headers = forwarded_headers(environ, cached=True)
         headers["Content-Type"] = "application/json"
-        sent: list[_Job] = []
-        same: dict[str, list[_Job]] = {}  # a key's other jobs in this batch: answered with it
+        sent: list[Job] = []
+        same: dict[str, list[Job]] = {}  # a key's other jobs in this batch: answered with it
         for job in misses:
             if job.key is not None and job.key in same:
                 same[job.key].append(job)
@@ -205,7 +156,7 @@ class BatchEndpoint:
                 results[other.index] = result
 
     def batched(
-        self, environ: dict[str, Any], jobs: list[_Job], headers: dict[str, str]
+        self, environ: dict[str, Any], jobs: list[Job], headers: dict[str, str]
     ) -> list[dict[str, Any]]:
         body = encode_batch([(job.function, job.hash or "", job.body) for job in jobs])
         session = self.calls.sessions()[0]  # stored here, job by job: not by CacheControl
@@ -243,7 +194,7 @@ class BatchEndpoint:
         return [self.job_result(base, job, result, headers) for job, result in zip(jobs, decoded)]
 
     def job_result(
-        self, base: str, job: _Job, result: dict[str, Any], request_headers: dict[str, str]
+        self, base: str, job: Job, result: dict[str, Any], request_headers: dict[str, str]
     ) -> dict[str, Any]:
         """One job's result from the host: stored when it may be, with x-cache and cache-status."""
         status = result["status"]
@@ -251,11 +202,11 @@ class BatchEndpoint:
             self.host_answered(job.name, status)
         names = self.hits.names
         if job.key is None:
-            return _with_state(result, "BYPASS", names.forwarded("bypass", status))
+            return with_state(result, "BYPASS", names.forwarded("bypass", status))
         if status in (502, 503, 504):
             stale = self.calls.stale(job.key, f"the host answered {status}", status)
             if stale is not None:
-                return _result(stale)
+                return as_result(stale)
         body = result["body"].encode("utf-8")
         fields: CaseInsensitiveDict[str] = CaseInsensitiveDict(
             {"Content-Type": _TEXT, **result["headers"], "Content-Length": str(len(body))}
@@ -274,53 +225,32 @@ class BatchEndpoint:
             self.cache.store_answer(url, fields, body, storage)
         logger.debug("MISS %s (batch job %d, status %s): %s", job.key, job.index, status, storage.reason)
         stored_for = storage.lifetime if storage.storable else None
-        return _with_state(result, "MISS", names.forwarded("miss", status, stored_for))
+        return with_state(result, "MISS", names.forwarded("miss", status, stored_for))
 
-    def failed(self, job: _Job, status: int, message: str, host_status: int | None) -> dict[str, Any]:
+    def failed(self, job: Job, status: int, message: str, host_status: int | None) -> dict[str, Any]:
         """The result of a job whose host could not be used: stale when it may be, else the error."""
         if job.key is not None:
             stale = self.calls.stale(job.key, message, host_status)
             if stale is not None:
-                return _result(stale)
+                return as_result(stale)
         reply = text_reply(status, message)
         reply.state = "MISS" if job.key is not None else "BYPASS"
-        return _result(reply)
+        return as_result(reply)
 
     def singly(
-        self, environ: dict[str, Any], jobs: list[_Job], headers: dict[str, str]
+        self, environ: dict[str, Any], jobs: list[Job], headers: dict[str, str]
     ) -> list[dict[str, Any]]:
         """Each job as a single upstream call, through the single calls' cached path."""
 
-        def one(job: _Job) -> dict[str, Any]:
+        def one(job: Job) -> dict[str, Any]:
             path_qs = f"{FUNCTION_PREFIX}{quote(job.name.encode('latin-1'), safe='')}"
             if job.key is None:  # without the client's Cookie and Authorization, as in one batch
                 reply = self.calls.forward(environ, "POST", path_qs, job.body.encode(), headers)
-                return _result(reply, "BYPASS")
+                return as_result(reply, "BYPASS")
             reply = self.calls.call_cached(f"{path_qs}?hash={job.hash}", job.body.encode(), headers, job.key)
-            return _result(reply)
+            return as_result(reply)
 
         if len(jobs) == 1:
             return [one(jobs[0])]
         with ThreadPoolExecutor(max_workers=min(SINGLE_CALL_THREADS, len(jobs))) as executor:
             return list(executor.map(one, jobs))
-
-
-def _result(reply: Reply, state: str | None = None) -> dict[str, Any]:
-    """A reply as a job's result: status, header fields (lower-case names, repeats joined)
-    with x-cache and cache-status, and the body as text."""
-    headers: dict[str, str] = {}
-    for name, value in reply.headers:
-        name = name.lower()
-        if name in _NOT_A_JOB_FIELD:
-            continue
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    state = state or reply.state
-    if state is not None:
-        headers["x-cache"] = state
-    if reply.cache_status is not None:
-        headers["cache-status"] = reply.cache_status
-    return {"status": reply.status, "headers": headers, "body": reply.body.decode("utf-8", "replace")}
-
-
-def _with_state(result: dict[str, Any], state: str, cache_status: str) -> dict[str, Any]:
-    return {**result, "headers": {**result["headers"], "x-cache": state, "cache-status": cache_status}}

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from js_host_proxy.config import ProxyConfig
 from js_host_proxy.fields import NOT_RETURNED_LIVE, end_to_end, forwarded_headers
 from js_host_proxy.hits import HitReader
-from js_host_proxy.httpcache import KeyedCache, caching_session, plain_session
+from js_host_proxy.httpcache import caching_session, plain_session
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.replies import Reply, text_reply
 from js_host_proxy.upstream import UpstreamError, UpstreamPool
 

@@ -26,7 +26,7 @@ from js_host_proxy.cache_status import FIELD as CACHE_STATUS
 from js_host_proxy.cache_status import CacheStatus
 from js_host_proxy.config import DEFAULT_CACHE_NAME
 from js_host_proxy.fields import NOT_RETURNED_STORED, end_to_end
-from js_host_proxy.httpcache import stored_response
+from js_host_proxy.httpcache_format import stored_response
 from js_host_proxy.replies import Reply, StartResponse, status_line
 
 logger = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ worker's mmap'ed file): see ``bench/proxy_metrics.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import logging
 import os
@@ -68,30 +69,24 @@ class ProxyMetrics:
         self.multiprocess_dir = multiprocess_dir
         # A registry per app, never the global one: several apps in one process (tests).
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter(
+        counter = functools.partial(Counter, registry=registry)
+        self._requests = counter(
             "js_host_proxy_requests",
             "Requests for functions, by the answer's X-Cache and the function",
             ["cache", "function"],
-            registry=registry,
         )
-        self._coalesced = Counter(
+        self._coalesced = counter(
             "js_host_proxy_coalesced_waiters",
             "Requests answered by another request's call to the host (waited for it)",
-            registry=registry,
         )
-        self._stale = Counter(
-            "js_host_proxy_stale_answers", "Answers served stale (X-Cache: STALE)", registry=registry
-        )
-        self._errors = Counter(
+        self._stale = counter("js_host_proxy_stale_answers", "Answers served stale (X-Cache: STALE)")
+        self._errors = counter(
             "js_host_proxy_upstream_errors",
             "Calls to a host that failed: connect, timeout, 5xx (an answer >= 500), invalid",
             ["cause"],
-            registry=registry,
         )
-        self._evictions = Counter(
-            "js_host_proxy_cache_evictions",
-            "Entries evicted to keep the cache under its bound",
-            registry=registry,
+        self._evictions = counter(
+            "js_host_proxy_cache_evictions", "Entries evicted to keep the cache under its bound"
         )
         self._duration = Histogram(
             "js_host_proxy_upstream_duration_seconds",

@@ -11,21 +11,19 @@ own parser and never waits on the client to send. New and kept-alive connections
     worker_class = "js_host_proxy.worker.DeadlineThreadWorker"   # gunicorn_settings.py
 
 gunicorn_settings.py's ``post_fork`` hook gives each worker its ``client_limits`` from the
-``JS_HOST_PROXY_*`` settings; without it the defaults below apply.
+``JS_HOST_PROXY_*`` settings; without it the defaults below apply. A connection's state,
+and the bytes read ahead that gunicorn's parser is served, are ``worker_connection.py``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import selectors
 import time
 from functools import partial
 from typing import Any
 
-from gunicorn.http import RequestParser
-from gunicorn.http.unreader import SocketUnreader
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from js_host_proxy.request_reader import (
     BAD,
@@ -36,58 +34,14 @@ from js_host_proxy.request_reader import (
     RequestReader,
     status_response,
 )
+from js_host_proxy.worker_connection import DeadlineConn, PendingUnreader, rest_after_request
+
+# PendingUnreader: importable from here, as it always was.
+__all__ = ["DeadlineConn", "DeadlineThreadWorker", "PendingUnreader"]
 
 RECV_SIZE = 65536
 #: How often the event loop looks for connections past their deadline (seconds).
 SWEEP_INTERVAL = 0.25
-
-
-class PendingUnreader(SocketUnreader):
-    """gunicorn's socket reader, fed first the bytes the event loop has read already.
-
-    Handing them to ``Unreader.unread()`` whole made reading a large body quadratic: each of
-    gunicorn's small reads (8 KiB from the body) copies all that is left of its buffer (an 8 MB
-    body took 11 s of CPU). Served here a socket-sized chunk at a time, as ``recv`` would give
-    them, each byte is copied a fixed number of times.
-    """
-
-    def __init__(self, sock: Any, max_chunk: int = 8192) -> None:
-        super().__init__(sock, max_chunk)
-        self.pending = memoryview(b"")
-
-    def feed(self, data: bytes) -> None:
-        """Serve ``data`` (bytes read ahead from the socket) before reading the socket again."""
-        rest = self.pending.tobytes()
-        self.pending = memoryview(rest + data if rest else data)
-
-    def chunk(self) -> bytes:
-        if self.pending:
-            piece, self.pending = self.pending[: self.mxchunk], self.pending[self.mxchunk :]
-            return piece.tobytes()
-        return super().chunk()
-
-
-class DeadlineConn(TConn):
-    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any, io_timeout: float) -> None:
-        super().__init__(cfg, sock, client, server)
-        self.io_timeout = io_timeout
-        self.reader: RequestReader | None = None
-        self.spare: RequestReader | None = None  # the last one, reused for the next request
-        self.counted = 0  # bytes of the reader's counted in the worker's budget
-        self.pending = b""  # bytes read but not yet parsed by gunicorn
-        self.must_close = False
-        self.continued = False  # "100 Continue" sent while the body was read here
-
-    def init(self) -> None:
-        """For a thread: a socket with a timeout rather than gthread's blocking one, so that a
-        thread never waits on a client longer than that: one that does not read its answer, or a
-        request gunicorn's parser finds unfinished."""
-        self.initialized = True
-        self.sock.settimeout(self.io_timeout)
-        if self.parser is None:
-            self.parser = RequestParser(self.cfg, self.sock, self.client)
-            # Before any request is parsed: the parser reads through its unreader only.
-            self.parser.unreader = PendingUnreader(self.sock)
 
 
 class DeadlineThreadWorker(ThreadWorker):
@@ -243,7 +197,7 @@ class DeadlineThreadWorker(ThreadWorker):
         keepalive, conn = super().handle(conn)
         if keepalive:
             try:
-                conn.pending = _rest_after_request(conn)
+                conn.pending = rest_after_request(conn)
             except Exception:  # an unfinished body: close rather than wait for it
                 return False, conn
         return keepalive, conn
@@ -288,19 +242,3 @@ class DeadlineThreadWorker(ThreadWorker):
                 text = f"the request {part} did not arrive within {seconds:g} s"
                 text += f" (JS_HOST_PROXY_{setting}_TIMEOUT)"
                 self._refuse(conn, 408, "Request Timeout", text)
-
-
-def _rest_after_request(conn: DeadlineConn) -> bytes:
-    """After an answer: skip what the app left of the body (it arrived whole), and return the
-    bytes already read past it (a pipelined request), which gunicorn's parser holds."""
-    parser = conn.parser
-    unreader = parser.unreader
-    if unreader.buf.tell() == 0 and not unreader.pending:  # the usual case: nothing follows
-        return b""
-    if parser.mesg is not None:
-        while parser.mesg.body.read(8192):
-            pass
-    rest = unreader.buf.getvalue() + unreader.pending.tobytes()
-    unreader.buf = io.BytesIO()
-    unreader.pending = memoryview(b"")
-    return rest
