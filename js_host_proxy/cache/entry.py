@@ -13,7 +13,7 @@ down, unless it is marked ``no-stale`` (its answer said ``must-revalidate``,
 long after ``fresh_until`` the entry is served at once while a background call
 refreshes it (stale-while-revalidate, RFC 5861 §3).
 
-The blob is opaque here: only ``js_host_proxy.httpcache``, beside CacheControl's
+The blob is opaque here: only ``js_host_proxy.httpcache_format``, beside CacheControl's
 adapter, reads CacheControl's format.
 """
 
