@@ -7,8 +7,9 @@ runs ``node --config`` or asks the manager, once per process. An asyncio call
 that finds the host not connected yet connects in a thread
 (``asyncio.to_thread``), one task at a time per loop while the others wait; once
 connected, nothing here blocks, nor waits for a thread that connects or restarts the host
-(the target is read without its lock). The errors are the blocking client's
-(:meth:`JSHost.transport_error`, :meth:`JSHost.proxy_answer`, :meth:`JSHost.batch_answer`).
+(the target is read without its lock). The headers and the errors are the blocking
+client's (:func:`js_host.host_calls.request_headers`, :meth:`JSHost.transport_error`,
+:meth:`JSHost.proxy_answer`, :meth:`JSHost.batch_answer`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import asyncio
 
 from .aio_transport import get_pool
 from .batch import BATCH_PATH
+from .connection import Body
 from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
 from .host import JSHost
-from .host_connection import Target, request_headers
+from .host_calls import request_headers
+from .host_connection import Target
 from .response import Response
 
 
@@ -48,12 +51,7 @@ async def target(host: JSHost) -> Target:
 
 
 async def request_function(
-    host: JSHost,
-    name: str,
-    path: str,
-    body: bytes | list[bytes],
-    timeout: float,
-    request_id: str | None = None,
+    host: JSHost, name: str, path: str, body: Body, timeout: float, request_id: str | None = None
 ) -> Response:
     """:meth:`JSHost.request_function` on the running loop: POST ``body`` to ``path``; the answer,
     or the same errors."""
@@ -75,13 +73,7 @@ async def request_batch(
 
 
 async def _post(
-    host: JSHost,
-    to: Target,
-    path: str,
-    body: bytes | list[bytes],
-    timeout: float,
-    what: str,
-    request_id: str | None,
+    host: JSHost, to: Target, path: str, body: Body, timeout: float, what: str, request_id: str | None
 ) -> Response:
     """POST ``body`` to ``path`` at ``to`` over the loop's pool; transport errors become js_host's."""
     try:

@@ -16,215 +16,36 @@ The asyncio twin of :mod:`js_host.transport`, with the same guarantees:
   :class:`~js_host.exceptions.ConnectionError`.
 
 Each connection is an :class:`asyncio.Protocol` feeding the parser from
-``data_received``: no stream buffers, no thread, one future per call. The pool
-belongs to the loop it was made on (:func:`get_pool`); its idle connections are
-closed by :func:`aclose` (the ASGI middleware does at lifespan shutdown) or, at
-the latest, when the loop finalizes its async generators (``asyncio.run`` and
-uvicorn do), so a loop that ends leaves no socket open. A forked child gets
-pools of its own.
+``data_received`` (:mod:`js_host.aio_connection`): no stream buffers, no thread,
+one future per call. The pool belongs to the loop it was made on
+(:func:`get_pool`); its idle connections are closed by :func:`aclose` (the ASGI
+middleware does at lifespan shutdown) or, at the latest, when the loop finalizes
+its async generators (``asyncio.run`` and uvicorn do), so a loop that ends leaves
+no socket open. A forked child gets pools of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import select
-import socket
 import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
-from .connection import CannotConnect, ConnectTimeout, request_head, request_url
-from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
-from .response import BadResponse, Response, ResponseParser
+from .aio_connection import HostProtocol, Stale
+from .connection import Body, CannotConnect, ConnectTimeout, request_head, request_url, warn_more_than_answer
+from .exceptions import ConnectionError  # noqa: A004 - the spec's name
+from .response import Response
 
 __all__ = ["MAX_CONNECTIONS", "MAX_IDLE", "AsyncPool", "aclose", "get_pool"]
 
 T = TypeVar("T")
 
-# What happens to the sockets is logged as the transport's, as for the blocking pool.
-logger = logging.getLogger("js_host.transport")
-
 #: Idle connections kept per (host, port).
 MAX_IDLE = 32
 #: Connections open at once per (host, port); further calls wait for one to be free.
 MAX_CONNECTIONS = 256
-
-
-class _Stale(Exception):
-    """A reused connection turned out to be closed before the server can have processed the
-    request: retried on a fresh one."""
-
-
-class _HostProtocol(asyncio.Protocol):
-    """One kept-alive connection: its transport, its parser and the call waiting for an answer."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.parser = ResponseParser()
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.target = ""
-        self.received = False  # a byte of the current answer arrived
-        self.closed = False
-        self.poller: select.poll | None = None
-        # The timeout: a timer per connection, not per request (arming and cancelling one per
-        # call cost more than the rest of the exchange's bookkeeping). The one armed fires at
-        # ``timer_at`` (None: none armed), no later than the current request's ``deadline``; if
-        # the request that armed it is over by then, it is armed again for the current one's.
-        # The handle is not kept (it holds the loop, which a pooled connection must not keep
-        # alive): a timer is never cancelled, it finds nothing to do when it fires.
-        self.deadline: float | None = None
-        self.timeout: float | None = None
-        self.timer_at: float | None = None
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # The reuse check: a poll object per connection (half the cost of a select()).
-            self.poller = select.poll()
-            self.poller.register(sock.fileno(), select.POLLIN)
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            # Bytes with no request outstanding (or after the answer): nobody's answer.
-            logger.warning(
-                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
-                "the connection was closed, not reused",
-                request_url(self.host, self.port, ""),
-            )
-            self.close()
-            return
-        self.received = True
-        parser = self.parser
-        try:
-            parser.feed(data)
-        except BadResponse as err:
-            waiter.set_exception(
-                UnexpectedResponse(
-                    f"{self._url()} {err}; the connection was closed "
-                    "(a function that writes to this.res itself can cause this)"
-                )
-            )
-            self.close()
-            return
-        if parser.complete:
-            waiter.set_result(None)
-
-    def eof_received(self) -> bool:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            parser = self.parser
-            if parser.headers_complete and parser.is_close_delimited():
-                # A body delimited by the end of the connection (RFC 9112, section 6.3): whole.
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(self._lost(None))
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self._lost(exc))
-
-    # The pool's side
-
-    def idle_and_open(self) -> bool:
-        """Whether nothing arrived since the last answer, delivered or not yet (EOF, RST,
-        bytes nobody asked for): checked before every reuse."""
-        if self.closed or self.transport is None or self.transport.is_closing():
-            return False
-        return self.poller is None or not self.poller.poll(0)
-
-    def close_idle(self) -> None:
-        """Close a pooled connection found readable; a warning when it held bytes (the server
-        answered what nobody asked), not when the server merely closed it."""
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        data = b""
-        if sock is not None and not self.closed:
-            try:
-                with sock.dup() as peek:  # the transport's own socket does not offer recv
-                    data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except OSError:  # reset by the server, or nothing after all
-                pass
-        if data:
-            logger.warning(
-                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
-                "the connection was closed, not reused",
-                request_url(self.host, self.port, ""),
-            )
-        self.close()
-
-    def close(self) -> None:
-        """Close at once (buffered bytes dropped): the connection is never reused."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def send(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        data: list[bytes],
-        target: str,
-        deadline: float | None,
-        timeout: float | None,
-        *,
-        reused: bool,
-    ) -> asyncio.Future[None]:
-        """Send one request; the future its answer resolves (or the timeout at ``deadline``, loop
-        time, fails). A plain method, not a coroutine: one frame fewer on every call's way."""
-        assert self.transport is not None
-        self.parser.reset()
-        self.target, self.received = target, False
-        if self.closed or self.transport.is_closing():
-            # Closed by the server before the request went out (a fresh connection ended at once).
-            if reused:
-                raise _Stale()
-            raise self._lost(None)
-        self.waiter = waiter = loop.create_future()
-        self.transport.writelines(data)
-        if self.transport.is_closing() and reused:
-            # The write failed at once (EPIPE, ECONNRESET): nothing went through whole.
-            raise _Stale()
-        self.deadline, self.timeout = deadline, timeout
-        if deadline is not None and (self.timer_at is None or self.timer_at > deadline):
-            self.timer_at = deadline
-            loop.call_at(deadline, self._expire, deadline)
-        return waiter
-
-    def _expire(self, at: float) -> None:
-        if at != self.timer_at:
-            return  # superseded by a timer for an earlier deadline
-        self.timer_at = None
-        waiter, deadline = self.waiter, self.deadline
-        if waiter is None or waiter.done() or deadline is None:
-            return  # idle, or no timeout now: the next request arms a timer
-        if deadline <= at:  # the current request's time is up
-            waiter.set_exception(FunctionTimeout(f"{self._url()} did not answer within {self.timeout} s"))
-        else:  # armed by an earlier request: wait until this one's deadline
-            self.timer_at = deadline
-            waiter.get_loop().call_at(deadline, self._expire, deadline)
-
-    def _lost(self, exc: Exception | None) -> ConnectionError:
-        url = self._url()
-        if not self.received:
-            cause = f" ({exc})" if exc else ""
-            return ConnectionError(
-                f"{url}: the server closed the connection without answering{cause} "
-                "(the request may have been processed: not retried)"
-            )
-        return ConnectionError(f"{url}: the server closed the connection mid-response")
-
-    def _url(self) -> str:
-        return request_url(self.host, self.port, self.target)
 
 
 class AsyncPool:
@@ -239,7 +60,7 @@ class AsyncPool:
         self._loop = weakref.ref(loop)
         # Per host (any object, held weakly): the lock under which one task connects to it.
         self._connect_locks: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
-        self._idle: dict[tuple[str, int], list[_HostProtocol]] = {}
+        self._idle: dict[tuple[str, int], list[HostProtocol]] = {}
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self.closed = False
         self._closer = _close_at_shutdown(self)
@@ -282,7 +103,7 @@ class AsyncPool:
         port: int,
         method: str,
         target: str,
-        body: bytes | list[bytes] = b"",
+        body: Body = b"",
         *,
         headers: bytes = b"",
         timeout: float | None = None,
@@ -310,7 +131,7 @@ class AsyncPool:
                     return await self._exchange(
                         loop, key, conn, data, target, deadline, timeout, reused=True, get=get
                     )
-                except _Stale:
+                except Stale:
                     pass  # closed by the server before it can have processed the request
             conn = await self._within(self._connect(key), key, deadline, timeout, "connecting")
             return await self._exchange(
@@ -337,11 +158,11 @@ class AsyncPool:
                 f"{request_url(*key, '')} did not answer within {timeout} s ({doing})"
             ) from None
 
-    async def _connect(self, key: tuple[str, int]) -> _HostProtocol:
+    async def _connect(self, key: tuple[str, int]) -> HostProtocol:
         host, port = key
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            _, protocol = await self.loop.create_connection(lambda: _HostProtocol(host, port), host, port)
+            _, protocol = await self.loop.create_connection(lambda: HostProtocol(host, port), host, port)
         except OSError as err:
             raise CannotConnect(f"Cannot connect to http://{where}: {err}") from err
         return protocol
@@ -350,7 +171,7 @@ class AsyncPool:
         self,
         loop: asyncio.AbstractEventLoop,
         key: tuple[str, int],
-        conn: _HostProtocol,
+        conn: HostProtocol,
         data: list[bytes],
         target: str,
         deadline: float | None,
@@ -364,12 +185,12 @@ class AsyncPool:
                 await conn.send(loop, data, target, deadline, timeout, reused=reused)
             except ConnectionError:
                 if reused and get and not conn.received:
-                    raise _Stale() from None
+                    raise Stale() from None
                 raise
             finally:
                 conn.waiter = None
         except BaseException:
-            # A timeout or a cancel (its answer may still come: never reused), an error, _Stale.
+            # A timeout or a cancel (its answer may still come: never reused), an error, Stale.
             conn.close()
             raise
         response = conn.parser.response()
@@ -378,14 +199,10 @@ class AsyncPool:
         else:
             conn.close()
             if conn.parser.extra:
-                logger.warning(
-                    "%s: the server sent more than the answer (a second response or stray bytes): "
-                    "the connection was closed rather than reused",
-                    request_url(key[0], key[1], target),
-                )
+                warn_more_than_answer(key[0], key[1], target)
         return response
 
-    def _get(self, key: tuple[str, int]) -> _HostProtocol | None:
+    def _get(self, key: tuple[str, int]) -> HostProtocol | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -394,7 +211,7 @@ class AsyncPool:
             conn.close_idle()
         return None
 
-    def _put(self, key: tuple[str, int], conn: _HostProtocol) -> None:
+    def _put(self, key: tuple[str, int], conn: HostProtocol) -> None:
         idle = self._idle.get(key)
         if idle is None:
             idle = self._idle[key] = []

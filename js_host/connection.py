@@ -3,6 +3,10 @@
 :class:`Connection` holds the socket, its response parser, the kernel-level
 timeout it has and a ``poll`` object for the idle check made before every reuse
 (see :mod:`js_host.transport`, the pool that owns these).
+
+Both pools (:mod:`js_host.transport` and :mod:`js_host.aio_transport`) build
+their requests and report a connection that misbehaves with the functions here,
+so that a call says the same whichever pool it went through.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import select
 import socket
 import struct
 import time
+from typing import Union
 
-from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
-from .response import ResponseParser
+from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .response import BadResponse, ResponseParser
 
-# The pool's logger: what happens to its sockets is logged as the transport's.
+# Both pools' logger: what happens to their sockets is logged as the transport's.
 logger = logging.getLogger("js_host.transport")
+
+#: A request's body: bytes, or buffers sent as they are (one gather write, never joined).
+Body = Union[bytes, list[bytes]]
 
 
 class Connection:
@@ -58,11 +66,7 @@ class Connection:
         except OSError:  # reset by the server, or nothing after all
             data = b""
         if data:
-            logger.warning(
-                "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
-                "the connection was closed, not reused",
-                request_url(*key, ""),
-            )
+            warn_stray_bytes(*key)
         self.sock.close()
 
     def sendall_parts(self, parts: list[bytes]) -> None:
@@ -118,6 +122,44 @@ def request_url(host: str, port: int, target: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}{target}"
+
+
+def warn_stray_bytes(host: str, port: int) -> None:
+    """Say that ``host:port`` sent bytes while no request was outstanding (its connection is
+    closed: they would otherwise be read as the next call's answer)."""
+    logger.warning(
+        "%s sent bytes on an idle kept-alive connection, with no request outstanding: "
+        "the connection was closed, not reused",
+        request_url(host, port, ""),
+    )
+
+
+def warn_more_than_answer(host: str, port: int, target: str) -> None:
+    """Say that the answer to ``target`` came with bytes after it (its connection is closed)."""
+    logger.warning(
+        "%s: the server sent more than the answer (a second response or stray bytes): "
+        "the connection was closed rather than reused",
+        request_url(host, port, target),
+    )
+
+
+def bad_response_error(url: str, err: BadResponse) -> UnexpectedResponse:
+    """The error for an answer to ``url`` that is not HTTP/1.1 as the parser reads it."""
+    return UnexpectedResponse(
+        f"{url} {err}; the connection was closed (a function that writes to this.res itself can cause this)"
+    )
+
+
+def closed_error(url: str, *, received: bool, cause: Exception | None = None) -> ConnectionError:
+    """The error for a connection that ended before the whole answer to ``url`` came:
+    ``received``, whether any byte of it did; ``cause``, what the socket reported."""
+    if not received:
+        said = f" ({cause})" if cause else ""
+        return ConnectionError(
+            f"{url}: the server closed the connection without answering{said} "
+            "(the request may have been processed: not retried)"
+        )
+    return ConnectionError(f"{url}: the server closed the connection mid-response")
 
 
 def remaining(deadline: float | None, host: str, port: int) -> float | None:

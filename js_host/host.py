@@ -19,8 +19,10 @@ status comes from ``GET <URL_OVERRIDE>/status``: neither node nor the config
 file needs to be on the machine.
 
 Function calls go through :meth:`JSHost.request_function` (many in one request:
-:meth:`JSHost.request_batch`), which turns what
-the transport and a proxy in front of the host report into js_host's errors.
+:meth:`JSHost.request_batch`), which turns what the transport and a proxy in
+front of the host report into js_host's errors: these and the connection's
+methods JSHost inherits from :class:`js_host.host_calls.HostCalls`.
+
 The module subscribes to the settings: each ``configure()`` or ``reset()``
 drops the default host (and sets the console's verbosity); with
 ``CONNECT_ONCE_CONFIGURED`` the new one connects at once.
@@ -34,20 +36,20 @@ from typing import Any, cast
 
 from . import verbosity
 from .conf import Settings, settings, validate_url_override
-from .exceptions import ConfigError, ConnectionError, JSHostError  # noqa: A004 - the spec's name
-from .host_connection import HostConnection, Target
+from .exceptions import ConfigError, ConnectionError  # noqa: A004 - the spec's name
+from .host_calls import HostCalls
+from .host_connection import HostConnection
 from .host_status import HostStatus
 from .local_cache import LocalCache
 from .log import emit, install_console_handler, set_console_verbosity
 from .managed_host import ManagedHost
 from .manager import JSHostManager
-from .transport import Response
 from .workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
 
-class JSHost:
+class JSHost(HostCalls):
     """A host running ``config_file`` (default: ``settings.CONFIG_FILE``).
 
     Options left as None take their value from ``js_host.conf.settings``, as
@@ -94,7 +96,7 @@ class JSHost:
             )
             self._managed = ManagedHost(self.manager, self.config_file, on_connection_lost=self._drop_target)
         self._status = HostStatus(paths, url_override=self.url_override, managed=self._managed)
-        self._connection = HostConnection(self._status, self._managed, start=self.start)
+        super().__init__(HostConnection(self._status, self._managed, start=self.start))
         self._logfile: str | None = None  # without a manager: whatever the application sets
 
     def __repr__(self) -> str:
@@ -164,34 +166,6 @@ class JSHost:
         """True if the host answers its GET /status (a managed host: one that the manager runs)."""
         return self._status.is_running()
 
-    # Connection (see js_host.host_connection)
-
-    @property
-    def has_connected(self) -> bool:
-        return self._connection.connected
-
-    def connect(self, *, status_timeout: float | None = None, retry_after: float = 0.0) -> JSHost:
-        """Connect to the running host (starting it through the manager if used); returns self.
-
-        ``status_timeout``: seconds to wait for GET /status (default STATUS_TIMEOUT).
-        ``retry_after``: if connecting fails, get_target() (every Function call) raises the same
-        error for that many seconds instead of trying again (a server that cannot wait for a host
-        that hangs: see js_host.middleware); :meth:`retry_wait` says how long is left.
-        """
-        self._connection.connect(status_timeout, retry_after)
-        return self
-
-    def retry_wait(self) -> float:
-        """Seconds until a connect that failed with ``retry_after`` may be tried again (0: now)."""
-        return self._connection.retry_wait()
-
-    def disconnect(self) -> None:
-        """Close this process's connection (a managed host stops a few seconds after its last one)."""
-        self._connection.disconnect()
-
-    def _drop_target(self) -> None:
-        self._connection.drop()
-
     # Managed processes
 
     def _require_managed(self, action: str) -> ManagedHost:
@@ -242,89 +216,6 @@ class JSHost:
             if was_connected:
                 self.connect()
         return self
-
-    # Requests
-
-    def get_target(self) -> Target:
-        """Where function calls go (connects first if needed)."""
-        return self._connection.target()
-
-    def current_target(self) -> Target | None:
-        """Where function calls go, if this process is connected (None: :meth:`get_target` would
-        connect). Never waits: a thread that connects or restarts holds a lock it does not take."""
-        return self._connection.current_target()
-
-    def retry_error(self) -> JSHostError | None:
-        """The error :meth:`get_target` raises at once while a connect that failed with
-        ``retry_after`` may not be tried again (see :meth:`connect`); None: it may be tried."""
-        return self._connection.retry_error()
-
-    def require_function(self, name: str, target: Target | None = None) -> None:
-        """A ConfigError unless the host runs a function ``name``: the host at ``target``, else the
-        one connected to (connects if needed)."""
-        self._connection.require_function(name, target)
-
-    def request_function(
-        self,
-        name: str,
-        path: str,
-        body: bytes | list[bytes],
-        timeout: float,
-        *,
-        request_id: str | None = None,
-    ) -> Response:
-        """POST ``body`` (JSON) to ``path`` (``/function/<name>?hash=...``); the host's answer.
-
-        ``request_id`` is sent as ``X-Request-Id`` (a new one when None), so that the
-        proxy's and the host's logs of the call can be found.
-
-        Connects first if needed. What the transport reports becomes js_host's
-        errors: FunctionTimeout after ``timeout`` seconds, ConnectionError (a
-        ProcessError when a managed host has crashed). Through URL_OVERRIDE the
-        proxy's 502/503 (the host cannot be reached) and 504 (it gave up waiting)
-        become ConnectionError and FunctionTimeout. Other answers are returned.
-        """
-        return self._connection.request_function(name, path, body, timeout, request_id=request_id)
-
-    def request_batch(
-        self, body: bytes, timeout: float, what: str = "A batch of calls", request_id: str | None = None
-    ) -> Response | None:
-        """POST ``body`` (:func:`js_host.batch.encode_batch`) to ``/batch``; the answer, or None
-        when the host has no batch endpoint (js-host 0.11 answers 404: then this host's
-        batches are not sent again, its calls go one by one).
-
-        Errors as :meth:`request_function`'s, ``what`` naming the batch in their messages;
-        ``request_id`` the batch's ``X-Request-Id`` (a new one when None).
-        """
-        return self._connection.request_batch(body, timeout, what, request_id)
-
-    def proxy_answer(self, name: str, response: Response) -> Response:
-        """The answer to a call of function ``name`` (a single call's, or one job's result of a
-        batch), checked as :meth:`request_function` checks it: through URL_OVERRIDE a proxy's
-        502/503/504 raise."""
-        return self._connection.proxy_answer(f"Function {name!r}", response)
-
-    def crashed_error(self, err: Exception) -> Exception:
-        """The error to raise when the host cannot be reached: a managed host has crashed."""
-        return self._connection.crashed_error(err)
-
-    # For clients that send the requests themselves (js_host.aio_host: on an asyncio loop), the
-    # steps of request_function and request_batch around the transport.
-
-    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
-        """The error a request raises for what the transport reported (``err``: a FunctionTimeout
-        after ``timeout`` seconds, or a ConnectionError); ``what`` names it ("Function 'render'")."""
-        return self._connection.transport_error(what, timeout, err)
-
-    def batch_target(self, target: Target | None = None) -> Target | None:
-        """Where batches go: ``target``, or the target (connects if needed); None when that host
-        has no batch endpoint."""
-        return self._connection.batch_target(target)
-
-    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
-        """The answer to a batch sent to ``target``, checked as :meth:`request_batch` does (None:
-        no batch endpoint, remembered)."""
-        return self._connection.batch_answer(target, response, what)
 
 
 # The default host, built from the settings on first use.

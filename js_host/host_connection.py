@@ -1,4 +1,4 @@
-"""``HostConnection``: one Python process's connection to a host, and the calls sent over it.
+"""``HostConnection``: one Python process's connection to a host, and where its calls go.
 
 Connecting checks what answers ``GET /status`` (a host, running the config's
 functions) and fixes the :class:`Target` of the function calls. The connection
@@ -7,8 +7,8 @@ starts unconnected, and at exit each process closes only the manager
 connection it opened itself. After a failed ``connect(retry_after=...)`` the
 same error is raised without trying again until that time has passed.
 
-Function requests go to the target; what the transport reports (and, through
-``URL_OVERRIDE``, a proxy's 502/503/504) becomes js_host's errors.
+The requests sent to the target, and their errors, are
+:class:`js_host.host_calls.HostCalls`'s.
 """
 
 from __future__ import annotations
@@ -16,50 +16,24 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Callable, NamedTuple
 
 from . import verbosity
-from .batch import BATCH_PATH
 from .endpoint import split_url
 from .exceptions import (
     ConfigError,
     ConnectionError,  # noqa: A004 - the spec's name
-    FunctionTimeout,
     JSHostError,
-    ProcessError,
     UnexpectedResponse,
 )
 from .host_status import HostStatus
 from .log import emit
 from .managed_host import ManagedHost
-from .runtime import tail
-from .transport import Response, pool
 
 logger = logging.getLogger(__name__)
-
-#: Lines of a crashed host's logfile shown in the ProcessError.
-LOG_TAIL_LINES = 20
-
-_JSON_HEADERS = b"Content-Type: application/json\r\n"
-#: The X-Request-Id values the proxy and the host accept (others they replace).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
-
-
-def request_headers(request_id: str | None, what: str) -> bytes:
-    """The header lines of a function or batch request (beyond Host and Content-Length), with
-    ``request_id`` as ``X-Request-Id`` (a new one when None), for ``what`` ("Function 'render'")."""
-    # The request id (docs/ARCHITECTURE.md): a uuid4's 32 hex digits, which the
-    # proxy and the host accept as they are, log and echo.
-    if request_id is None:
-        request_id = uuid.uuid4().hex
-    elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
-        raise ConfigError(f"{what}: request id {request_id!r} is not 1-128 letters, digits and '._:-'.")
-    return b"%sX-Request-Id: %s\r\n" % (_JSON_HEADERS, request_id.encode())
 
 
 # Every HostConnection, so that a forked child can forget its parent's (see _after_fork).
@@ -94,8 +68,6 @@ class HostConnection:
         # After a failed connect(retry_after=...): until then target() raises this error.
         self._retry_at = 0.0
         self._retry_error: JSHostError | None = None
-        # The target found to have no POST /batch (js-host 0.11): its batches go as single calls.
-        self._no_batch: Target | None = None
         _connections.add(self)
 
     @property
@@ -217,114 +189,6 @@ class HostConnection:
                 f"{', '.join(sorted(functions)) or 'none'}). Add it to {self.status.config_file} and "
                 "restart the host."
             )
-
-    def request_function(
-        self,
-        name: str,
-        path: str,
-        body: bytes | list[bytes],
-        timeout: float,
-        *,
-        request_id: str | None = None,
-    ) -> Response:
-        """See :meth:`js_host.host.JSHost.request_function`."""
-        what = f"Function {name!r}"
-        target = self.target()
-        return self.proxy_answer(what, self._post(target, path, body, timeout, what, request_id))
-
-    def request_batch(
-        self, body: bytes, timeout: float, what: str, request_id: str | None = None
-    ) -> Response | None:
-        """See :meth:`js_host.host.JSHost.request_batch`."""
-        target = self.batch_target()
-        if target is None:
-            return None
-        response = self._post(target, BATCH_PATH, body, timeout, what, request_id)
-        return self.batch_answer(target, response, what)
-
-    def batch_target(self, target: Target | None = None) -> Target | None:
-        """Where batches go (``target``, or the target, connecting if needed); None when that
-        host has no batch endpoint."""
-        if target is None:
-            target = self.target()
-        return None if self._no_batch == target else target
-
-    def batch_answer(self, target: Target, response: Response, what: str) -> Response | None:
-        """The answer to a batch sent to ``target``, checked as :meth:`proxy_answer` does; None
-        (and the target remembered) when it has no such endpoint."""
-        response = self.proxy_answer(what, response)
-        if response.status in (404, 405):  # js-host 0.11 (or an older proxy): no such endpoint
-            logger.info(
-                "%s has no POST %s endpoint (it answered %s): its batches are sent as single calls",
-                self.status.url(),
-                BATCH_PATH,
-                response.status,
-            )
-            self._no_batch = target
-            return None
-        return response
-
-    def _post(
-        self,
-        target: Target,
-        path: str,
-        body: bytes | list[bytes],
-        timeout: float,
-        what: str,
-        request_id: str | None = None,
-    ) -> Response:
-        """POST ``body`` to ``path`` at ``target``, with ``request_id`` as ``X-Request-Id`` (a
-        new one when None); transport errors become js_host's."""
-        headers = request_headers(request_id, what)
-        try:
-            return pool.request(
-                target.address,
-                target.port,
-                "POST",
-                target.prefix + path,
-                body,
-                headers=headers,
-                timeout=timeout,
-            )
-        except (FunctionTimeout, ConnectionError) as err:
-            raise self.transport_error(what, timeout, err) from err
-
-    def transport_error(self, what: str, timeout: float, err: JSHostError) -> Exception:
-        """What a request (``what``: "Function 'render'", "A batch of ...") raises when the
-        transport reported ``err``: a FunctionTimeout after ``timeout`` s, or a ConnectionError."""
-        if isinstance(err, FunctionTimeout):
-            return FunctionTimeout(
-                f"{what} did not answer within {timeout:g} s ({self.status.url()}). Raise "
-                "FUNCTION_TIMEOUT or the Function's timeout if it needs longer."
-            )
-        return self.crashed_error(err)
-
-    def proxy_answer(self, what: str, response: Response) -> Response:
-        """``response``, unless it is a proxy's 502/503 (ConnectionError) or 504 (FunctionTimeout)."""
-        status, proxy = response.status, self.status.url_override
-        if proxy and status in (502, 503, 504):
-            # The proxy (DESIGN.md: upstream down -> 502, timeout -> 504) speaks for a host it cannot use.
-            said = response.body.decode("utf-8", "replace").strip()
-            if status == 504:
-                raise FunctionTimeout(
-                    f"{what}: {proxy} gave up waiting for the host (it answered 504). {proxy} said: {said}"
-                )
-            raise ConnectionError(
-                f"{what}: the host behind {proxy} cannot be reached (it answered "
-                f"{status}); check that the host runs. {proxy} said: {said}"
-            )
-        return response
-
-    def crashed_error(self, err: Exception) -> Exception:
-        """The error to raise when the host cannot be reached: a managed host has crashed."""
-        logfile = self.managed.logfile if self.managed is not None else None
-        if not logfile:
-            return err
-        return ProcessError(
-            f"{self.status.name()} appears to have crashed ({err}). Inspect its logfile {logfile}, "
-            f"fix the cause, then restart it (host.restart()) or your Python process.\n"
-            f"Last lines of {logfile}:\n{tail(logfile, LOG_TAIL_LINES)}"
-        )
 
     def disconnect(self) -> None:
         """See :meth:`js_host.host.JSHost.disconnect`."""

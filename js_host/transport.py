@@ -25,18 +25,25 @@ cut off earlier is a :class:`~js_host.exceptions.ConnectionError`. Interim
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 
-from .connection import Connection, open_connection, remaining, request_head, request_url
+from .connection import (
+    Body,
+    Connection,
+    bad_response_error,
+    closed_error,
+    open_connection,
+    remaining,
+    request_head,
+    request_url,
+    warn_more_than_answer,
+)
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
 from .response import BadResponse, Response
 
 __all__ = ["MAX_IDLE", "Pool", "Response", "pool"]
-
-logger = logging.getLogger(__name__)
 
 #: Idle sockets kept per (host, port).
 MAX_IDLE = 32
@@ -117,7 +124,7 @@ class Pool:
         port: int,
         method: str,
         target: str,
-        body: bytes | list[bytes] = b"",
+        body: Body = b"",
         *,
         headers: bytes = b"",
         timeout: float | None = None,
@@ -133,7 +140,7 @@ class Pool:
         :class:`~js_host.connection.CannotConnect` or ``ConnectTimeout`` then says that
         nothing was sent). A body above ``max_body`` bytes raises :class:`BodyTooLarge`.
         """
-        data: bytes | list[bytes]
+        data: Body
         if isinstance(body, list):
             data = [request_head(method, target, host, port, sum(map(len, body)), headers), *body]
         else:
@@ -161,7 +168,7 @@ class Pool:
         self,
         key: tuple[str, int],
         conn: Connection,
-        data: bytes | list[bytes],
+        data: Body,
         deadline: float | None,
         timeout: float | None,
         target: str,
@@ -204,11 +211,7 @@ class Pool:
         else:
             sock.close()
             if conn.proto.extra:
-                logger.warning(
-                    "%s: the server sent more than the answer (a second response or stray bytes): "
-                    "the connection was closed rather than reused",
-                    request_url(host, port, target),
-                )
+                warn_more_than_answer(host, port, target)
         return response
 
     def _read(
@@ -239,26 +242,16 @@ class Pool:
                     raise _Stale() from None
                 raise
             if not chunk:
-                if first:
-                    if retry_eof:
-                        raise _Stale()
-                    raise ConnectionError(
-                        f"{request_url(host, port, target)}: the server closed the connection without "
-                        "answering (the request may have been processed: not retried)"
-                    )
-                if proto.headers_complete and proto.is_close_delimited():
+                if first and retry_eof:
+                    raise _Stale()
+                if not first and proto.headers_complete and proto.is_close_delimited():
                     break  # a body delimited by the end of the connection
-                raise ConnectionError(
-                    f"{request_url(host, port, target)}: the server closed the connection mid-response"
-                )
+                raise closed_error(request_url(host, port, target), received=not first)
             first = False
             try:
                 proto.feed(chunk)
             except BadResponse as err:
-                raise UnexpectedResponse(
-                    f"{request_url(host, port, target)} {err}; the connection was closed "
-                    "(a function that writes to this.res itself can cause this)"
-                ) from None
+                raise bad_response_error(request_url(host, port, target), err) from None
             if max_body is not None:
                 received += len(chunk)  # head and body: counting the body only once this is over
                 if received > max_body and sum(map(len, proto.body)) > max_body:
