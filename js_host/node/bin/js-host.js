@@ -22,7 +22,7 @@ const { Manager } = require('../lib/manager');
 const { PoolHost } = require('../lib/pool_host');
 const { poolSettings, workerCount } = require('../lib/pool_settings');
 const runtime = require('../lib/runtime');
-const { createLogger } = require('../lib/server');
+const { createLogger } = require('../lib/server_config');
 const version = require('../lib/version');
 
 // How long `--detached` waits for the copy to listen.
