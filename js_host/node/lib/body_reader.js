@@ -2,14 +2,16 @@
 
 // Reading a request's JSON body: a BodyReader holds one request's state (its
 // chunks, its size against the server's requestDataLimit), and the same three
-// listeners serve every request. An oversized body is handed to the server's
-// tooLarge() (413 once it is drained), a bad one gets 400, a good one reaches
-// the reader's onBody(data); acceptBody(bytes) sees the raw bytes first (the
-// manager checks a request's MAC over them; a pool sends them to a worker,
-// which parses them with the same parseObject()).
+// listeners serve every request. An oversized body gets 413 once it is drained
+// (tooLarge()), a bad one gets 400, a good one reaches the reader's
+// onBody(data); acceptBody(bytes) sees the raw bytes first (the manager checks
+// a request's MAC over them; a pool sends them to a worker, which parses them
+// with the same parseObject()).
 
 const kReader = Symbol('js-host.reader');
 const EMPTY = Buffer.alloc(0);
+// How long to keep reading (and discarding) an oversized body before the 413.
+const DRAIN_AFTER_413_MS = 5000;
 
 /** A request body being read; subclasses implement onBody(data). */
 class BodyReader {
@@ -52,7 +54,7 @@ function onData(chunk) {
   if (reader.failed) return;
   reader.size += chunk.length;
   if (reader.size > reader.server.bodyLimit) {
-    reader.server.tooLarge(reader);
+    tooLarge(reader);
   } else if (reader.first === null) {
     reader.first = chunk;
   } else {
@@ -65,7 +67,7 @@ function onEnd() {
   const reader = this[kReader];
   if (reader.drainTimer !== null) {
     clearTimeout(reader.drainTimer);
-    reader.server.sendTooLarge(this, reader.res);
+    sendTooLarge(reader.server, this, reader.res);
     return;
   }
   if (reader.failed) return;
@@ -85,6 +87,29 @@ function onEnd() {
     }
   }
   reader.onBody(data);
+}
+
+/**
+ * The body is over requestDataLimit: buffer nothing more, and answer 413
+ * once the client has sent it all (read and discarded), so that the client
+ * reads the answer instead of a reset; one that keeps sending for more than
+ * DRAIN_AFTER_413_MS gets the answer then, and the connection is closed.
+ */
+function tooLarge(reader) {
+  reader.failed = true;
+  reader.first = reader.chunks = null;
+  reader.drainTimer = setTimeout(() => {
+    const { res } = reader;
+    sendTooLarge(reader.server, reader.req, res);
+    if (res.writableFinished) res.socket?.destroy();
+    else res.once('finish', () => res.socket?.destroy());
+  }, DRAIN_AFTER_413_MS);
+}
+
+/** The 413 of a body over `server`'s requestDataLimit (unless an answer was sent already). */
+function sendTooLarge(server, req, res) {
+  if (res.headersSent) return;
+  server.send(req, res, 413, `Payload too large: the body is over the requestDataLimit of ${server.config.requestDataLimit}`);
 }
 
 /** Why a body is refused (400): returned, not thrown, by parseObject(). */
@@ -113,4 +138,4 @@ function onError() {
   this[kReader].failed = true;
 }
 
-module.exports = { BadBody, BodyReader, parseObject, readBody };
+module.exports = { BadBody, BodyReader, parseObject, readBody, sendTooLarge, tooLarge };

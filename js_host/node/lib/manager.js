@@ -15,15 +15,16 @@
 // "auth" in /status announces the scheme), crashed hosts are forgotten (and
 // logged; /host/restart brings one back on its port), a host that fails to
 // start gets a 500 with the end of its logfile. The records of the hosts, their
-// locks, processes and stop timers are host_registry.js's; this module answers
-// the requests and decides when the manager exits.
+// locks, processes and stop timers are host_registry.js's, the answer of each
+// /host/ action manager_actions.js's; this module routes the requests and
+// decides when the manager exits.
 
 const path = require('node:path');
 const { finished } = require('node:stream');
 const { AuthenticatedServer } = require('./authenticated_server');
 const { ConfigError } = require('./config');
-const { logTail, reloadHost, stopProcess } = require('./host_process');
 const { HostRegistry } = require('./host_registry');
+const { HOST_ACTIONS } = require('./manager_actions');
 const { AUTH_NAME, isLoopbackAddress } = require('./security');
 
 // A manager without hosts exits after IDLE_EXIT_FACTOR x disconnectTimeout
@@ -31,8 +32,6 @@ const { AUTH_NAME, isLoopbackAddress } = require('./security');
 // client that started it to ask for its first host.
 const IDLE_EXIT_FACTOR = 12;
 const IDLE_EXIT_MIN_MS = 2000;
-
-const HOST_ACTIONS = new Set(['start', 'stop', 'restart', 'status', 'connect', 'disconnect']);
 
 class Manager extends AuthenticatedServer {
   static defaults = {
@@ -105,8 +104,8 @@ class Manager extends AuthenticatedServer {
       res.once('finish', () => this.stop(() => this.onExit('stopped by /manager/stop')));
       return;
     }
-    const action = pathname.startsWith('/host/') ? pathname.slice(6) : null;
-    if (!HOST_ACTIONS.has(action)) {
+    const action = pathname.startsWith('/host/') ? HOST_ACTIONS.get(pathname.slice(6)) : undefined;
+    if (action === undefined) {
       this.notFound(req, res);
       return;
     }
@@ -116,190 +115,8 @@ class Manager extends AuthenticatedServer {
     } else if (typeof config !== 'string' || !path.isAbsolute(config)) {
       this.send(req, res, 400, `Bad request: config must be the absolute path of a config file, not ${JSON.stringify(config)}`);
     } else {
-      this[`${action}Action`](req, res, config, data);
+      action(this, req, res, config, data);
     }
-  }
-
-  serializeHost(record) {
-    return {
-      output: record.output,
-      logfile: record.logfile,
-      config: record.config,
-      connections: record.connections,
-      // Added to js-host 0.11's shape: which host process this is (see crashed in /host/status).
-      id: record.id,
-      // Its process id: a development client checks that it is alive before each request
-      // (one cheap system call) rather than asking the manager (see js_host/reloader.py).
-      pid: record.process.pid,
-    };
-  }
-
-  startAction(req, res, config) {
-    // A start that arrives while the same host is starting gets that host
-    // (200), not 'Host already running': both clients asked for the same thing.
-    const registry = this.registry;
-    const joined = registry.starting.has(config);
-    this.cancelIdleExit();
-    let failed = false;
-    registry.withLock(config, async () => {
-      const running = registry.hosts.get(config);
-      if (running !== undefined) {
-        if (joined) this.sendJson(req, res, 200, this.serializeHost(running));
-        else this.send(req, res, 500, 'Host already running');
-        return;
-      }
-      registry.starting.add(config);
-      registry.forgetCrashed(config);
-      try {
-        const record = await registry.startHost(config);
-        registry.hosts.set(config, record);
-        // disconnectTimeout runs from a last /host/disconnect, as in js-host 0.11: from the
-        // start, a short one would stop the host before the client that started it connects.
-        // A host nobody connects to at all (its client died in between) is stopped after the
-        // manager's idle timeout, so that nothing is left running.
-        registry.scheduleStop(record, this.idleExitTimeout);
-        this.sendJson(req, res, 200, this.serializeHost(record));
-      } catch (err) {
-        failed = true;
-        this.logger.error(`Manager: error starting host: ${err.message}`);
-        this.send(req, res, 500, err.message);
-      } finally {
-        registry.starting.delete(config);
-      }
-    }).then(() => {
-      // Back to a manager without hosts: wait for a start again (the user may fix the config).
-      if (failed && !this.registry.hasHosts()) this.scheduleIdleExit();
-    });
-  }
-
-  stopAction(req, res, config) {
-    let stopped = false;
-    this.registry.withLock(config, async () => {
-      const record = this.registry.hosts.get(config);
-      if (record === undefined) {
-        this.send(req, res, 500, `No known host with config: ${config}`);
-        return;
-      }
-      const body = this.serializeHost(record);
-      await this.registry.stopHost(record);
-      stopped = true;
-      this.sendJson(req, res, 200, body);
-    }).then(() => {
-      if (stopped) this.exitAfterResponse(res);
-    });
-  }
-
-  restartAction(req, res, config) {
-    const registry = this.registry;
-    let failed = false;
-    registry.withLock(config, async () => {
-      const old = registry.hosts.get(config) || registry.crashed.get(config);
-      if (old === undefined) {
-        this.send(req, res, 500, `No known host with config: ${config}`);
-        return;
-      }
-      if (!old.crashed && old.pool) {
-        await this.reloadPool(req, res, old);
-        return;
-      }
-      // The new host keeps the port, the logfile, the connections and a
-      // pending stop of the old one (a crashed one is revived the same way).
-      registry.forgetCrashed(config);
-      await stopProcess(old.process);
-      try {
-        const record = await registry.startHost(config, {
-          port: old.port,
-          logfile: old.logfile,
-          connections: old.connections,
-        });
-        record.stopTimer = old.stopTimer;
-        if (old.crashed && record.connections.length === 0) registry.scheduleStop(record);
-        registry.hosts.set(config, record);
-        this.sendJson(req, res, 200, this.serializeHost(record));
-      } catch (err) {
-        failed = true;
-        registry.forget(old);
-        this.logger.error(`Manager: error restarting host: ${err.message}`);
-        this.send(req, res, 500, err.message);
-      }
-    }).then(() => {
-      if (failed) this.exitAfterResponse(res);
-    });
-  }
-
-  /**
-   * Restart a host that runs a pool of workers by reloading it: same process,
-   * new workers with the new code, no call lost. A config that fails to load
-   * is a 500 with the reason; the host keeps serving the code it had.
-   */
-  async reloadPool(req, res, record) {
-    try {
-      const line = await reloadHost(record.process);
-      record.output = `${line}\n`;
-      this.logger.info(`Manager: reloaded host with config ${record.config}`);
-      this.sendJson(req, res, 200, this.serializeHost(record));
-    } catch (err) {
-      this.logger.error(`Manager: error reloading host: ${err.message}`);
-      this.send(
-        req,
-        res,
-        500,
-        `Host with config ${record.config} failed to reload: ${err.message}. ` +
-          `It keeps serving the code it had loaded.\n${logTail(record.logfile, '')}`,
-      );
-    }
-  }
-
-  statusAction(req, res, config) {
-    const record = this.registry.hosts.get(config);
-    if (record !== undefined) {
-      this.sendJson(req, res, 200, { started: true, host: this.serializeHost(record) });
-      return;
-    }
-    // A host that exited by itself and is still remembered: which process, and how it ended.
-    const crashed = this.registry.crashed.get(config);
-    const body = { started: false };
-    if (crashed !== undefined) body.crashed = { id: crashed.id, exit: crashed.exit, logfile: crashed.logfile };
-    this.sendJson(req, res, 200, body);
-  }
-
-  connectAction(req, res, config) {
-    const record = this.registry.hosts.get(config);
-    if (record === undefined) {
-      this.send(req, res, 500, `No known host with config: ${config}`);
-      return;
-    }
-    const connection = this.registry.connect(record);
-    this.sendJson(req, res, 200, { ...this.serializeHost(record), connection });
-  }
-
-  disconnectAction(req, res, config, data) {
-    const connection = data.connection;
-    if (!connection) {
-      this.send(req, res, 500, 'No `connection` data provided');
-      return;
-    }
-    const record = this.registry.hosts.get(config);
-    const body = { started: record !== undefined, config, stopTimeout: null };
-    if (record === undefined) {
-      body.status = 'Host has already stopped';
-      const closed = this.registry.closeCrashedConnection(config, connection);
-      this.sendJson(req, res, 200, body);
-      if (closed) this.exitAfterResponse(res);
-      return;
-    }
-    this.logger.info(`Manager: connection ${connection} closed to host with config ${config}`);
-    if (this.registry.disconnect(record, connection)) {
-      this.logger.info(
-        `Manager: the host with config ${config} no longer has any connections. ` +
-          `Stopping host in ${this.disconnectTimeout}ms`,
-      );
-      body.stopTimeout = this.disconnectTimeout;
-      body.status = `Disconnected. Stopping host in ${this.disconnectTimeout}ms`;
-    } else {
-      body.status = 'Disconnected';
-    }
-    this.sendJson(req, res, 200, body);
   }
 
   exitIfNoHosts() {

@@ -9,11 +9,12 @@
 //                   plus "workers": {size, ready, busy, queue, restarts, loadedAt, codeVersion}
 //   503 + Retry-After when maxQueue calls already wait for a worker
 //   GET /metrics -> also the queue and the workers (host_metrics.js)
-//   POST /batch: each job dispatched to the pool like a single call (batch.js)
+//   POST /batch: each job dispatched to the pool like a single call (batch_pool.js)
 // Every answer carries the code version of the worker that made it (or of the
 // newest ready workers, for the master's own answers).
 
-const { maxBatchJobsOf, runInPool } = require('./batch');
+const { maxBatchJobsOf } = require('./batch');
+const { runInPool } = require('./batch_pool');
 const { BodyReader } = require('./body_reader');
 const { functionTimeoutOf, routeHost, sendMetrics, sendStatusWithErrors } = require('./host');
 const { HostMetrics } = require('./host_metrics');
@@ -188,7 +189,7 @@ class PoolHost extends BaseServer {
     this.send(req, res, status === 'ready' ? 200 : 503, JSON.stringify(body), JSON_TYPE);
   }
 
-  /** Run the jobs of a POST /batch on the pool (see batch.js). */
+  /** Run the jobs of a POST /batch on the pool (see batch_pool.js). */
   runJobs(batch, jobs) {
     runInPool(this, batch, jobs);
   }

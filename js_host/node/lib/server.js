@@ -1,36 +1,26 @@
 'use strict';
 
-// What the host and the manager share: config with defaults, /status, a plain
-// node:http server (no middleware chain) with per-connection limits
-// (connections.js), JSON bodies with a size limit, one send() for every
-// response (it also writes the request log line), the Host header check, and a
-// graceful close.
+// What the host and the manager share: config with defaults (checked by
+// server_config.js), /status, a plain node:http server (no middleware chain)
+// with per-connection limits (connections.js), JSON bodies with a size limit
+// (body_reader.js), one send() for every response (it also writes the request
+// log line), the Host header check, and a graceful close.
 
 const http = require('node:http');
 const { performance } = require('node:perf_hooks');
-const { readBody } = require('./body_reader');
-const { parseBytes } = require('./bytes');
-const { ConfigError, withDefaults, serializableConfig } = require('./config');
+const { readBody, sendTooLarge, tooLarge } = require('./body_reader');
+const { withDefaults, serializableConfig } = require('./config');
 const { admit, connectionLimits, serverOptions, watchConnections } = require('./connections');
-const { FORMATS, Logger, createSilent } = require('./logger');
+const { logSafe } = require('./log_safe');
 const { REQUEST_ID_HEADER, requestIdFrom } = require('./request_id');
 const { createHostCheck } = require('./security');
+const { checkServerConfig, createLogger, PROTOCOL_VERSION } = require('./server_config');
 const version = require('./version');
 
 const TEXT = 'text/plain; charset=utf-8';
 const JSON_TYPE = 'application/json; charset=utf-8';
 // The version of the code that answered (a host's; see code_version.js).
 const CODE_VERSION_HEADER = 'JS-Host-Code-Version';
-
-// The js-host protocol this server speaks, announced as /status's "version": the 2015
-// Python clients refuse a host whose version is not theirs (js-host 0.1.x wants 0.11,
-// 0.2.0 wants 0.12; npm's 0.11 and 0.12 speak the same wire protocol). A config's
-// `protocolVersion` announces the other one; "packageVersion" says which release runs.
-const PROTOCOL_VERSION = '0.11.7';
-const PROTOCOL_VERSION_PATTERN = /^0\.1[12]\.\d+$/;
-
-// How long to keep reading (and discarding) an oversized body before the 413.
-const DRAIN_AFTER_413_MS = 5000;
 
 class BaseServer {
   /**
@@ -47,29 +37,9 @@ class BaseServer {
     // A host's HostMetrics (host_metrics.js): the calls send() answers are counted there.
     this.metrics = null;
 
-    this.bodyLimit = parseBytes(this.config.requestDataLimit);
-    if (this.bodyLimit === null) {
-      throw new ConfigError(
-        `requestDataLimit must be a size such as '10mb' or a number of bytes, not ${JSON.stringify(this.config.requestDataLimit)}`,
-      );
-    }
-    if (typeof this.config.address !== 'string' || this.config.address === '') {
-      throw new ConfigError(`address must be a string such as '127.0.0.1', not ${JSON.stringify(this.config.address)}`);
-    }
-    const portNumber = Number(this.config.port);
-    if (!Number.isInteger(portNumber) || portNumber < 0 || portNumber > 65535 || String(this.config.port).trim() === '') {
-      throw new ConfigError(`port must be a number from 0 to 65535, not ${JSON.stringify(this.config.port)}`);
-    }
-    const protocol = this.config.protocolVersion;
-    if (protocol !== undefined && !(typeof protocol === 'string' && PROTOCOL_VERSION_PATTERN.test(protocol))) {
-      throw new ConfigError(
-        `protocolVersion must be a js-host version whose protocol this host speaks, '0.11.x' or '0.12.x', not ${JSON.stringify(protocol)}`,
-      );
-    }
-    this.protocolVersion = protocol === undefined ? PROTOCOL_VERSION : protocol;
-    if (this.config.allowedHosts !== undefined && !Array.isArray(this.config.allowedHosts)) {
-      throw new ConfigError('allowedHosts must be a list of host names');
-    }
+    const { bodyLimit, protocolVersion } = checkServerConfig(this.config);
+    this.bodyLimit = bodyLimit;
+    this.protocolVersion = protocolVersion;
 
     // Read, not defaulted into the config: /status shows what js-host 0.11 shows.
     this.limits = connectionLimits(this.config);
@@ -208,29 +178,7 @@ class BaseServer {
   readJson(req, reader) {
     readBody(req, reader);
     const declared = rawHeader(req, 'content-length');
-    if (declared !== undefined && Number(declared) > this.bodyLimit) this.tooLarge(reader);
-  }
-
-  /**
-   * The body is over requestDataLimit: buffer nothing more, and answer 413
-   * once the client has sent it all (read and discarded), so that the client
-   * reads the answer instead of a reset; one that keeps sending for more than
-   * DRAIN_AFTER_413_MS gets the answer then, and the connection is closed.
-   */
-  tooLarge(reader) {
-    reader.failed = true;
-    reader.first = reader.chunks = null;
-    reader.drainTimer = setTimeout(() => {
-      const { res } = reader;
-      this.sendTooLarge(reader.req, res);
-      if (res.writableFinished) res.socket?.destroy();
-      else res.once('finish', () => res.socket?.destroy());
-    }, DRAIN_AFTER_413_MS);
-  }
-
-  sendTooLarge(req, res) {
-    if (res.headersSent) return;
-    this.send(req, res, 413, `Payload too large: the body is over the requestDataLimit of ${this.config.requestDataLimit}`);
+    if (declared !== undefined && Number(declared) > this.bodyLimit) tooLarge(reader);
   }
 
   // `Expect: 100-continue` (curl sends it for big bodies): refuse an oversized
@@ -239,7 +187,7 @@ class BaseServer {
     const declared = rawHeader(req, 'content-length');
     if (declared !== undefined && Number(declared) > this.bodyLimit) {
       res.jsHostStart = performance.now();
-      this.sendTooLarge(req, res);
+      sendTooLarge(this, req, res);
       return;
     }
     res.writeContinue();
@@ -329,41 +277,9 @@ function rawHeader(req, name) {
   return undefined;
 }
 
-/** The logger a config asks for: its own `logger`, none (`silent`) or the console. */
-function createLogger(config, options = {}) {
-  const format = options.format !== undefined ? options.format : config.logFormat === undefined ? 'text' : config.logFormat;
-  if (!FORMATS.has(format)) {
-    throw new ConfigError(`logFormat must be 'text' (js-host 0.11's lines) or 'json' (one object a line), not ${JSON.stringify(format)}`);
-  }
-  const withFormat = { ...options, format };
-  if (config.logger) return new Logger({ ...withFormat, custom: config.logger });
-  if (config.silent) return createSilent(withFormat);
-  return new Logger(withFormat);
-}
-
 /** The answer to a call of a name no function has (404): the same wherever it is found out. */
 function unknownFunction(name) {
   return `Not found. Unknown function "${logSafe(name)}"`;
 }
 
-// Control characters (C0, DEL, C1) and the line/paragraph separators U+2028/U+2029.
-// eslint-disable-next-line no-control-regex
-const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-/**
- * Client text (a URL, a batch job's function name) made safe for a log line or an answer:
- * every control character is written as \xNN (\uNNNN for U+2028/2029), so a name holding
- * "\n2026-...Z - error: ..." or ANSI escapes cannot forge or recolour a line of the text log.
- * Every log line that carries client text goes through this one function.
- */
-function logSafe(text) {
-  const s = String(text);
-  UNSAFE_TEXT.lastIndex = 0;
-  if (!UNSAFE_TEXT.test(s)) return s;
-  return s.replace(UNSAFE_TEXT, (c) => {
-    const code = c.charCodeAt(0);
-    return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
-  });
-}
-
-module.exports = { BaseServer, CODE_VERSION_HEADER, createLogger, JSON_TYPE, logSafe, PROTOCOL_VERSION, rawHeader, TEXT, unknownFunction };
+module.exports = { BaseServer, CODE_VERSION_HEADER, JSON_TYPE, PROTOCOL_VERSION, rawHeader, TEXT, unknownFunction };

@@ -40,6 +40,19 @@ async function startManager(t, args = [], config = CONFIG) {
   return manager;
 }
 
+/** A manager (as startManager makes it) and the record of the host of CONFIG it started. */
+async function startManagerWithHost(t) {
+  const manager = await startManager(t);
+  const started = await manager.post('host/start', { config: CONFIG });
+  return { manager, started };
+}
+
+/** The manager exited with code 0 (not by a signal), and the host process `pid` is gone too. */
+async function assertExitedWithHost(manager, pid) {
+  assert.deepEqual(await manager.exited, { code: 0, signal: null });
+  assert.ok(!isAlive(pid));
+}
+
 function hostUrl(hostRecord) {
   const status = JSON.parse(hostRecord.output);
   return `http://127.0.0.1:${status.config.port}`;
@@ -231,8 +244,7 @@ describe('manager endpoints', () => {
   });
 
   test('a crashed host is forgotten; restart brings it back on its port, start anew', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const connection = (await manager.post('host/connect', { config: CONFIG })).json.connection;
     const crash = async (record) => {
       const pid = await hostPid(record);
@@ -266,8 +278,7 @@ describe('manager endpoints', () => {
 
 describe('manager lifecycle', () => {
   test('the last disconnect stops the host after disconnectTimeout, then the manager exits', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const pid = await hostPid(started.json);
     const first = (await manager.post('host/connect', { config: CONFIG })).json.connection;
     const second = (await manager.post('host/connect', { config: CONFIG })).json.connection;
@@ -289,8 +300,7 @@ describe('manager lifecycle', () => {
     res = await manager.post('host/disconnect', { config: CONFIG, connection: third });
     assert.equal(res.json.stopTimeout, 300);
 
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('/manager/stop stops the hosts and the manager', async (t) => {
@@ -302,23 +312,19 @@ describe('manager lifecycle', () => {
     const pid = await hostPid(a.json);
     const res = await manager.post('manager/stop', {});
     assert.equal(res.body, 'Stopping...');
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
     await waitClosed(JSON.parse(b.json.output).config.port);
   });
 
   test('SIGTERM stops the hosts too', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const pid = await hostPid(started.json);
     manager.kill('SIGTERM');
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('hosts exit when their manager is killed', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const pid = await hostPid(started.json);
     process.kill(manager.child.pid, 'SIGKILL');
     await manager.exited;
@@ -328,8 +334,7 @@ describe('manager lifecycle', () => {
 
 describe('the manager exits once no host is left', () => {
   test('/host/stop of the last host: the answer, then the manager exits', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const pid = await hostPid(started.json);
     await manager.post('host/connect', { config: CONFIG });
     // The connection cancelled the stop that follows a start.
@@ -338,17 +343,14 @@ describe('the manager exits once no host is left', () => {
     const stopped = await manager.post('host/stop', { config: CONFIG });
     assert.equal(stopped.status, 200);
     assert.equal(stopped.json.config, CONFIG);
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('a host nobody connects to stops after the idle timeout, then the manager exits', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     assert.equal(started.status, 200, started.body);
     const pid = await hostPid(started.json);
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('disconnectTimeout runs from the last disconnect, not from the start (js-host 0.11)', async (t) => {
@@ -367,13 +369,11 @@ describe('the manager exits once no host is left', () => {
     assert.ok(Number.isInteger(pid) && isAlive(pid));
     const left = await manager.post('host/disconnect', { config: CONFIG, connection: connected.json.connection });
     assert.equal(left.json.stopTimeout, 1);
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('a crashed host: kept while it has connections, the last disconnect lets the manager exit', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const { connection } = (await manager.post('host/connect', { config: CONFIG })).json;
     await crashHost(manager, started.json);
     await sleep(600);
@@ -384,12 +384,10 @@ describe('the manager exits once no host is left', () => {
   });
 
   test('a crashed host without connections is forgotten, then the manager exits', async (t) => {
-    const manager = await startManager(t);
-    const started = await manager.post('host/start', { config: CONFIG });
+    const { manager, started } = await startManagerWithHost(t);
     const pid = await hostPid(started.json);
     await request(`${hostUrl(started.json)}/function/crash`, { method: 'POST', json: {} }).catch(() => {});
-    assert.deepEqual(await manager.exited, { code: 0, signal: null });
-    assert.ok(!isAlive(pid));
+    await assertExitedWithHost(manager, pid);
   });
 
   test('a failed restart of the last host: the answer, then the manager exits', async (t) => {
