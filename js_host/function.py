@@ -203,35 +203,29 @@ class Function:
         """Send a prepared call on its own; its output (or its exception). ``record``: what
         :meth:`call` reports of it, filled in here (the request id, the answer)."""
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = prepared.host.request_function(
-            self.name,
-            f"{self._path}{prepared.digest}",
-            prepared.body,
-            prepared.timeout,
-            request_id=self._request_id(prepared, record),
-        )
+        response = prepared.host.request_function(**self._request(prepared, record))
         return self._answered(prepared, response, record)
 
     async def _send_async(self, prepared: Prepared, record: CallRecord | None = None) -> str:
         """:meth:`_send` on the running loop."""
-        response = await aio_host.request_function(
-            prepared.host,
-            self.name,
-            f"{self._path}{prepared.digest}",
-            prepared.body,
-            prepared.timeout,
-            request_id=self._request_id(prepared, record),
-        )
+        response = await aio_host.request_function(prepared.host, **self._request(prepared, record))
         return self._answered(prepared, response, record)
 
-    def _request_id(self, prepared: Prepared, record: CallRecord | None) -> str:
-        """Log the call about to be sent; its X-Request-Id (the proxy and the host log it too),
-        noted in ``record``."""
+    def _request(self, prepared: Prepared, record: CallRecord | None) -> dict[str, Any]:
+        """The arguments of ``request_function`` (the host's, or :mod:`js_host.aio_host`'s) for a
+        prepared call about to be sent, which is logged; its X-Request-Id (the proxy and the host
+        log it too) is noted in ``record``."""
         self._log_call(prepared.body)
         request_id = uuid.uuid4().hex
         if record is not None:
             record.request_id = request_id
-        return request_id
+        return {
+            "name": self.name,
+            "path": f"{self._path}{prepared.digest}",
+            "body": prepared.body,
+            "timeout": prepared.timeout,
+            "request_id": request_id,
+        }
 
     def _answered(self, prepared: Prepared, response: Response, record: CallRecord | None) -> str:
         """The output of the host's ``response`` to the call (see :meth:`_answer`), noted in ``record``."""
