@@ -1,4 +1,4 @@
-"""``call_many_async``: :func:`js_host.function.call_many` for asyncio (one ``POST /batch``).
+"""``call_many_async``: :func:`~js_host.many.call_many` for asyncio (one ``POST /batch``).
 
 ::
 
@@ -25,11 +25,24 @@ from . import aio_host
 from .exceptions import JSHostError
 from .host import JSHost
 from .host_connection import Target
-from .many import SINGLE_CALL_THREADS, Job, answered, batch_request, checked, failed, hosts, prepare, split
+from .many import (
+    SINGLE_CALL_THREADS,
+    FunctionLike,
+    Job,
+    answered,
+    batch_request,
+    checked,
+    failed,
+    hosts,
+    prepare,
+    split,
+)
 
 
-async def call_many_async(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
-    """See the module docstring and :func:`js_host.function.call_many`."""
+async def call_many_async(calls: Iterable[tuple[FunctionLike, dict[str, Any]]]) -> list[str | Exception]:
+    """:func:`~js_host.many.call_many` for asyncio: the same results, the batch sent over the
+    running loop's pool (concurrent single calls against a host without ``POST /batch``). See
+    the module docstring."""
     calls = checked(calls)
     results: list[Any] = [None] * len(calls)
     targets: dict[int, Target] = {}

@@ -36,7 +36,7 @@ MAX_BATCH_JOBS = 100
 
 class Job(NamedTuple):
     """One call of a batch: the function's name, the body's sha1 hex and the body itself
-    (bytes, or the list of buffers :func:`js_host.function.encode_request` returns)."""
+    (bytes, or the list of buffers :func:`js_host.wire.encode_request` returns)."""
 
     function: str
     hash: str

@@ -2,8 +2,9 @@
 
 Each ``configure()`` call starts again from the defaults below and validates
 every value (a :class:`~js_host.exceptions.ConfigError` names the bad value and
-the fix; nothing is changed when one is raised). The module also resolves the
-paths the settings name (node, the js-host binary, config files).
+the fix; nothing is changed when one is raised). The paths the settings name
+(node, the js-host binary, config files) are resolved by :mod:`js_host.conf_paths`
+(its names can be imported from here too).
 
 This module validates, stores and notifies, nothing more: what depends on the
 settings subscribes (:meth:`Settings.subscribe`) and is called after each
@@ -18,16 +19,24 @@ from the filesystem and nothing is started on import.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from . import verbosity
-from .exceptions import ConfigError
 
-#: The host bundled in the Python package (used when BIN_PATH's default does not exist).
-BUNDLED_BIN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bin", "js-host.js")
+# The resolvers (and BUNDLED_BIN_PATH, re-exported with `as`) can still be imported from here.
+from .conf_paths import BUNDLED_BIN_PATH as BUNDLED_BIN_PATH
+from .conf_paths import (
+    Paths,
+    check_path_type,
+    config_file_path,
+    lenient_path,
+    resolve_bin,
+    resolve_config_file,
+    resolve_node,
+)
+from .exceptions import ConfigError
 
 DEFAULTS: dict[str, Any] = {
     # The directory that contains node_modules; relative paths below are joined to it.
@@ -53,14 +62,6 @@ DEFAULTS: dict[str, Any] = {
     # The longest a locally kept answer is reused, in seconds, whatever its max-age says.
     "LOCAL_CACHE_MAX_AGE": 60.0,
 }
-
-
-class Paths(NamedTuple):
-    """The files a host or a manager runs with, as absolute paths."""
-
-    config_file: str
-    path_to_node: str
-    bin_path: str
 
 
 #: Called with the settings after each configure() and reset().
@@ -232,11 +233,6 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def check_path_type(name: str, value: Any) -> None:
-    if not isinstance(value, (str, os.PathLike)):
-        raise ConfigError(f"{name} must be a path, not {value!r}.")
-
-
 def validate_url_override(url: Any) -> None:
     if not isinstance(url, str):
         raise ConfigError(f"URL_OVERRIDE must be a string such as 'http://127.0.0.1:9009', not {url!r}.")
@@ -257,65 +253,6 @@ def validate_url_override(url: Any) -> None:
             f"URL_OVERRIDE {url!r} has no valid port ({err}). Write IPv6 addresses in brackets: "
             "'http://[::1]:9009'."
         ) from err
-
-
-def resolve_node(path_to_node: Any) -> str:
-    if not isinstance(path_to_node, (str, os.PathLike)):
-        raise ConfigError(f"PATH_TO_NODE must be a path or a command name, not {path_to_node!r}.")
-    found = shutil.which(os.fspath(path_to_node))
-    if not found:
-        raise ConfigError(
-            f"PATH_TO_NODE {path_to_node!r} is not an executable on this machine. Install Node.js "
-            "(https://nodejs.org) or set PATH_TO_NODE to the node binary's path."
-        )
-    return os.path.abspath(found)
-
-
-def resolve_bin(bin_path: Any, source_root: str, *, explicit: bool) -> str:
-    if not isinstance(bin_path, (str, os.PathLike)):
-        raise ConfigError(f"BIN_PATH must be a path, not {bin_path!r}.")
-    path = os.path.join(source_root, os.fspath(bin_path))
-    if os.path.isfile(path):
-        return os.path.abspath(path)
-    if explicit:
-        raise ConfigError(
-            f"BIN_PATH {path!r} does not exist. Run `npm install js-host@0.11` in {source_root!r}, "
-            "or leave BIN_PATH unset to use the host bundled with the Python package."
-        )
-    if not os.path.isfile(BUNDLED_BIN_PATH):
-        raise ConfigError(
-            f"Neither {path!r} nor the bundled host {BUNDLED_BIN_PATH!r} exists: reinstall js-host, "
-            "or set BIN_PATH."
-        )
-    return BUNDLED_BIN_PATH
-
-
-def config_file_path(config_file: Any, source_root: str) -> str:
-    """The absolute path of ``config_file`` (relative to ``source_root``), which need not exist."""
-    check_path_type("CONFIG_FILE", config_file)
-    return os.path.abspath(os.path.join(source_root, os.fspath(config_file)))
-
-
-def lenient_path(resolve: Callable[[], str], fallback: Any) -> str:
-    """``resolve()``, or ``fallback`` when that path does not exist on this machine.
-
-    For hosts reached through URL_OVERRIDE, which never run node here: their
-    paths only appear in messages.
-    """
-    try:
-        return resolve()
-    except ConfigError:
-        return os.fspath(fallback)
-
-
-def resolve_config_file(config_file: Any, source_root: str) -> str:
-    path = config_file_path(config_file, source_root)
-    if not os.path.isfile(path):
-        raise ConfigError(
-            f"Config file {path!r} does not exist. Create it (module.exports = {{functions: {{...}}}}) "
-            "or set CONFIG_FILE (relative paths are joined to SOURCE_ROOT)."
-        )
-    return path
 
 
 settings = Settings()

@@ -9,7 +9,8 @@
 
 The keyword arguments are sent as canonical JSON (``json.dumps(data,
 sort_keys=True)``) to ``POST /function/<name>?hash=<sha1 of the body>``; the
-hash lets a caching proxy key responses by their input. With
+hash lets a caching proxy key responses by their input (:mod:`js_host.wire` encodes
+it; its ``serialize`` and ``encode_request`` can be imported from here too). With
 ``LOCAL_CACHE_SIZE`` set, the host's fresh answers are also kept in this
 process (:mod:`js_host.local_cache`) and a call found there sends nothing.
 
@@ -32,16 +33,14 @@ do the same without blocking it (:mod:`js_host.aio_host`, :mod:`js_host.aio_many
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import os
 import uuid
-from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Union
 from urllib.parse import quote
 
-from . import aio_host, aio_many, many, verbosity
+# `name as name`: re-exported, users import call_many and the encoding from here.
+from . import aio_host, verbosity
+from .aio_many import call_many_async as call_many_async
 from .call_record import CallRecord
 from .exceptions import (
     ConfigError,
@@ -56,16 +55,15 @@ from .exceptions import (
 from .host import JSHost, get_default_host
 from .host_connection import Target
 from .log import emit
+from .many import call_many as call_many
 from .response import Response
+from .wire import LARGE_STRING as LARGE_STRING
+from .wire import body_head, encode_request, js_error_message
+from .wire import encode_parts as encode_parts
+from .wire import serialize as serialize
 from .workers import worker_death
 
 logger = logging.getLogger(__name__)
-
-
-#: Top-level strings longer than this take the fast path of encode_parts().
-LARGE_STRING = 2048
-# Bytes that json.dumps (ensure_ascii) escapes in a string: controls, '"', '\\', DEL.
-_ESCAPED = bytes(range(32)) + b'"\\\x7f'
 
 
 #: The errors a Function's fallback replaces: the host is unavailable (never a JavaScript error).
@@ -73,77 +71,6 @@ FALLBACK_ERRORS = (ConnectionError, ProcessError, FunctionTimeout)
 
 #: A fallback: the output to return, or a callable given the error that returns it.
 Fallback = Union[str, Callable[[JSHostError], str]]
-
-# json.dumps(data, sort_keys=True) without building an encoder on every call.
-_ENCODER = json.JSONEncoder(sort_keys=True, allow_nan=False)
-
-
-def serialize(data: dict[str, Any], function_name: str = "?") -> str:
-    """The canonical JSON of ``data``: ``json.dumps(data, sort_keys=True)``.
-
-    A TypeError names the argument that JSON cannot encode (NaN and infinities
-    included: they are not JSON).
-    """
-    try:
-        return _ENCODER.encode(data)
-    except (TypeError, ValueError) as err:
-        for key in sorted(map(str, data)):
-            try:
-                json.dumps(data[key], sort_keys=True, allow_nan=False)
-            except (TypeError, ValueError) as inner:
-                raise TypeError(
-                    f"Function {function_name!r}: argument {key!r} cannot be encoded as JSON ({inner}). "
-                    "Pass only dicts with string keys, lists, strings, numbers, booleans and None."
-                ) from err
-        raise TypeError(
-            f"Function {function_name!r}: the arguments cannot be encoded as JSON ({err})."
-        ) from err
-
-
-def encode_parts(data: dict[str, Any], function_name: str = "?") -> list[bytes]:
-    """The body as a list of buffers whose concatenation is ``serialize(data).encode()``.
-
-    json's C encoder escapes strings at ~1.5 ns a character. A large top-level
-    string that is pure ASCII with nothing to escape (checked with
-    bytes.translate, ~0.5 ns a byte) is left out of json.dumps and spliced in as
-    its own buffer, which is hashed and sent without being copied again.
-    """
-    large = None
-    for key, value in data.items():
-        if type(value) is str and len(value) > LARGE_STRING and value.isascii():
-            raw = value.encode("ascii")
-            if len(raw.translate(None, _ESCAPED)) == len(raw):
-                if large is None:
-                    large = {}
-                large[key] = raw
-    if large is None:
-        return [serialize(data, function_name).encode()]
-    token = os.urandom(12).hex()
-    placeholders = {key: f"{token}-{i}" for i, key in enumerate(large)}
-    skeleton = serialize({**data, **placeholders}, function_name).encode()
-    parts: list[bytes] = []
-    for key, raw in large.items():
-        before, sep, skeleton = skeleton.partition(f'"{placeholders[key]}"'.encode())
-        if not sep:  # cannot happen: the keys are unique and the token random
-            return [serialize(data, function_name).encode()]
-        parts += (before, b'"', raw, b'"')
-    parts.append(skeleton)
-    return parts
-
-
-def encode_request(data: dict[str, Any], function_name: str = "?") -> tuple[bytes | list[bytes], str]:
-    """The body of a call with ``data`` and its ``hash`` parameter (the sha1 hex of the body).
-
-    The body is ``serialize(data).encode()``: bytes, or a list of buffers whose
-    concatenation it is (see encode_parts).
-    """
-    parts = encode_parts(data, function_name)
-    if len(parts) == 1:
-        return parts[0], hashlib.sha1(parts[0]).hexdigest()
-    sha1 = hashlib.sha1()
-    for part in parts:
-        sha1.update(part)
-    return parts, sha1.hexdigest()
 
 
 class Function:
@@ -276,35 +203,29 @@ class Function:
         """Send a prepared call on its own; its output (or its exception). ``record``: what
         :meth:`call` reports of it, filled in here (the request id, the answer)."""
         # Transport errors and a proxy's 502/503/504 are raised by the host.
-        response = prepared.host.request_function(
-            self.name,
-            f"{self._path}{prepared.digest}",
-            prepared.body,
-            prepared.timeout,
-            request_id=self._request_id(prepared, record),
-        )
+        response = prepared.host.request_function(**self._request(prepared, record))
         return self._answered(prepared, response, record)
 
     async def _send_async(self, prepared: Prepared, record: CallRecord | None = None) -> str:
         """:meth:`_send` on the running loop."""
-        response = await aio_host.request_function(
-            prepared.host,
-            self.name,
-            f"{self._path}{prepared.digest}",
-            prepared.body,
-            prepared.timeout,
-            request_id=self._request_id(prepared, record),
-        )
+        response = await aio_host.request_function(prepared.host, **self._request(prepared, record))
         return self._answered(prepared, response, record)
 
-    def _request_id(self, prepared: Prepared, record: CallRecord | None) -> str:
-        """Log the call about to be sent; its X-Request-Id (the proxy and the host log it too),
-        noted in ``record``."""
+    def _request(self, prepared: Prepared, record: CallRecord | None) -> dict[str, Any]:
+        """The arguments of ``request_function`` (the host's, or :mod:`js_host.aio_host`'s) for a
+        prepared call about to be sent, which is logged; its X-Request-Id (the proxy and the host
+        log it too) is noted in ``record``."""
         self._log_call(prepared.body)
         request_id = uuid.uuid4().hex
         if record is not None:
             record.request_id = request_id
-        return request_id
+        return {
+            "name": self.name,
+            "path": f"{self._path}{prepared.digest}",
+            "body": prepared.body,
+            "timeout": prepared.timeout,
+            "request_id": request_id,
+        }
 
     def _answered(self, prepared: Prepared, response: Response, record: CallRecord | None) -> str:
         """The output of the host's ``response`` to the call (see :meth:`_answer`), noted in ``record``."""
@@ -319,7 +240,7 @@ class Function:
                 verbosity.FUNCTION_CALL,
                 "Calling function %r with data %s",
                 self.name,
-                _head(body, 1000).decode("utf-8", "replace"),
+                body_head(body, 1000).decode("utf-8", "replace"),
             )
 
     def _answer(self, host: JSHost, digest: str, response: Response) -> str:
@@ -374,43 +295,3 @@ class Prepared(NamedTuple):
     digest: str
     timeout: float
     kept: str | None
-
-
-def call_many(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
-    """Call many functions in one request: ``[(Function('render'), {...}), ...]``.
-
-    Returns a list in the same order whose items are each call's output, or the
-    exception its :meth:`Function.call` would have raised (``FunctionError``,
-    ``FunctionTimeout``, ``WorkerDied``, ...), as ``asyncio.gather(...,
-    return_exceptions=True)`` does; a Function's ``fallback`` applies to its own call.
-    See :mod:`js_host.many`.
-    """
-    return many.call_many(calls)
-
-
-async def call_many_async(calls: Iterable[tuple[Function, dict[str, Any]]]) -> list[str | Exception]:
-    """:func:`call_many` for asyncio: the same results, the batch sent over the running loop's
-    pool (concurrent single calls against a host without ``POST /batch``). See
-    :mod:`js_host.aio_many`."""
-    return await aio_many.call_many_async(calls)
-
-
-def _head(body: bytes | list[bytes], size: int) -> bytes:
-    """The first ``size`` bytes of a body, without joining (or decoding) the rest."""
-    if isinstance(body, bytes):
-        return body[:size]
-    head = b""
-    for part in body:
-        head += part[: size - len(head)]
-        if len(head) >= size:
-            break
-    return head
-
-
-def js_error_message(stack: str) -> str:
-    """The JavaScript error's message: the first line of its stack, without ``Error: ``."""
-    first = stack.strip().split("\n", 1)[0]
-    kind, sep, message = first.partition(": ")
-    if sep and kind and " " not in kind and (kind.endswith("Error") or kind.endswith("Exception")):
-        return message
-    return first

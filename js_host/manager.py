@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import tempfile
 import threading
 import time
 from typing import Any
@@ -26,7 +24,7 @@ from urllib.parse import urlsplit
 
 from . import verbosity
 from .conf import settings
-from .config_status import node_env, read_config_status
+from .config_status import read_config_status
 from .endpoint import DEFAULT_ADDRESS, config_url, is_loopback, parse_status, request
 from .exceptions import (
     ConfigError,
@@ -37,7 +35,8 @@ from .exceptions import (
 )
 from .log import emit
 from .manager_auth import AUTH_NAME, NotTheManager, exchange
-from .runtime import manager_secret, runtime_dir, secret_path
+from .manager_spawn import spawn
+from .runtime import manager_secret, secret_path
 from .transport import Response
 
 logger = logging.getLogger(__name__)
@@ -210,31 +209,8 @@ class JSHostManager:
         status, error = self._probe()
         if status is not None and status.get("type") == self.expected_type_name:
             return self
-        cmd = [self.path_to_node, self.bin_path, self.config_file, "--manager", "--detached"]
-        # Node and Python must agree on the runtime dir (the secret lives there): a relative
-        # JS_HOST_RUNTIME_DIR would resolve against the manager's own working directory.
-        env = {**node_env(), "JS_HOST_RUNTIME_DIR": os.path.abspath(runtime_dir())}
-        # The intermediate process exits once the detached manager listens; its
-        # output goes to files (never to a pipe nobody reads once it has exited).
-        with tempfile.TemporaryFile() as out:
-            try:
-                code = subprocess.call(
-                    cmd,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    cwd=os.path.dirname(self.config_file),
-                    start_new_session=True,
-                    timeout=START_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired as err:
-                raise ProcessError(f"{' '.join(cmd)} did not report within {START_TIMEOUT} s") from err
-            except OSError as err:
-                raise ProcessError(f"Cannot run {' '.join(cmd)}: {err}") from err
-            out.seek(0)
-            output = out.read().decode("utf-8", "replace").strip()
-        if code == 0 and self._wait_running(2.0):
+        spawned = spawn(self.path_to_node, self.bin_path, self.config_file, timeout=START_TIMEOUT)
+        if spawned.code == 0 and self._wait_running(2.0):
             emit(logger, verbosity.PROCESS_START, "Started %s", self.get_name())
             return self
         # Another process may have started it at the same moment (EADDRINUSE for us).
@@ -247,12 +223,15 @@ class JSHostManager:
                 f"{STATUS_TIMEOUT:g} s, so it is not your js-host manager. Stop that process, or set "
                 f"`port` in {self.config_file} to a free port."
             )
-        if "EADDRINUSE" in output:
+        if "EADDRINUSE" in spawned.output:
             raise ProcessError(
                 f"Cannot start {self.get_name()}: another process listens on {self.get_url()}. "
                 "Set the `port` property of your config file to a free port, or stop that process."
             )
-        raise ProcessError(f"Cannot start {self.get_name()} with `{' '.join(cmd)}` (exit {code}):\n{output}")
+        command = " ".join(spawned.command)
+        raise ProcessError(
+            f"Cannot start {self.get_name()} with `{command}` (exit {spawned.code}):\n{spawned.output}"
+        )
 
     def _wait_running(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds

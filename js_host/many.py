@@ -62,7 +62,7 @@ class _Prepared(Protocol):
     kept: str | None
 
 
-class _Function(Protocol):
+class FunctionLike(Protocol):
     """What call_many uses of a :class:`js_host.function.Function` (its call's steps)."""
 
     name: str
@@ -80,13 +80,20 @@ class Job(NamedTuple):
     prepared call and its record (finished once the call has its outcome)."""
 
     index: int  # in the caller's list
-    function: _Function
+    function: FunctionLike
     prepared: _Prepared
     record: CallRecord
 
 
-def call_many(calls: Iterable[tuple[Any, dict[str, Any]]]) -> list[str | Exception]:
-    """See the module docstring and :func:`js_host.function.call_many`."""
+def call_many(calls: Iterable[tuple[FunctionLike, dict[str, Any]]]) -> list[str | Exception]:
+    """Call many functions in one request: ``[(Function('render'), {...}), ...]``.
+
+    Returns a list in the same order whose items are each call's output, or the
+    exception its :meth:`Function.call` would have raised (``FunctionError``,
+    ``FunctionTimeout``, ``WorkerDied``, ...), as ``asyncio.gather(...,
+    return_exceptions=True)`` does; a Function's ``fallback`` applies to its own call.
+    See the module docstring.
+    """
     calls = checked(calls)
     results: list[Any] = [None] * len(calls)
     targets: dict[int, Target] = {}

@@ -236,9 +236,9 @@ def test_encode_request_matches_json_dumps(monkeypatch) -> None:
     from hypothesis import settings as hsettings
     from hypothesis import strategies as st
 
-    from js_host import function
+    from js_host import wire
 
-    monkeypatch.setattr(function, "LARGE_STRING", 0)  # every string takes the fast path
+    monkeypatch.setattr(wire, "LARGE_STRING", 0)  # every string takes the fast path
 
     values = st.recursive(
         st.none()
@@ -257,13 +257,13 @@ def test_encode_request_matches_json_dumps(monkeypatch) -> None:
         assert encoded(data) == (expected, hashlib.sha1(expected).hexdigest())
 
     def encoded(data):
-        body, digest = function.encode_request(data)
+        body, digest = wire.encode_request(data)
         return (body if isinstance(body, bytes) else b"".join(body)), digest
 
     check()
     big = {"text": "x" * 200_000, "a": 1}
     monkeypatch.undo()
-    body, _ = function.encode_request(big)
+    body, _ = wire.encode_request(big)
     assert isinstance(body, list)  # the large string is a buffer of its own
     expected = json.dumps(big, sort_keys=True).encode()
     assert encoded(big) == (expected, hashlib.sha1(expected).hexdigest())
