@@ -30,8 +30,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from support import BINS, import_this_checkout
-from support.docs import write_section
+from support import BINS, import_this_checkout, options
+from support.docs import section_head, write_section
 from support.processes import NodeServer, fresh_log
 from support.proxies import start_proxy
 from support.tables import format_table
@@ -154,11 +154,24 @@ def report(args: argparse.Namespace, figures: dict[str, tuple[float, float, floa
     )
 
 
+def markdown(args: argparse.Namespace, table: str, when: str, load: float) -> str:
+    return (
+        section_head("Many calls in one request", "batch.py", when, load)
+        + f"Medians over {args.pages} pages each way, the two ways taking turns. The cold target "
+        "cannot be met by a CPU-bound component on 2 workers: the 20 renders of a page take at "
+        "least 10 render times on 2 workers, against 20 render times plus 20 round trips one "
+        "after another, so the ratio is at most 2 + 2 x (a call's overhead / the render time), "
+        "2.3x for 2 ms renders and 0.3 ms round trips; the line under the table computes that "
+        "bound from this run's own sequential time.\n\n"
+        f"```text\n{table}\n```\n"
+    )
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = options.parser(__doc__, first_line_only=True)
     parser.add_argument("--pages", type=int, default=40, help="pages rendered each way")
     parser.add_argument("--render-ms", type=float, default=2.0, help="the component's busy loop")
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/bench.md")
+    options.add_no_docs(parser)
     args = parser.parse_args()
     load = os.getloadavg()[0]
     figures = measure(args)
@@ -166,19 +179,7 @@ def main() -> int:
     print(table)
     if not args.no_docs:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        write_section(
-            "batch",
-            f"## Many calls in one request: `bench/batch.py`\n\n"
-            f"Measured by `python3 bench/batch.py` on {when} ({os.cpu_count()} CPUs shared with other "
-            f"work, load average {load:.1f} at the start; the ratios are within this one run). "
-            f"Medians over {args.pages} pages each way, the two ways taking turns. The cold target "
-            "cannot be met by a CPU-bound component on 2 workers: the 20 renders of a page take at "
-            "least 10 render times on 2 workers, against 20 render times plus 20 round trips one "
-            "after another, so the ratio is at most 2 + 2 x (a call's overhead / the render time), "
-            "2.3x for 2 ms renders and 0.3 ms round trips; the line under the table computes that "
-            "bound from this run's own sequential time.\n\n"
-            f"```text\n{table}\n```\n",
-        )
+        write_section("batch", markdown(args, table, when, load))
     return 0
 
 

@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from support import BENCH
-from support.client import SMALL, function_on, host_cmd, quiet, raw_client, serialize
-from support.docs import write_section
-from support.processes import NodeServer, fresh_log
+from support import BENCH, options
+from support.client import SMALL, function_on, host_cmd, quiet, raw_async_client, raw_client, serialize
+from support.docs import run_started, section_head, write_own_section
+from support.processes import NodeServer, exit_on_sigterm, fresh_log
 from support.runs import Call, throughput, timed
 
 AsyncCall = Callable[[], Awaitable[object]]
@@ -96,31 +94,6 @@ def httpx_client(url: str) -> tuple[AsyncCall, Callable[[], Awaitable[None]]] | 
     return call, client.aclose
 
 
-def raw_async_client(loop: asyncio.AbstractEventLoop, port: int, body: bytes) -> AsyncCall:
-    """The asyncio floor: hand-written request bytes on one kept-alive connection, an
-    ``asyncio.Protocol`` that resolves a future per answer (no parsing: the answer is small)."""
-    request = (
-        f"POST /function/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-    class Floor(asyncio.Protocol):
-        waiter: asyncio.Future[bytes] | None = None
-
-        def data_received(self, data: bytes) -> None:
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_result(data)
-
-    transport, floor = loop.run_until_complete(loop.create_connection(Floor, "127.0.0.1", port))
-
-    async def call() -> bytes:
-        floor.waiter = loop.create_future()
-        transport.write(request)
-        return await floor.waiter
-
-    return call
-
-
 class Table:
     """The lines printed, kept for docs/bench.md."""
 
@@ -173,67 +146,92 @@ def shown(ratio: float, target: str) -> str:
     return f"{ratio:.2f} x  {'met' if met else 'NOT met'}"
 
 
+@dataclass
+class Calls:
+    """The calls measured against one host, blocking and awaited: the 50-byte echo, the 1 ms
+    render, and the echo through ``httpx.AsyncClient`` when httpx is installed."""
+
+    echo: Call
+    echo_async: AsyncCall
+    render: Call
+    render_async: AsyncCall
+    httpx: tuple[AsyncCall, Callable[[], Awaitable[None]]] | None
+
+
+def connect(host: NodeServer, loop: asyncio.AbstractEventLoop) -> Calls:
+    """Every call connected, warmed up, and its answers checked."""
+    echo, render = function_on(host.url), function_on(host.url, name="render")
+    blocking = lambda: echo.call(**SMALL)  # noqa: E731
+    expected = blocking()
+
+    async def ours() -> object:
+        return await echo.call_async(**SMALL)
+
+    async def ours_render() -> object:
+        return await render.call_async(title="card")
+
+    subjects: dict[str, AsyncCall] = {"call_async": ours}
+    made = httpx_client(host.url)
+    if made is not None:
+        subjects["httpx.AsyncClient"] = made[0]
+    for call in subjects.values():  # connect, warm up, and check the answers
+        answers = loop.run_until_complete(concurrently(call, TASKS * 4))
+        assert all(answer in (expected, expected.encode()) for answer in answers), answers[:2]
+    render.call(title="card")
+    loop.run_until_complete(ours_render())
+    return Calls(blocking, ours, lambda: render.call(title="card"), ours_render, made)
+
+
+def one_call_at_a_time(table: Table, calls: Calls, host: NodeServer, n: int) -> None:
+    """The floors, the echo and the render: one call at a time, blocking against awaited."""
+    table.title(f"one call at a time ({n} calls x {table.rounds} rounds, alternating; median):")
+    body = serialize(SMALL).encode()
+    table.one_at_a_time(
+        n,
+        "floor: raw blocking socket, 50-byte echo",
+        raw_client(host.port, body),
+        {
+            "asyncio floor: raw asyncio.Protocol, same bytes": (
+                raw_async_client(table.loop, host.port, body),
+                "",
+            )
+        },
+    )
+    async_subjects = {"await Function.call_async, 50-byte echo": (calls.echo_async, "<= 1.2")}
+    if calls.httpx is not None:
+        async_subjects["httpx.AsyncClient, the same request"] = (calls.httpx[0], "")
+    table.one_at_a_time(n, "Function.call, 50-byte echo", calls.echo, async_subjects)
+    table.one_at_a_time(
+        max(100, n // 10),
+        "Function.call, a 1 ms render",
+        calls.render,
+        {"await Function.call_async, a 1 ms render": (calls.render_async, "<= 1.2")},
+    )
+
+
+def many_at_once(table: Table, calls: Calls, seconds: float) -> None:
+    """The echo's throughput: TASKS tasks on one loop against TASKS threads."""
+    table.title(
+        f"throughput, 50-byte echo, {TASKS} at once ({seconds} s x {table.rounds} rounds, alternating; "
+        "median):"
+    )
+    concurrent_subjects = {f"call_async, {TASKS} tasks on one loop": (calls.echo_async, ">= 0.9")}
+    if calls.httpx is not None:
+        concurrent_subjects[f"httpx.AsyncClient, {TASKS} tasks"] = (calls.httpx[0], "")
+    table.concurrently(seconds, calls.echo, concurrent_subjects)
+
+
 def measure(args: argparse.Namespace, logdir: Path) -> list[str]:
+    """The lines of the table, printed as they come; the host stopped at the end."""
     host = NodeServer(host_cmd("bundled", CONFIG), fresh_log(logdir, "bundled"))
     loop = asyncio.new_event_loop()
     try:
-        echo, render = function_on(host.url), function_on(host.url, name="render")
-        blocking = lambda: echo.call(**SMALL)  # noqa: E731
-        expected = blocking()
-
-        async def ours() -> object:
-            return await echo.call_async(**SMALL)
-
-        async def ours_render() -> object:
-            return await render.call_async(title="card")
-
-        subjects: dict[str, AsyncCall] = {"call_async": ours}
-        made = httpx_client(host.url)
-        if made is not None:
-            subjects["httpx.AsyncClient"] = made[0]
-        for call in subjects.values():  # connect, warm up, and check the answers
-            answers = loop.run_until_complete(concurrently(call, TASKS * 4))
-            assert all(answer in (expected, expected.encode()) for answer in answers), answers[:2]
-        render.call(title="card")
-        loop.run_until_complete(ours_render())
-
+        calls = connect(host, loop)
         table = Table(loop, args.rounds)
-        n = args.calls
-        table.title(f"one call at a time ({n} calls x {args.rounds} rounds, alternating; median):")
-        body = serialize(SMALL).encode()
-        table.one_at_a_time(
-            n,
-            "floor: raw blocking socket, 50-byte echo",
-            raw_client(host.port, body),
-            {
-                "asyncio floor: raw asyncio.Protocol, same bytes": (
-                    raw_async_client(loop, host.port, body),
-                    "",
-                )
-            },
-        )
-        async_subjects = {"await Function.call_async, 50-byte echo": (ours, "<= 1.2")}
-        if made is not None:
-            async_subjects["httpx.AsyncClient, the same request"] = (made[0], "")
-        table.one_at_a_time(n, "Function.call, 50-byte echo", blocking, async_subjects)
-        table.one_at_a_time(
-            max(100, n // 10),
-            "Function.call, a 1 ms render",
-            lambda: render.call(title="card"),
-            {"await Function.call_async, a 1 ms render": (ours_render, "<= 1.2")},
-        )
-
-        seconds = args.seconds
-        table.title(
-            f"throughput, 50-byte echo, {TASKS} at once ({seconds} s x {args.rounds} rounds, alternating; "
-            "median):"
-        )
-        concurrent_subjects = {f"call_async, {TASKS} tasks on one loop": (ours, ">= 0.9")}
-        if made is not None:
-            concurrent_subjects[f"httpx.AsyncClient, {TASKS} tasks"] = (made[0], "")
-        table.concurrently(seconds, blocking, concurrent_subjects)
-        if made is not None:
-            loop.run_until_complete(made[1]())
+        one_call_at_a_time(table, calls, host, args.calls)
+        many_at_once(table, calls, args.seconds)
+        if calls.httpx is not None:
+            loop.run_until_complete(calls.httpx[1]())
         return table.lines
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())  # closes the loop's pool
@@ -244,10 +242,8 @@ def measure(args: argparse.Namespace, logdir: Path) -> list[str]:
 def markdown(lines: list[str], started: str, load: float) -> str:
     text = "\n".join(line.rstrip() for line in lines)
     return (
-        "## asyncio: `bench/client_async.py`\n\n"
-        f"Measured by `python3 bench/client_async.py` on {started} ({os.cpu_count()} CPUs shared with "
-        f"other work, load average {load:.1f} at the start; the ratios are within this one run). "
-        "`await Function.call_async()` against the blocking `Function.call` on the bundled host (one "
+        section_head("asyncio", "client_async.py", started, load)
+        + "`await Function.call_async()` against the blocking `Function.call` on the bundled host (one "
         "process): a 50-byte echo and a call that keeps the host busy for 1 ms; the floors are "
         "hand-written request bytes on one kept-alive connection, blocking and as an "
         "`asyncio.Protocol`; `httpx.AsyncClient` sends the same request for comparison.\n\n"
@@ -267,25 +263,21 @@ def markdown(lines: list[str], started: str, load: float) -> str:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = options.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=2000, help="calls per round, one at a time")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per throughput round")
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/bench.md")
+    options.add_no_docs(parser)
     args = parser.parse_args()
-    # Stopped with SIGTERM (e.g. by timeout): still stop the host in `finally`.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    exit_on_sigterm()  # stopped by timeout: the host is still stopped
     quiet()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()[0]
+    started, load = run_started()
     with tempfile.TemporaryDirectory(prefix="bench-async-") as tmp:
         logdir = Path(tmp) / "logs"
         logdir.mkdir()
         lines = measure(args, logdir)
     if not args.no_docs:
-        write_section("client_async", markdown(lines, started, load))
-        print("\nwritten to docs/bench.md")
+        write_own_section("client_async", markdown(lines, started, load))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import http.client
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from support import NODE_ENV
+from support import NODE_ENV, options
 from support.client import (
     BINS,
     FLOOR_ECHO,
@@ -46,7 +45,7 @@ from support.client import (
     serialize,
 )
 from support.install import LEGACY_BIN, LEGACY_PYTHON, ensure_legacy
-from support.processes import NodeServer, free_port, fresh_log, run_python
+from support.processes import NodeServer, exit_on_sigterm, free_port, fresh_log, run_python
 from support.runs import alternate, per_call, throughput
 
 Call = Callable[[], object]
@@ -254,15 +253,13 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = options.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3000, help="calls per round for 50-byte bodies")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per threaded round")
     parser.add_argument("--legacy", action="store_true", help="also measure the 2015 stack (installs it)")
     args = parser.parse_args()
-    # Stopped with SIGTERM (e.g. by timeout): still stop the servers in `finally`.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    exit_on_sigterm()  # stopped by timeout: the servers are still stopped
     quiet()
     measure(args)
 

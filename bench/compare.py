@@ -32,7 +32,6 @@ nginx) unless --no-install; what cannot be installed or run is "n/a" with the re
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from comparison import measure, subjects
 from comparison.report import RESULTS, report
 from comparison.results import Results, machine
+from support import options
 from support.client import quiet
 
 
@@ -67,7 +67,7 @@ def run(results: Results, missing: dict[str, str | None], started_at: float) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = options.parser(__doc__, first_line_only=True)
     parser.add_argument("--seconds", type=float, default=0.4, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (the median counts)")
     parser.add_argument("--no-install", action="store_true", help="do not install missing tools")

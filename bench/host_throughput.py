@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from support import BENCH, BINS
+from support import BENCH, BINS, options
 from support.install import ensure_tools
 from support.processes import NodeServer
 from support.tables import format_table
@@ -126,12 +126,8 @@ def report(args: argparse.Namespace, best: dict[str, float], cpu: dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per server and round")
-    parser.add_argument("--connections", type=int, default=8, help="kept-alive connections")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (the best one counts)")
+    parser = options.parser(__doc__)
+    options.add_wrk_options(parser, duration=5.0, rounds=2, connections=8)
     args = parser.parse_args()
     ensure_tools("wrk")
     with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:

@@ -28,87 +28,41 @@ Usage: python3 bench/pool.py [--duration 5] [--rounds 2] [--no-install] [--no-do
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import os
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from support import BINS, NODE_ENV
-from support.docs import write_section
-from support.install import POOL_NODE, ensure_pool_stack, ensure_tools
-from support.processes import NodeServer, OwnedProcess, free_port, fresh_log
+from support import options
+from support.docs import run_started, section_head, write_own_section
+from support.install import ensure_pool_stack, ensure_tools
+from support.processes import OwnedProcess
+from support.ssr_servers import (
+    batch,
+    busy_rendering,
+    check_hypernova,
+    post,
+    props,
+    start_host,
+    start_hypernova,
+)
 from support.tables import format_table
 from support.wrk import Result, wrk
 
-CONFIG = POOL_NODE / "ssr.config.js"
-HYPERNOVA = POOL_NODE / "hypernova.js"
-ENV = {**NODE_ENV, "NODE_ENV": "production"}
 ECHO = json.dumps({"message": "x" * 35}, sort_keys=True).encode()  # 50 bytes, as the Python client sends
 assert len(ECHO) == 50
 
 SINGLE, POOL, HYPERNOVA_ROW = "single-process host", "pool, workers: 2", "hypernova 2.5, 2 workers"
 POOL1 = "pool, workers: 1"
+#: The 50-byte echo of each host: (best req/s, lowest CPU us a request of its process group).
+Echo = dict[str, tuple[float, float]]
 
 
-def props(rows: int) -> dict[str, object]:
-    return {"rows": rows, "title": "Shop", "currency": "EUR"}
-
-
-def start_host(logdir: Path, *workers: str) -> NodeServer:
-    cmd = ["node", str(BINS["bundled"]), str(CONFIG), "--json", "--port", "0", *workers]
-    return NodeServer(cmd, fresh_log(logdir, "host"), env=ENV, timeout=30)
-
-
-def start_hypernova(logdir: Path, workers: int) -> tuple[OwnedProcess, str]:
-    """hypernova's coordinator and ``workers`` cluster workers; returns it and its URL once
-    every worker answers (each has its own connection from the coordinator's round-robin)."""
-    port = free_port()
-    proc = OwnedProcess(["node", HYPERNOVA, str(port), str(workers)], fresh_log(logdir, "hypernova"), env=ENV)
-    proc.wait_port(port, timeout=30)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(4 * workers):  # each new connection goes to the next worker
-        check_hypernova(url, props(2))
-    return proc, url
-
-
-def batch(data: dict[str, object]) -> bytes:
-    """One job per request, as the brief of the comparison says."""
-    return json.dumps({"0": {"name": "App", "data": data}}).encode()
-
-
-def check_hypernova(url: str, data: dict[str, object]) -> None:
-    """hypernova answers 200 even when a job fails: check that this one rendered."""
-    answer = json.loads(post(url, "/batch", batch(data)))
-    html = (answer.get("results") or {}).get("0", {}).get("html") or ""
-    if not answer.get("success") or "<main>" not in html:
-        sys.exit(f"bench: hypernova did not render the component: {json.dumps(answer)[:500]}")
-
-
-def post(url: str, path: str, body: bytes, timeout: float = 30) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        text = response.read()
-        if response.status != 200:
-            sys.exit(f"bench: {url}{path} answered {response.status}: {text[:300]!r}")
-        return text
-    finally:
-        conn.close()
-
-
-def load(url: str, body: bytes, args: argparse.Namespace, workdir: Path, **options: float) -> Result:
+def load(url: str, body: bytes, args: argparse.Namespace, workdir: Path, **settings: float) -> Result:
     """wrk -t1 (the load generator shares the 2 cores: one thread is plenty at these rates)."""
-    options.setdefault("connections", args.connections)
-    options.setdefault("duration", args.duration)
-    result = wrk(url, body, workdir=workdir, threads=1, **options)  # type: ignore[arg-type]
+    settings.setdefault("connections", args.connections)
+    settings.setdefault("duration", args.duration)
+    result = wrk(url, body, workdir=workdir, threads=1, **settings)  # type: ignore[arg-type]
     if result["errors"]:
         sys.exit(f"bench: {result['errors']} error responses from {url}")
     return result
@@ -152,13 +106,13 @@ def ssr(args: argparse.Namespace, workdir: Path, logdir: Path) -> dict[str, Resu
             server.stop()
 
 
-def echo_cost(args: argparse.Namespace, workdir: Path, logdir: Path) -> dict[str, tuple[float, float]]:
+def echo_cost(args: argparse.Namespace, workdir: Path, logdir: Path) -> Echo:
     """50-byte echo: (best req/s, lowest CPU us a request of the whole process group)."""
     servers = {SINGLE: start_host(logdir), POOL1: start_host(logdir, "--workers", "1")}
     try:
         for server in servers.values():
             load(f"{server.url}/function/echo", ECHO, args, workdir, duration=1)
-        best: dict[str, tuple[float, float]] = {}
+        best: Echo = {}
         for round_ in range(args.rounds):
             for label, server in servers.items():
                 before = server.group_cpu_seconds()
@@ -174,30 +128,6 @@ def echo_cost(args: argparse.Namespace, workdir: Path, logdir: Path) -> dict[str
     finally:
         for server in servers.values():
             server.stop()
-
-
-@contextmanager
-def busy_rendering(url: str, ms: int, rows: int) -> Iterator[None]:
-    """Another connection keeps one worker rendering: ``ms``-long synchronous renders back
-    to back, until the block ends (its last render is waited for)."""
-    stop = threading.Event()
-    started = threading.Event()
-    body = json.dumps({"ms": ms, "props": props(rows)}, sort_keys=True).encode()
-
-    def loop() -> None:
-        while not stop.is_set():
-            started.set()
-            post(url, "/function/slow_render", body, timeout=ms / 1000 + 30)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    started.wait()
-    time.sleep(0.2)  # the request has reached a worker
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def echo_latency(args: argparse.Namespace, workdir: Path, logdir: Path) -> dict[str, Result]:
@@ -222,15 +152,12 @@ def echo_latency(args: argparse.Namespace, workdir: Path, logdir: Path) -> dict[
             server.stop()
 
 
-def report(
-    args: argparse.Namespace,
-    ssr_best: dict[str, Result],
-    echo: dict[str, tuple[float, float]],
-    latency: dict[str, Result],
-) -> str:
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
+
+def figure_rows(ssr_best: dict[str, Result], echo: Echo, latency: dict[str, Result]) -> list[list[str]]:
+    """The figures: SSR req/s against the single process, the echo's cost, its latency."""
     rows = [["SSR (React 18 renderToString)", "req/s", "p50 ms", "p99 ms", "vs single"]]
     base = ssr_best[SINGLE]["rps"]
     for label in (SINGLE, POOL, HYPERNOVA_ROW):
@@ -254,11 +181,15 @@ def report(
     for label, r in latency.items():
         timeouts = f"  ({r['socket_errors']})" if r["socket_errors"] else ""
         rows.append([label, f"{r['rps']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", timeouts.strip()])
+    return rows
 
-    pool, hyper = ssr_best[POOL]["rps"], ssr_best[HYPERNOVA_ROW]["rps"]
+
+def target_rows(ssr_best: dict[str, Result], echo: Echo, latency: dict[str, Result]) -> list[list[str]]:
+    """Each target, the ratio measured in this run, and whether it is met."""
+    base, pool, hyper = ssr_best[SINGLE]["rps"], ssr_best[POOL]["rps"], ssr_best[HYPERNOVA_ROW]["rps"]
     wall, cpu = echo[SINGLE][0] / echo[POOL1][0], echo[POOL1][1] / echo[SINGLE][1]
     p99 = latency[f"{POOL}, one 2 s render running"]["p99"]
-    targets = [
+    return [
         ["target (ratios measured in this run)", "measured", ""],
         [
             "pool (workers: 2) >= 1.7 x single-process, SSR req/s",
@@ -273,10 +204,18 @@ def report(
         ],
         ["echo p99 <= 5 ms while one worker renders for 2 s", f"{p99:.2f} ms", verdict(p99 <= 5)],
     ]
+
+
+def report(
+    args: argparse.Namespace, ssr_best: dict[str, Result], echo: Echo, latency: dict[str, Result]
+) -> str:
+    """The two tables under the run's settings, printed; returned for docs/bench.md."""
+    figures = format_table(figure_rows(ssr_best, echo, latency), sep="  ")
+    targets = format_table(target_rows(ssr_best, echo, latency), sep="  ")
     text = (
         f"SSR: {args.rows} rows, wrk -t1 -c{args.connections}, {args.duration:g} s x {args.rounds} rounds "
         f"(best round), NODE_ENV=production, console output to files\n\n"
-        f"{format_table(rows, sep='  ')}\n\n{format_table(targets, sep='  ')}"
+        f"{figures}\n\n{targets}"
     )
     print("\n" + text)
     return text
@@ -284,10 +223,8 @@ def report(
 
 def markdown(text: str, started: str, load: float) -> str:
     return (
-        "## A pool of workers: `bench/pool.py`\n\n"
-        f"Measured by `python3 bench/pool.py` on {started} ({os.cpu_count()} CPUs shared with other "
-        f"work, load average {load:.1f} at the start, so the figures are noisy; the ratios are within "
-        "this one run). A React 18 `renderToString` "
+        section_head("A pool of workers", "pool.py", started, load, busy=", so the figures are noisy")
+        + "A React 18 `renderToString` "
         "of `bench/pool/app.js` driven by wrk over 8 kept-alive connections; a 50-byte echo; "
         "echo latency at one connection while another keeps one worker busy with 2-second "
         "synchronous renders.\n\n"
@@ -300,39 +237,39 @@ def markdown(text: str, started: str, load: float) -> str:
     )
 
 
+def measure(args: argparse.Namespace) -> tuple[dict[str, Result], Echo, dict[str, Result]]:
+    """The three measurements, each starting and stopping its own servers, in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
+        workdir = Path(tmp)
+        logdir = workdir / "logs"
+        logdir.mkdir()
+        try:
+            return (
+                ssr(args, workdir, logdir),
+                echo_cost(args, workdir, logdir),
+                echo_latency(args, workdir, logdir),
+            )
+        except RuntimeError as err:  # a server that did not start: its log says why
+            sys.exit(f"bench: {err}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (the best one counts)")
-    parser.add_argument("--connections", type=int, default=8, help="kept-alive connections")
+    parser = options.parser(__doc__)
+    options.add_wrk_options(parser, duration=5.0, rounds=2, connections=8)
     parser.add_argument("--rows", type=int, default=1000, help="rows of the rendered listing")
     parser.add_argument("--no-install", action="store_true", help="install nothing; fail instead")
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/bench.md")
+    options.add_no_docs(parser)
     args = parser.parse_args()
     if not args.no_install:
         ensure_tools("wrk")
     missing = ensure_pool_stack(not args.no_install)
     if missing:
         sys.exit(f"bench: {missing}")
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()[0]
-    print(f"load average at the start: {load:.1f}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
-        workdir = Path(tmp)
-        logdir = workdir / "logs"
-        logdir.mkdir()
-        try:
-            ssr_best = ssr(args, workdir, logdir)
-            echo = echo_cost(args, workdir, logdir)
-            latency = echo_latency(args, workdir, logdir)
-        except RuntimeError as err:  # a server that did not start: its log says why
-            sys.exit(f"bench: {err}")
+    started, load = run_started(show_load=True)
+    ssr_best, echo, latency = measure(args)
     text = report(args, ssr_best, echo, latency)
     if not args.no_docs:
-        write_section("pool", markdown(text, started, load))
-        print("\nwritten to docs/bench.md")
+        write_own_section("pool", markdown(text, started, load))
 
 
 if __name__ == "__main__":

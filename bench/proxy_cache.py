@@ -21,7 +21,6 @@ soon as it returns).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -34,9 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from support import options
 from support.install import ensure_tools, which
 from support.processes import OwnedProcess, free_port
-from support.proxies import JSON, body_and_path, paired_ms, start_host, start_nginx, start_proxy, warm
+from support.proxies import (
+    JSON,
+    body_and_path,
+    paired_ms,
+    post_environ,
+    start_host,
+    start_nginx,
+    start_proxy,
+    warm,
+)
 from support.runs import timed
 from support.tables import format_table
 from support.wrk import Result, best_of
@@ -149,19 +158,10 @@ def in_process_hit_us(upstream: str, hits: str, count: int = 3000) -> float:
     config = ProxyConfig(upstreams=(upstream,), cache_url="memory://")
     app = ProxyApp(config) if hits == "direct" else CacheControlHits(config)
     body, path = body_and_path("echo", {"in-process": hits})
-    target, query = path.split("?")
+    environ = post_environ(path, body, REMOTE_ADDR="127.0.0.1")
 
     def call() -> None:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": target,
-            "QUERY_STRING": query,
-            "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": "application/json",
-            "wsgi.input": io.BytesIO(body),
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        b"".join(app(environ, lambda status, headers, exc_info=None: None))
+        b"".join(app(environ(), lambda status, headers, exc_info=None: None))
 
     for _ in range(5):
         call()
@@ -284,10 +284,8 @@ def measure(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds over all servers (the best counts)")
-    parser.add_argument("--connections", type=int, default=16)
+    parser = options.parser(__doc__, first_line_only=True)
+    options.add_wrk_options(parser, duration=4.0, rounds=3, connections=16)
     args = parser.parse_args()
     ensure_tools("wrk", "nginx")
     return measure(args)

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from support import options
 from support.install import ensure_tools
 from support.processes import OwnedProcess
 from support.proxies import Calls, body_and_path, paired_ms, start_host, start_nginx, start_proxy, warm
@@ -147,10 +148,8 @@ def report(rounds: int, best: dict[str, Result], misses: dict[str, float]) -> No
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
+    parser = options.parser(__doc__, first_line_only=True)
+    options.add_wrk_options(parser, duration=3.0, rounds=3, connections=16)
     parser.add_argument("--config", action="append", help="label:key=value,... (repeatable)")
     parser.add_argument("--no-floor", action="store_true", help="skip the constant-answer app")
     parser.add_argument("--miss", action="store_true", help="also measure miss - host directly")

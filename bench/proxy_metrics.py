@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from support.docs import write_section
+from support import options
+from support.docs import run_started, write_own_section
 from support.install import ensure_tools
-from support.proxies import body_and_path, start_host, start_proxy, warm
+from support.proxies import body_and_path, post_environ, start_host, start_proxy, warm
 from support.tables import format_table
 from support.wrk import Result, wrk
 
@@ -71,30 +72,20 @@ def alternate(
 def in_process(host_url: str, body: bytes, path: str, calls: int = 20000) -> dict[str, float]:
     """µs per hit of the app itself (no server), metrics on and off, best of 5 runs; the
     metrics in multiprocess mode as under gunicorn (a directory of this run)."""
-    import io
-
     with tempfile.TemporaryDirectory(prefix="js-host-proxy-bench-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # before prometheus_client is imported
         from js_host_proxy.app import ProxyApp
         from js_host_proxy.config import ProxyConfig
 
-        route, _, query = path.partition("?")
+        environ = post_environ(path, body)
         apps = {
             label: ProxyApp(ProxyConfig(upstreams=(host_url,), cache_url="memory://", metrics=flag == "1"))
             for flag, label in LABELS.items()
         }
 
         def call(app: ProxyApp) -> str:
-            environ = {
-                "REQUEST_METHOD": "POST",
-                "PATH_INFO": route,
-                "QUERY_STRING": query,
-                "CONTENT_LENGTH": str(len(body)),
-                "CONTENT_TYPE": "application/json",
-                "wsgi.input": io.BytesIO(body),
-            }
             seen = []
-            app(environ, lambda status, headers, exc_info=None: seen.append(dict(headers)))
+            app(environ(), lambda status, headers, exc_info=None: seen.append(dict(headers)))
             return seen[0].get("X-Cache", "?")
 
         try:
@@ -213,22 +204,18 @@ loaded machine is not shared fairly between the two.
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/bench.md")
+    parser = options.parser(__doc__, first_line_only=True)
+    options.add_wrk_options(parser, duration=3.0, rounds=6, connections=16)
+    options.add_no_docs(parser)
     args = parser.parse_args()
     ensure_tools("wrk")
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()[0]
+    started, load = run_started()
     best, ratios, cpu, direct, hits = measure(args)
     text = report(args, best, ratios, cpu, direct, hits)
     print()
     print(text)
     if not args.no_docs:
-        write_section("proxy_metrics", markdown(args, text, started, load))
-        print("\nwritten to docs/bench.md")
+        write_own_section("proxy_metrics", markdown(args, text, started, load))
     return 0
 
 

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from support import BINS, import_this_checkout
-from support.docs import write_section
+from support import BINS, import_this_checkout, options
+from support.docs import run_started, section_head, write_own_section
 from support.processes import free_port
 from support.runs import alternate
 from support.tables import fmt_time, format_table
@@ -50,6 +50,7 @@ from js_host.middleware import JSHostMiddleware  # noqa: E402
 FOLDERS = 20
 TARGET_MS = 0.05
 Environ = dict[str, Any]
+App = Callable[[Environ, Callable[..., Any]], list[bytes]]
 
 
 def write_project(root: Path, files: int, port: int) -> Path:
@@ -88,7 +89,28 @@ def request(app: Callable[..., Any]) -> Callable[[], object]:
     return one
 
 
+def answering_app(answer: Function, expected: str) -> App:
+    """The app under measurement: one ``Function.call`` per request, its answer checked."""
+
+    def calling_app(environ: Environ, respond: Callable[..., Any]) -> list[bytes]:
+        output = answer.call()
+        if output != expected:
+            raise RuntimeError(f"the host answered {output!r}, not {expected!r}")
+        respond("200 OK", [("Content-Type", "text/plain")])
+        return [output.encode()]
+
+    return calling_app
+
+
+def empty_app(environ: Environ, respond: Callable[..., Any]) -> list[bytes]:
+    """An app that calls nothing: around it, the middleware's own cost shows."""
+    respond("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Every figure of the run, with the manager and its host started by the middleware
+    (in ``root``) and stopped at the end."""
     config = write_project(root, args.files, free_port())
     settings.configure(
         SOURCE_ROOT=str(root),
@@ -98,32 +120,12 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         CONNECT_ONCE_CONFIGURED=False,
         VERBOSITY=verbosity.SILENT,
     )
-    answer = Function("answer")
-    expected = str(args.files)
-
-    def calling_app(environ: Environ, respond: Callable[..., Any]) -> list[bytes]:
-        output = answer.call()
-        if output != expected:
-            raise RuntimeError(f"the host answered {output!r}, not {expected!r}")
-        respond("200 OK", [("Content-Type", "text/plain")])
-        return [output.encode()]
-
-    def empty_app(environ: Environ, respond: Callable[..., Any]) -> list[bytes]:
-        respond("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    figures: dict[str, Any] = {}
+    calling_app = answering_app(Function("answer"), str(args.files))
     host = get_default_host()
     try:
         middleware = JSHostMiddleware(calling_app)  # starts the manager and the host
+        figures = in_development(args, middleware, calling_app)
         reloader = middleware.reloader
-        request(middleware)()
-        watched = len(reloader.files)
-        if watched < args.files or reloader.changed():
-            raise RuntimeError(f"the reloader watches {watched} files, changed={reloader.changed()}")
-        figures["watched"] = watched
-        figures["mode"] = reloader.files.mode
-        figures["development"] = alternate(request(calling_app), request(middleware), args.calls, args.rounds)
 
         def full_check() -> object:
             reloader.check(host, connected=True)
@@ -133,20 +135,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
         bare = JSHostMiddleware(empty_app, connect_on_init=False)
         figures["cost"] = cost(request(empty_app), request(bare), args)
-
-        os.environ["JS_HOST_WATCH_POLLING"] = "1"
-        try:
-            reloader.forget()
-            request(middleware)()  # a full check, then the polling thread watches
-            bare.reloader.forget()
-            request(bare)()
-            if reloader.files.mode != "polling" or bare.reloader.files.mode != "polling":
-                raise RuntimeError("JS_HOST_WATCH_POLLING=1 did not start the polling thread")
-            time.sleep(1.0)  # a few passes of the thread over the files
-            figures["polling"] = alternate(request(calling_app), request(middleware), args.calls, args.rounds)
-            figures["polling_cost"] = cost(request(empty_app), request(bare), args)
-        finally:
-            del os.environ["JS_HOST_WATCH_POLLING"]
+        figures.update(polling(args, middleware, bare, calling_app))
     finally:
         manager = host.manager
         host.disconnect()
@@ -154,6 +143,43 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         if manager is not None:
             manager.stop()
     return figures
+
+
+def in_development(
+    args: argparse.Namespace, middleware: JSHostMiddleware, calling_app: App
+) -> dict[str, Any]:
+    """The files the reloader watches, how, and a request in development against the app alone."""
+    reloader = middleware.reloader
+    request(middleware)()
+    watched = len(reloader.files)
+    if watched < args.files or reloader.changed():
+        raise RuntimeError(f"the reloader watches {watched} files, changed={reloader.changed()}")
+    return {
+        "watched": watched,
+        "mode": reloader.files.mode,
+        "development": alternate(request(calling_app), request(middleware), args.calls, args.rounds),
+    }
+
+
+def polling(
+    args: argparse.Namespace, middleware: JSHostMiddleware, bare: JSHostMiddleware, calling_app: App
+) -> dict[str, Any]:
+    """The same request and cost with the polling thread watching (JS_HOST_WATCH_POLLING=1)."""
+    os.environ["JS_HOST_WATCH_POLLING"] = "1"
+    try:
+        middleware.reloader.forget()
+        request(middleware)()  # a full check, then the polling thread watches
+        bare.reloader.forget()
+        request(bare)()
+        if middleware.reloader.files.mode != "polling" or bare.reloader.files.mode != "polling":
+            raise RuntimeError("JS_HOST_WATCH_POLLING=1 did not start the polling thread")
+        time.sleep(1.0)  # a few passes of the thread over the files
+        return {
+            "polling": alternate(request(calling_app), request(middleware), args.calls, args.rounds),
+            "polling_cost": cost(request(empty_app), request(bare), args),
+        }
+    finally:
+        del os.environ["JS_HOST_WATCH_POLLING"]
 
 
 def cost(base: Callable[[], object], call: Callable[[], object], args: argparse.Namespace) -> float:
@@ -202,10 +228,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
 
 def markdown(text: str, started: str, load: float) -> str:
     return (
-        "## The development reloader: `bench/reloader.py`\n\n"
-        f"Measured by `python3 bench/reloader.py` on {started} ({os.cpu_count()} CPUs shared with "
-        f"other work, load average {load:.1f} at the start; the ratios are within this one run). "
-        "A managed host whose config requires 2,000 small modules; a WSGI app making one "
+        section_head("The development reloader", "reloader.py", started, load)
+        + "A managed host whose config requires 2,000 small modules; a WSGI app making one "
         "`Function.call` per request, alone (the floor) and inside `JSHostMiddleware` in "
         "development, with each way of watching; the full check is what every request paid "
         "before the watcher (a manager request and a stat of every loaded file).\n\n"
@@ -220,17 +244,13 @@ def markdown(text: str, started: str, load: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = options.parser(__doc__)
     parser.add_argument("--files", type=int, default=2000, help="modules the config requires")
     parser.add_argument("--calls", type=int, default=2000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (medians)")
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/bench.md")
+    options.add_no_docs(parser)
     args = parser.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()[0]
-    print(f"load average at the start: {load:.1f}", flush=True)
+    started, load = run_started(show_load=True)
     with tempfile.TemporaryDirectory(prefix="bench-reloader-") as tmp:
         root = Path(tmp) / "project"
         runtime = Path(tmp) / "runtime"
@@ -243,8 +263,7 @@ def main() -> None:
             sys.exit(f"bench: {err}")
     text = report(args, figures)
     if not args.no_docs:
-        write_section("reloader", markdown(text, started, load))
-        print("\nwritten to docs/bench.md")
+        write_own_section("reloader", markdown(text, started, load))
 
 
 if __name__ == "__main__":

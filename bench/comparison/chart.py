@@ -6,7 +6,8 @@ from pathlib import Path
 
 from support.tables import fmt_time
 
-from .results import ORDER, PAYLOADS, THREADS, Results
+from .names import ORDER, PAYLOADS, THREADS
+from .results import Results
 
 COLORS = {1: "#1f77b4", 2: "#ff7f0e", 8: "#2ca02c"}
 

@@ -15,7 +15,8 @@ from support.processes import NodeServer, fresh_log
 from support.runs import seconds_to, threaded_per_call
 from support.tables import fmt_time
 
-from .results import DIRECT, EXECJS, FLOOR, LEGACY, PAYLOADS, RACER, THREADS, Figures, Results, add
+from .names import DIRECT, EXECJS, FLOOR, LEGACY, PAYLOADS, RACER, THREADS
+from .results import Figures, Results, add
 from .subjects import ECHO_JS, Legacy, Subjects
 
 

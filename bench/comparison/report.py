@@ -12,23 +12,9 @@ from support import BENCH, ROOT
 from support.docs import write_section
 from support.tables import fmt_time, format_table
 
+from . import names
 from .chart import chart
-from .results import (
-    DIRECT,
-    EXECJS,
-    FLOOR,
-    GUNICORN_FLOOR,
-    LEGACY,
-    LOCAL_HIT,
-    NGINX_HIT,
-    ORDER,
-    PAYLOADS,
-    PROXY_HIT,
-    PROXY_MISS,
-    PROXY_STALE,
-    THREADS,
-    Results,
-)
+from .results import Results
 
 RESULTS = BENCH / "results"
 DOCS = ROOT / "docs"
@@ -41,12 +27,12 @@ def cell(results: Results, name: str, payload: str, threads: int) -> str:
     if subject.error is not None or value is None:
         return "n/a"
     paired = (subject.ratios or {}).get(payload, {}).get(str(threads))
-    if name == FLOOR:
+    if name == names.FLOOR:
         ratio = 1.0
     elif paired:  # the median of each measurement's ratio to the floor measured just before it
         ratio = statistics.median(paired)
     else:
-        ratio = value / results.subjects[FLOOR].median_call(payload, threads)
+        ratio = value / results.subjects[names.FLOOR].median_call(payload, threads)
     return f"{fmt_time(value)} ({ratio:.1f}x)"
 
 
@@ -55,19 +41,19 @@ def start_cell(runs: list[float] | None) -> str:
 
 
 def table(results: Results) -> list[list[str]]:
-    rows = [["", *(f"{p} x{t}" for p in PAYLOADS for t in THREADS), "cold", "warm"]]
-    for name in ORDER:
+    rows = [["", *(f"{p} x{t}" for p in names.PAYLOADS for t in names.THREADS), "cold", "warm"]]
+    for name in names.ORDER:
         if name not in results.subjects:
             continue
         subject = results.subjects[name]
-        figures = [cell(results, name, p, t) for p in PAYLOADS for t in THREADS]
+        figures = [cell(results, name, p, t) for p in names.PAYLOADS for t in names.THREADS]
         rows.append([name, *figures, start_cell(subject.cold), start_cell(subject.warm)])
     return rows
 
 
 def versus(results: Results, name: str, other: str) -> str | None:
     """``other``'s per-call time over ``name``'s, for each payload and thread count."""
-    return compared(results, name, other, lambda a, b: f"{b / a:.1f}x", PAYLOADS)
+    return compared(results, name, other, lambda a, b: f"{b / a:.1f}x", names.PAYLOADS)
 
 
 def compared(
@@ -79,7 +65,7 @@ def compared(
         return None
     parts = []
     for payload in payloads:
-        for threads in THREADS:
+        for threads in names.THREADS:
             a, b = mine.median_call(payload, threads), theirs.median_call(payload, threads)
             if a and b:
                 parts.append(f"{payload} x{threads}: {figure(a, b)}")
@@ -89,10 +75,10 @@ def compared(
 def summary(results: Results) -> list[str]:
     lines = []
     for name, other, what in (
-        (DIRECT, LEGACY, "Function.call -> host is faster than the 2015 stack by"),
-        (DIRECT, EXECJS, "Function.call -> host is faster than PyExecJS by"),
-        (NGINX_HIT, PROXY_HIT, "an nginx proxy_cache hit is faster than a js-host proxy hit by"),
-        (PROXY_HIT, PROXY_STALE, "a stale-while-revalidate answer takes, in proxy hits"),
+        (names.DIRECT, names.LEGACY, "Function.call -> host is faster than the 2015 stack by"),
+        (names.DIRECT, names.EXECJS, "Function.call -> host is faster than PyExecJS by"),
+        (names.NGINX_HIT, names.PROXY_HIT, "an nginx proxy_cache hit is faster than a js-host proxy hit by"),
+        (names.PROXY_HIT, names.PROXY_STALE, "a stale-while-revalidate answer takes, in proxy hits"),
     ):
         figures = versus(results, name, other)
         if figures:
@@ -100,24 +86,24 @@ def summary(results: Results) -> list[str]:
     # The targets, each a ratio or a difference of two subjects measured in this run.
     for name, other, figure, payloads, what in (
         (
-            LOCAL_HIT,
-            NGINX_HIT,
+            names.LOCAL_HIT,
+            names.NGINX_HIT,
             lambda a, b: f"{a / b:.2f}x",
-            PAYLOADS,
+            names.PAYLOADS,
             "a local cache hit over an nginx proxy_cache hit of the same call (target <= 0.3x)",
         ),
         (
-            PROXY_MISS,
-            DIRECT,
+            names.PROXY_MISS,
+            names.DIRECT,
             lambda a, b: f"{(a - b) * 1000:+.2f} ms",
-            PAYLOADS,
+            names.PAYLOADS,
             "a miss through the proxy over a direct call (target <= +1.0 ms)",
         ),
         (
-            PROXY_HIT,
-            GUNICORN_FLOOR,
+            names.PROXY_HIT,
+            names.GUNICORN_FLOOR,
             lambda a, b: f"{b / a:.2f}x",
-            PAYLOADS[:1],  # the floor answers a constant 24 bytes
+            names.PAYLOADS[:1],  # the floor answers a constant 24 bytes
             "proxy hits per second over the gunicorn floor's, same worker (target >= 0.9x)",
         ),
     ):

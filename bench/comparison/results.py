@@ -1,4 +1,4 @@
-"""Every figure of one bench/compare.py run, and the names of what it measures."""
+"""Every figure of one bench/compare.py run (its subjects named in ``names``), and the JSON of them."""
 
 from __future__ import annotations
 
@@ -9,36 +9,6 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-PAYLOADS = ("50 B", "100 KB")
-THREADS = (1, 2, 8)
-
-FLOOR = "floor: raw socket -> node:http echo"
-DIRECT = "js-host: Function.call -> host"
-PROXY_HIT = "js-host: Function.call -> proxy, hit"
-PROXY_MISS = "js-host: Function.call -> proxy, miss"
-PROXY_STALE = "js-host: Function.call -> proxy, stale while revalidating"
-LOCAL_HIT = "js-host: Function.call, local cache hit"
-GUNICORN_FLOOR = "gunicorn floor: constant answer, proxy's worker"
-NGINX_HIT = "nginx proxy_cache, hit"
-NGINX_MISS = "nginx proxy_cache, miss"
-LEGACY = "2015: js-host 0.2.0 + npm 0.12"
-EXECJS = "PyExecJS (node per call)"
-RACER = "mini-racer (in-process V8)"
-ORDER = [
-    FLOOR,
-    DIRECT,
-    LOCAL_HIT,
-    PROXY_HIT,
-    PROXY_MISS,
-    PROXY_STALE,
-    GUNICORN_FLOOR,
-    NGINX_HIT,
-    NGINX_MISS,
-    LEGACY,
-    EXECJS,
-    RACER,
-]
 
 #: payload -> thread count (a string: the JSON keys) -> one figure per round.
 Figures = dict[str, dict[str, list[float]]]

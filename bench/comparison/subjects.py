@@ -19,21 +19,8 @@ from support.processes import NodeServer, free_port, fresh_log, stop_group
 from support.proxies import start_nginx, start_proxy
 from support.runs import MakeCall
 
-from .results import (
-    DIRECT,
-    EXECJS,
-    FLOOR,
-    GUNICORN_FLOOR,
-    LEGACY,
-    LOCAL_HIT,
-    NGINX_HIT,
-    NGINX_MISS,
-    PROXY_HIT,
-    PROXY_MISS,
-    PROXY_STALE,
-    RACER,
-    Results,
-)
+from . import names
+from .results import Results
 
 DATA = {"50 B": SMALL, "100 KB": LARGE}
 ECHO_JS = "function echo(data) { return JSON.stringify(data); }"
@@ -46,12 +33,12 @@ def install(allow: bool) -> tuple[dict[str, str | None], str | None]:
     """What is missing (subject -> the reason, or None when it is there), and why there
     can be no chart (None: there can); installs it first when ``allow``."""
     missing = {
-        EXECJS: pip_install("execjs", "PyExecJS", allow),
-        RACER: pip_install("py_mini_racer", "mini-racer", allow),
-        LEGACY: ensure_legacy(allow),
-        NGINX_HIT: ensure_nginx(allow),
+        names.EXECJS: pip_install("execjs", "PyExecJS", allow),
+        names.RACER: pip_install("py_mini_racer", "mini-racer", allow),
+        names.LEGACY: ensure_legacy(allow),
+        names.NGINX_HIT: ensure_nginx(allow),
     }
-    missing[NGINX_MISS] = missing[NGINX_HIT]
+    missing[names.NGINX_MISS] = missing[names.NGINX_HIT]
     return missing, pip_install("matplotlib", "matplotlib", allow)
 
 
@@ -211,26 +198,26 @@ def start(subjects: Subjects, results: Results, missing: dict[str, str | None]) 
     subjects.started.append(gunicorn_floor)
     subjects.makers.update(
         {
-            FLOOR: floor_maker(floor.port),
-            DIRECT: function_maker(host.url),
-            LOCAL_HIT: function_maker(host.url, local_cache=1 << 20),
-            PROXY_HIT: function_maker(proxy_url),
-            PROXY_MISS: function_maker(proxy_url, miss=True),
-            PROXY_STALE: stale_maker(stale_url),
-            GUNICORN_FLOOR: function_maker(gunicorn_floor_url),
+            names.FLOOR: floor_maker(floor.port),
+            names.DIRECT: function_maker(host.url),
+            names.LOCAL_HIT: function_maker(host.url, local_cache=1 << 20),
+            names.PROXY_HIT: function_maker(proxy_url),
+            names.PROXY_MISS: function_maker(proxy_url, miss=True),
+            names.PROXY_STALE: stale_maker(stale_url),
+            names.GUNICORN_FLOOR: function_maker(gunicorn_floor_url),
         }
     )
-    if not missing[NGINX_HIT]:
+    if not missing[names.NGINX_HIT]:
         try:
             # As root the whole of nginx runs as nobody (setpriv), not only its workers.
             nginx, nginx_url, _ = start_nginx(subjects.tmp, host.url, all_as_nobody=True)
             subjects.started.append(nginx)
-            subjects.makers[NGINX_HIT] = function_maker(nginx_url)
-            subjects.makers[NGINX_MISS] = function_maker(nginx_url, miss=True)
+            subjects.makers[names.NGINX_HIT] = function_maker(nginx_url)
+            subjects.makers[names.NGINX_MISS] = function_maker(nginx_url, miss=True)
         except Exception as err:
-            for name in (NGINX_HIT, NGINX_MISS):
+            for name in (names.NGINX_HIT, names.NGINX_MISS):
                 results.fail(name, f"nginx did not start: {err}")
-    if not missing[EXECJS]:
-        subjects.makers[EXECJS] = execjs_maker()
-    if not missing[RACER]:
-        subjects.makers[RACER] = racer_maker()
+    if not missing[names.EXECJS]:
+        subjects.makers[names.EXECJS] = execjs_maker()
+    if not missing[names.RACER]:
+        subjects.makers[names.RACER] = racer_maker()

@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: owned processes, threaded runs, wrk, tables.
+"""What the benchmark scripts share: owned processes, threaded runs, wrk, tables, the
+command line, their sections of docs/bench.md.
 
 The scripts run as ``python3 bench/<script>.py``, so ``bench/`` is first on
 ``sys.path`` and ``import support`` finds this package. Every module here is

@@ -1,5 +1,5 @@
-"""The Python client under measurement: its echo host, payloads, raw-socket floor client
-and start-up runs in new Python processes.
+"""The Python client under measurement: its echo host, payloads, the floor's clients
+(raw socket, blocking and asyncio) and start-up runs in new Python processes.
 
 Importing this module puts the checkout's root first on ``sys.path``: the ``js_host``
 measured is this checkout's.
@@ -7,8 +7,10 @@ measured is this checkout's.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,12 +65,17 @@ def function_on(
     return Function(name, host=host)
 
 
-def raw_client(port: int, body: bytes) -> Callable[[], bytes]:
-    """The floor's client: hand-written request bytes on one kept-alive socket."""
-    request = (
+def echo_request(port: int, body: bytes) -> bytes:
+    """The bytes of a ``POST /function/echo`` of ``body`` to 127.0.0.1:``port``, written by hand."""
+    return (
         f"POST /function/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def raw_client(port: int, body: bytes) -> Callable[[], bytes]:
+    """The floor's client: hand-written request bytes on one kept-alive socket."""
+    request = echo_request(port, body)
     sock = _connect(port)
 
     def call() -> bytes:
@@ -81,6 +88,30 @@ def raw_client(port: int, body: bytes) -> Callable[[], bytes]:
             sock.close()
             sock = _connect(port)
             return _exchange(sock, request)
+
+    return call
+
+
+def raw_async_client(
+    loop: asyncio.AbstractEventLoop, port: int, body: bytes
+) -> Callable[[], Awaitable[bytes]]:
+    """The asyncio floor: hand-written request bytes on one kept-alive connection, an
+    ``asyncio.Protocol`` that resolves a future per answer (no parsing: the answer is small)."""
+    request = echo_request(port, body)
+
+    class Floor(asyncio.Protocol):
+        waiter: asyncio.Future[bytes] | None = None
+
+        def data_received(self, data: bytes) -> None:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(data)
+
+    transport, floor = loop.run_until_complete(loop.create_connection(Floor, "127.0.0.1", port))
+
+    async def call() -> bytes:
+        floor.waiter = loop.create_future()
+        transport.write(request)
+        return await floor.waiter
 
     return call
 

@@ -23,6 +23,12 @@ from . import NODE_ENV, ROOT
 T = TypeVar("T")
 
 
+def exit_on_sigterm() -> None:
+    """Stopped with SIGTERM (e.g. by ``timeout``), exit through ``sys.exit``: the script's
+    ``finally`` blocks still stop every process it started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
 def free_port() -> int:
     """A TCP port nothing listens on at the moment, on 127.0.0.1."""
     with socket.socket() as sock:

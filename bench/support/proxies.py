@@ -1,10 +1,12 @@
 """The caching proxies under measurement: js_host_proxy under gunicorn, nginx
-``proxy_cache`` (the bar), the host behind them, and calls through them."""
+``proxy_cache`` (the bar), the host behind them, and calls through them (or, in-process,
+straight to the proxy's WSGI app)."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import statistics
@@ -29,6 +31,26 @@ def body_and_path(name: str, data: dict[str, Any]) -> tuple[bytes, str]:
     """The body and path of a cacheable call of ``name`` (the hash of the body in the query)."""
     body = json.dumps(data, sort_keys=True).encode()
     return body, f"/function/{name}?hash={hashlib.sha1(body).hexdigest()}"
+
+
+def post_environ(path: str, body: bytes, **extra: str) -> Callable[[], dict[str, Any]]:
+    """A new WSGI environ for each call of it: a POST of ``body`` (JSON) to ``path`` (with
+    its query), and the ``extra`` keys, for calling the proxy's app in this process. The
+    path is split once here, not in every timed call."""
+    route, _, query = path.partition("?")
+
+    def environ() -> dict[str, Any]:
+        return {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": route,
+            "QUERY_STRING": query,
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/json",
+            "wsgi.input": io.BytesIO(body),
+            **extra,
+        }
+
+    return environ
 
 
 def start_host(workdir: Path) -> tuple[str, NodeServer]:
