@@ -11,8 +11,8 @@ In development (``USE_MANAGER``) each request first does what
 host when any file it loaded (its config file, every module it required) has
 changed, reconnect when it has gone, so that an edit shows at the next request
 under ``runserver`` with these two settings alone. That check costs a few
-microseconds: the files are watched off the request path, by the one
-development middleware of the process (made at the first request; its watcher
+microseconds: the files are watched off the request path, by the process's one
+:class:`~js_host.middleware_core.MiddlewareCore` (made at the first request; its watcher
 is a polling thread only where inotify cannot be used, a daemon stopped at
 exit). Errors found then are logged, and the request goes
 on (its function calls raise them). For js_host's own error pages (a crash shown
@@ -52,7 +52,7 @@ class JSHostConfig(AppConfig):
             request_started.connect(_development_request, dispatch_uid="js_host.development")
 
 
-_development: Any = None  # the JSHostMiddleware whose development checks run at each request
+_development: Any = None  # the MiddlewareCore whose development checks run at each request
 
 
 def _development_request(sender: Any, environ: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -60,17 +60,13 @@ def _development_request(sender: Any, environ: dict[str, Any] | None = None, **k
     global _development
     from .error_report import ENVIRON_MIDDLEWARE
     from .exceptions import JSHostError
-    from .middleware import JSHostMiddleware
+    from .middleware_core import MiddlewareCore
 
     if environ is not None and ENVIRON_MIDDLEWARE in environ:
         return  # a JSHostMiddleware around the WSGI application does it, with its pages
     if _development is None:
-        _development = JSHostMiddleware(_no_app, connect_on_init=False)
+        _development = MiddlewareCore()  # connects at its first prepare()
     try:
         _development.prepare()
     except JSHostError as err:
         logger.error("js-host: %s", err)
-
-
-def _no_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    raise AssertionError("only JSHostMiddleware.prepare() is used")  # pragma: no cover

@@ -36,24 +36,26 @@ error handler sent before re-raising (Starlette's ``ServerErrorMiddleware``) can
 still be replaced; a streamed body goes out as it comes.
 
 The blocking work (connecting, the reloader's check, the development page) is
-the WSGI middleware's, which this one holds (:attr:`core`) and runs with
-``asyncio.to_thread`` only when needed: a connected worker in production handles
-a request without leaving the loop.
+done as in the WSGI middleware, by a :class:`~js_host.middleware_core.MiddlewareCore`
+that this one holds (:attr:`core`) and runs with ``asyncio.to_thread`` only when
+needed: a connected worker in production handles a request without leaving the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Awaitable, MutableMapping, Sequence
-from typing import Any, Callable
+from collections.abc import Awaitable, MutableMapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import aio_transport
 from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, REPORTED_ERRORS
 from .exceptions import JSHostError
 from .host import JSHost
-from .middleware import JSHostMiddleware
+from .middleware_core import MiddlewareCore, MiddlewareOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -64,50 +66,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _no_wsgi_app(environ: Any, start_response: Any) -> Any:  # the core is never called as WSGI
-    raise RuntimeError("JSHostASGIMiddleware.core is not a WSGI application")
-
-
 class JSHostASGIMiddleware:
     """Connect each worker to the js-host, and answer clearly when it is unavailable (ASGI).
 
-    The options are :class:`~js_host.middleware.JSHostMiddleware`'s.
+    ``options`` are :class:`~js_host.middleware_core.MiddlewareOptions`, as for
+    :class:`~js_host.middleware.JSHostMiddleware`: ``host``, ``watch``, ``watch_interval``,
+    ``retry_after``, ``probe_interval``, ``status_timeout``, ``log_lines``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        # The JSHost to keep connected; None: the default host of the settings.
-        host: JSHost | None = None,
-        # Development: more files whose change restarts the host (the files the host loaded,
-        # the config file among them, always do).
-        watch: Sequence[str | os.PathLike[str]] = (),
-        # Development: seconds between two checks for changed code or a crashed host (0: before
-        # every request).
-        watch_interval: float = 0.0,
-        # Production: the Retry-After header (seconds) of the 503 page.
-        retry_after: int = 5,
-        # Production: while the host is down, seconds between two connect attempts of a worker.
-        probe_interval: float = 1.0,
-        # Seconds to wait for the host's GET /status when (re)connecting.
-        status_timeout: float = 2.0,
-        # Development: how many lines of the host's logfile the error page shows.
-        log_lines: int = 40,
-    ) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[MiddlewareOptions]) -> None:
         self.app = app
-        #: The connection, reloader and pages, shared with the WSGI middleware (never called as WSGI).
-        self.core = JSHostMiddleware(
-            _no_wsgi_app,
-            host=host,
-            watch=watch,
-            watch_interval=watch_interval,
-            retry_after=retry_after,
-            probe_interval=probe_interval,
-            status_timeout=status_timeout,
-            log_lines=log_lines,
-            connect_on_init=False,  # at the lifespan startup, in each worker
-        )
+        #: The connection, reloader and pages, as in the WSGI middleware; it connects at the
+        #: lifespan startup, in each worker.
+        self.core = MiddlewareCore(**options)
 
     @property
     def host(self) -> JSHost:
@@ -152,7 +123,7 @@ class JSHostASGIMiddleware:
         await held.flush()
 
     async def prepare(self, *, show_crash: bool = True) -> None:
-        """:meth:`JSHostMiddleware.prepare`, off the loop when it has anything to do."""
+        """:meth:`MiddlewareCore.prepare`, off the loop when it has anything to do."""
         core = self.core
         if core.is_ready():
             return

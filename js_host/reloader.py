@@ -36,7 +36,7 @@ check that sees the crash, in any process, raises a ProcessError naming the
 cause, and records the crashed process's id in the shared record; every later
 check (in any worker) just lets the middleware start the host again. A crash
 seen by a function call in the middle of a request is recorded the same way
-(:meth:`Reloader.crash_seen`).
+(:meth:`Reloader.crash_seen`); the showing once is :mod:`js_host.host_crash`.
 
 From async code (an ASGI server), call :meth:`Reloader.changed` on the event
 loop, and :meth:`Reloader.check`, :meth:`Reloader.connected` and
@@ -52,21 +52,15 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from .exceptions import ConnectionError, FunctionTimeout, ProcessError  # noqa: A004 - the spec's name
+from . import host_crash
+from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
 from .file_watch import FileWatcher, mtime_ns
-from .runtime import MachineLock, tail
+from .host_crash import CRASH_LOG_LINES, CRASH_NOTICE_TIMEOUT, RECORD_PURPOSE, machine_record
 
 if TYPE_CHECKING:
     from .host import JSHost
 
 logger = logging.getLogger(__name__)
-
-#: The MachineLock purpose of the record (its file name is kept for existing runtime dirs).
-RECORD_PURPOSE = "middleware"
-#: Seconds to wait, after a call saw the host go, for the manager to notice that it crashed.
-CRASH_NOTICE_TIMEOUT = 3.0
-#: Lines of a crashed host's logfile in the ProcessError of a crash seen between requests.
-CRASH_LOG_LINES = 20
 
 Mtimes = dict[str, Optional[int]]
 
@@ -164,7 +158,7 @@ class Reloader:
         if not data.get("started"):
             crashed = data.get("crashed")
             if isinstance(crashed, dict):
-                self._show_crash_once(host, crashed, record=show_crash)
+                host_crash.show_crash_once(host, crashed, record=show_crash)
             return False  # the middleware connects, which starts the host
         described = data.get("host") or {}
         if self._restart_if_loaded_files_changed(host, described):
@@ -189,7 +183,7 @@ class Reloader:
         if self._mtimes is None:
             # First look in this process: a change since another process's last
             # restart (e.g. while the server was stopped) still restarts the host.
-            with MachineLock(RECORD_PURPOSE, host.config_file, record=True) as lock:
+            with machine_record(host) as lock:
                 if lock.record.get("mtimes") is None:
                     lock.record["mtimes"] = current
                 elif lock.record["mtimes"] != current:
@@ -200,7 +194,7 @@ class Reloader:
             return False
         self._mtimes = current
         # Every worker sees the change; the first one restarts the host, the others reconnect.
-        with MachineLock(RECORD_PURPOSE, host.config_file, record=True) as lock:
+        with machine_record(host) as lock:
             if lock.record.get("mtimes") != current:
                 self._restart_host(host, lock.record, current)
         return True
@@ -219,7 +213,7 @@ class Reloader:
         if not _changed_files(described):
             return False  # (None: js-host 0.11, only the watched files count)
         assert host.manager is not None
-        with MachineLock(RECORD_PURPOSE, host.config_file, record=True):
+        with machine_record(host):
             # Every worker sees the change: only if it still is the host process that loaded
             # them, and it still runs the old code (a pool reloaded by another worker keeps
             # its process, and reports the files its new workers loaded).
@@ -231,55 +225,12 @@ class Reloader:
                 host.restart()  # starts it if it is not running
         return True
 
-    def _show_crash_once(self, host: JSHost, crashed: dict[str, Any], *, record: bool) -> None:
-        """Raise a ProcessError for the crash ``crashed`` unless a process has shown it already;
-        ``record``: it is shown now."""
-        if not self._claim_crash(host, crashed, record=record):
-            return
-        logfile = crashed.get("logfile") or host.logfile
-        if logfile and not host.logfile:
-            host.logfile = logfile  # for the page's tail
-        raise ProcessError(
-            f"The host for {host.config_file} exited unexpectedly ({crashed.get('exit', 'cause unknown')}) "
-            f"since the last request. Inspect its logfile {logfile}, fix the cause and reload: the next "
-            f"request starts the host again.\nLast lines of {logfile}:\n{tail(logfile, CRASH_LOG_LINES)}"
-        )
-
-    def _claim_crash(self, host: JSHost, crashed: dict[str, Any], *, record: bool = True) -> bool:
-        """Record the crash as shown on this machine (unless not ``record``); False if a process
-        had already shown it."""
-        with MachineLock(RECORD_PURPOSE, host.config_file, record=True) as lock:
-            if lock.record.get("crash_shown") == crashed.get("id"):
-                return False
-            if not record:
-                return True
-            lock.record["crash_shown"] = crashed.get("id")
-        logger.error("%s exited unexpectedly (%s)", host.config_file, crashed.get("exit", "cause unknown"))
-        return True
-
     def crash_seen(self, host: JSHost) -> str | None:
         """A call of this request found the host gone: how the host process this process was
         connected to ended (e.g. ``signal SIGKILL``), once the manager has noticed, and that crash
         is recorded as shown (the next request starts the host); None if it has not crashed (or
         the manager does not say: js-host 0.11)."""
-        manager = host.manager
-        if manager is None or self._host_id is None:
-            return None
-        deadline = time.monotonic() + CRASH_NOTICE_TIMEOUT
-        while True:
-            try:
-                data = manager.request_host_status(host.config_file)
-            except (ConnectionError, FunctionTimeout):
-                return None
-            crashed = data.get("crashed")
-            if not data.get("started"):
-                if not isinstance(crashed, dict) or crashed.get("id") != self._host_id:
-                    return None
-                self._claim_crash(host, crashed)
-                return str(crashed.get("exit", "cause unknown"))
-            if (data.get("host") or {}).get("id") != self._host_id or time.monotonic() >= deadline:
-                return None  # restarted meanwhile, or alive: not a crash
-            time.sleep(0.05)
+        return host_crash.crash_seen(host, self._host_id)
 
 
 def _loaded_files(described: dict[str, Any]) -> dict[str, int] | None:
@@ -314,3 +265,7 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+# The crash constants live in js_host.host_crash; still importable from here.
+__all__ = ["CRASH_LOG_LINES", "CRASH_NOTICE_TIMEOUT", "RECORD_PURPOSE", "Reloader"]
