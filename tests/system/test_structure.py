@@ -1,5 +1,6 @@
-"""The layout of the Python packages: each module imports alone without side effects,
-and no two modules import each other (directly or through others).
+"""The layout of the packages: each Python module imports alone without side effects,
+no two modules import each other (directly or through others), and no module of the
+client, the proxy or the Node host is over 300 lines.
 
 The import graph is built from the sources with ``ast``: every import counts,
 those inside functions (which hide a circle until they run) and under
@@ -116,6 +117,25 @@ def test_function_level_and_relative_imports_count(tmp_path: Path) -> None:
     module.write_text(source)
     known = {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e"}
     assert imported_modules("pkg.a", module, known) == {"pkg.b", "pkg.c", "pkg.d", "pkg.e"}
+
+
+#: One job per module: a module past this many lines is doing more than one.
+MAX_MODULE_LINES = 300
+
+
+def source_files() -> list[Path]:
+    """The Python modules of both packages and the Node host's own modules (not its tests)."""
+    python = [path for package in PACKAGES for path in package_modules(package).values()]
+    node = ROOT / "js_host" / "node"
+    scripts = [*node.glob("bin/*.js"), *node.glob("lib/*.js"), *node.glob("lib/*.mjs")]
+    return sorted(python + scripts)
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    sizes = {path: len(path.read_text(encoding="utf-8").splitlines()) for path in source_files()}
+    assert len(sizes) > 50, f"too few modules found: {sorted(sizes)}"
+    long = {str(path.relative_to(ROOT)): lines for path, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not long, f"split these along a seam of their own (at most {MAX_MODULE_LINES} lines): {long}"
 
 
 # Run in a fresh interpreter: audit events (PEP 578) name what the import does.
