@@ -205,8 +205,9 @@ class FileWatcher:
         self._names = {}
 
     def _read_events(self) -> None:
-        candidates: set[str] = set()
-        overflow = False
+        # The events are compared with the mtimes before the lock is released: a thread calling
+        # changed() meanwhile would find the kernel's queue empty and take the edit for none,
+        # and its request would reach the host the edit is about to restart.
         with self._lock:
             inotify = self._inotify
             if inotify is None:
@@ -215,17 +216,17 @@ class FileWatcher:
                 events = inotify.read(timeout=0)  # what the kernel has queued; never waits
             except OSError:
                 return
+            candidates: set[str] = set()
             for event in events:
                 if event.mask & inotify_flags.Q_OVERFLOW:
-                    overflow = True
-                    continue
+                    candidates = set(self._reference)  # events lost: compare them all, once
+                    break
                 watched = self._names.get(event.wd)
                 if watched is not None and event.name in watched[1]:
                     candidates.add(os.path.join(watched[0], event.name))
-        if overflow:
-            candidates = set(self._reference)  # events lost: compare them all, once
-        if candidates:
-            self._compare(sorted(candidates))
+            changed = _changed_among(sorted(candidates), self._reference)
+            if changed:
+                self.changed_files = self.changed_files + changed
 
     # Polling
 
@@ -244,7 +245,7 @@ class FileWatcher:
     def _compare(self, paths: list[str]) -> None:
         """Record the files of ``paths`` whose mtime is not the reference's."""
         reference = self._reference
-        changed = [path for path in paths if path in reference and mtime_ns(path) != reference[path]]
+        changed = _changed_among(paths, reference)
         if changed:
             with self._lock:
                 if reference is self._reference:  # not watching other files meanwhile
@@ -257,6 +258,11 @@ class FileWatcher:
         self._thread = None
         self._stop = threading.Event()
         self._pid = os.getpid()
+
+
+def _changed_among(paths: list[str], reference: Mtimes) -> list[str]:
+    """The files of ``paths`` that ``reference`` watches and whose mtime is not its own."""
+    return [path for path in paths if path in reference and mtime_ns(path) != reference[path]]
 
 
 def _poll(ref: weakref.ref[FileWatcher], stop: threading.Event) -> None:

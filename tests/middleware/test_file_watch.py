@@ -5,12 +5,15 @@ of the folder, a chmod and an unchanged file are not; a forked child watches on 
 from __future__ import annotations
 
 import os
+import select
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from js_host import file_watch
 from js_host.file_watch import FileWatcher, mtime_ns
 from tests.support.forked import run_in_fork
 from tests.support.waiting import wait_for
@@ -130,3 +133,38 @@ def test_a_watched_file_that_appears(watcher: FileWatcher, tmp_path: Path) -> No
     os.link(paths[0], missing)
     wait_for(watcher.changed, what="the new file")
     assert watcher.changed_files == [str(missing)]
+
+
+def test_a_thread_asking_while_another_reads_the_events_sees_the_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two request threads: the first takes the edit's events off the kernel's queue and
+    compares the mtimes; the second, asking meanwhile, must not take the edit for none (its
+    request would reach the host the first one is about to restart)."""
+    if not os.path.exists("/proc/sys/fs/inotify"):
+        pytest.skip("no inotify on this system")
+    watcher = FileWatcher(polling=False)
+    (path,) = files(tmp_path, 1)
+    watch(watcher, [path])
+    asking, comparing = threading.Event(), threading.Event()
+
+    def slow_mtime(name: str) -> int | None:
+        comparing.set()
+        asking.wait(10)
+        time.sleep(0.3)  # the second thread asks while the first compares
+        return mtime_ns(name)
+
+    try:
+        edit(path, "module.exports = 'edited';\n")
+        wait_for(lambda: select.select([watcher._inotify.fileno()], [], [], 0)[0])  # the events are queued
+        monkeypatch.setattr(file_watch, "mtime_ns", slow_mtime)
+        first = threading.Thread(target=watcher.changed)
+        first.start()
+        assert comparing.wait(10)
+        asking.set()
+        assert watcher.changed(), "the second thread took the edit for none"
+        first.join(10)
+        assert watcher.changed_files == [str(path)]
+    finally:
+        asking.set()
+        watcher.close()
