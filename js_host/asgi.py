@@ -52,7 +52,7 @@ from . import aio_transport
 from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, REPORTED_ERRORS
 from .exceptions import JSHostError
 from .host import JSHost
-from .middleware_core import MiddlewareCore, MiddlewareOptions
+from .middleware_core import MiddlewareCore, MiddlewareOptions, check_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11
@@ -75,6 +75,7 @@ class JSHostASGIMiddleware:
     """
 
     def __init__(self, app: ASGIApp, **options: Unpack[MiddlewareOptions]) -> None:
+        check_options(type(self).__name__, options)
         self.app = app
         #: The connection, reloader and pages, as in the WSGI middleware; it connects at the
         #: lifespan startup, in each worker.

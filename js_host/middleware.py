@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .django import ReportErrorsMiddleware  # its home is beside the Django app; first documented here
 from .error_report import ENVIRON_ERROR, ENVIRON_MIDDLEWARE, REPORTED_ERRORS, UNAVAILABLE_ERRORS, report_error
 from .exceptions import JSHostError
-from .middleware_core import PROBE_TIMEOUT, MiddlewareCore, MiddlewareOptions
+from .middleware_core import PROBE_TIMEOUT, MiddlewareCore, MiddlewareOptions, check_options
 from .start_response import DeferredStartResponse, StartResponse
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ class JSHostMiddleware(MiddlewareCore):
         connect_on_init: bool = True,
         **options: Unpack[MiddlewareOptions],
     ) -> None:
+        check_options(type(self).__name__, options, "connect_on_init")
         super().__init__(**options)
         self.app = app
         if connect_on_init:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 from . import error_page
@@ -55,6 +55,17 @@ class MiddlewareOptions(TypedDict, total=False):
     status_timeout: float
     #: Development: how many lines of the host's logfile the error page shows. Default: 40.
     log_lines: int
+
+
+def check_options(owner: str, options: Mapping[str, object], *also: str) -> None:
+    """Refuse a keyword that is not an option, naming the middleware and the options it takes
+    (Python's own TypeError would name ``MiddlewareCore.__init__``, which the user never called)."""
+    known = [*also, *MiddlewareOptions.__annotations__]
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise TypeError(
+            f"{owner}() got an unexpected keyword argument {unknown[0]!r}; its options are {', '.join(known)}"
+        )
 
 
 class MiddlewareCore:

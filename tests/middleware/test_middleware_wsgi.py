@@ -351,3 +351,20 @@ def test_production_config_error_still_serves_pages_without_calls(tmp_path: Path
     client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(HOST_BIN))
     config.unlink()
     assert Client(JSHostMiddleware(static_app)).get("/").status_code == 200
+
+
+def test_an_unknown_option_names_the_middleware_and_its_options() -> None:
+    from js_host.asgi import JSHostASGIMiddleware
+
+    with pytest.raises(
+        TypeError,
+        match=r"^JSHostMiddleware\(\) got an unexpected keyword argument 'retry'; "
+        r"its options are connect_on_init, host, watch, ",
+    ):
+        JSHostMiddleware(lambda environ, start_response: [], connect_on_init=False, retry=5)
+    with pytest.raises(
+        TypeError,
+        match=r"^JSHostASGIMiddleware\(\) got an unexpected keyword argument 'connect_on_init'; "
+        r"its options are host, ",
+    ):
+        JSHostASGIMiddleware(lambda scope, receive, send: None, connect_on_init=False)
