@@ -17,6 +17,7 @@ const { ConfigError } = require('./config');
 const { FunctionCall } = require('./call');
 const { codeVersion } = require('./code_version');
 const { HostMetrics } = require('./host_metrics');
+const { lastErrorMessagesOf } = require('./last_errors');
 const { CONTENT_TYPE: METRICS_TYPE } = require('./metrics');
 const { BaseServer, JSON_TYPE, unknownFunction } = require('./server');
 
@@ -54,7 +55,10 @@ class Host extends BaseServer {
       }
     }
     this.codeVersion = options && options.codeVersion !== undefined ? options.codeVersion : codeVersion();
-    this.metrics = new HostMetrics({ isFunction: (name) => this.functions.has(name) });
+    this.metrics = new HostMetrics({
+      isFunction: (name) => this.functions.has(name),
+      errorMessages: lastErrorMessagesOf(this.config),
+    });
   }
 
   getStatus() {
@@ -196,8 +200,8 @@ function routeFunction(server, req, res, url) {
 /**
  * /status: the bare one exactly as computed once (0.11's shape: the 2015 clients
  * compare it with the config's status line); `GET /status?errors` appends the
- * host's last errors. The proxy forwards only the bare /status, so that a client
- * of the proxy never reads other clients' error texts.
+ * host's last errors, without their texts unless the config opts in (last_errors.js):
+ * any local user can ask the host's port. The proxy forwards only the bare /status.
  */
 function sendStatusWithErrors(server, req, res) {
   const json = server.statusJson();

@@ -2,18 +2,17 @@
 
 // What a host reports about itself, for both kinds of host: GET /metrics (the names are
 // the project's contract, see README "Metrics and logs") and the last errors shown in
-// /status. Calls are counted where their answer is sent (server.js answeredCall(), or
-// recordCall() from a route that answers several calls at once), so that every status
-// is counted exactly once. With a pool (pool_host.js) the metrics also show its queue,
-// its workers busy and idle, their restarts by cause and the heap each one reported.
+// /status?errors (what an entry keeps: last_errors.js). Calls are counted where their
+// answer is sent (server.js answeredCall(), or recordCall() from a route that answers
+// several calls at once), so that every status is counted exactly once. With a pool
+// (pool_host.js) the metrics also show its queue, its workers busy and idle, their
+// restarts by cause and the heap each one reported.
 
 const { monitorEventLoopDelay } = require('node:perf_hooks');
+const { LAST_ERRORS, LastErrors } = require('./last_errors');
 const { Registry } = require('./metrics');
 
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-// /status "lastErrors": the newest ones, last.
-const LAST_ERRORS = 10;
-const ERROR_MESSAGE_CHARS = 500;
 // Names answered 404 counted under their own label, the others under OTHER_NAME: a
 // client asking for made-up names must not grow the metrics without bound.
 const MAX_UNKNOWN_NAMES = 100;
@@ -37,8 +36,10 @@ class HostMetrics {
    *   now; a name it has not (a client's, made up) takes one of the MAX_UNKNOWN_NAMES
    *   labels whatever the answer (404, or a pool's 413 or 503 before its workers are
    *   ready). Without it, only a 404's name does.
+   * @param {boolean} [options.errorMessages] lastErrors keep each error's first line
+   *   (the config's lastErrorMessages, last_errors.js)
    */
-  constructor({ pool, isFunction = undefined } = {}) {
+  constructor({ pool, isFunction = undefined, errorMessages = false } = {}) {
     this.isFunction = isFunction;
     const registry = new Registry();
     this.registry = registry;
@@ -63,9 +64,14 @@ class HostMetrics {
     // property lookups, no label text built.
     this.functions = new Map();
     this.unknownNames = 0;
-    this.lastErrors = [];
+    this.errors = new LastErrors({ messages: errorMessages });
     this.monitor = null;
     this.windowStart = 0;
+  }
+
+  /** The last 5xx answers, oldest first: the "lastErrors" of /status?errors. */
+  get lastErrors() {
+    return this.errors.entries;
   }
 
   addPool(getPool) {
@@ -118,9 +124,9 @@ class HostMetrics {
 
   /**
    * Count one answered call of `name` with `status`, `seconds` after its request came;
-   * a 5xx is kept in lastErrors with the first line of `body`.
+   * a 5xx (its answer `body`, its `requestId`) is kept in lastErrors.
    */
-  recordCall(name, status, seconds, body) {
+  recordCall(name, status, seconds, body, requestId) {
     const entry = this.functions.get(name) || this.addFunction(name, status);
     let series = entry.calls[status];
     if (series === undefined) {
@@ -132,7 +138,7 @@ class HostMetrics {
       if (entry.duration === null) entry.duration = this.durations.get([entry.label]);
       this.durations.observeIn(entry.duration, seconds);
     }
-    if (status >= 500) this.addError(name, status, body);
+    if (status >= 500) this.errors.add(name, status, body, requestId);
   }
 
   addFunction(name, status) {
@@ -148,14 +154,6 @@ class HostMetrics {
     const entry = { label: name, calls: Object.create(null), duration: null };
     this.functions.set(name, entry);
     return entry;
-  }
-
-  addError(name, status, body) {
-    const text = String(body);
-    const newline = text.indexOf('\n');
-    const message = (newline === -1 ? text : text.slice(0, newline)).slice(0, ERROR_MESSAGE_CHARS);
-    this.lastErrors.push({ time: new Date().toISOString(), function: name, status, message });
-    if (this.lastErrors.length > LAST_ERRORS) this.lastErrors.shift();
   }
 
   collectLoopDelay() {

@@ -18,6 +18,7 @@ const { runInPool } = require('./batch_pool');
 const { BodyReader } = require('./body_reader');
 const { functionTimeoutOf, routeHost, sendMetrics, sendStatusWithErrors } = require('./host');
 const { HostMetrics } = require('./host_metrics');
+const { lastErrorMessagesOf } = require('./last_errors');
 const { Pool } = require('./pool');
 const { poolSettings } = require('./pool_settings');
 const { BaseServer, JSON_TYPE, TEXT } = require('./server');
@@ -81,7 +82,7 @@ class PoolHost extends BaseServer {
     this.pool = null; // made once listening: the workers get the real port
     // A name is a function's once the serving workers have it (before: any name is the client's).
     const isFunction = (name) => this.pool !== null && this.pool.current !== null && this.pool.current.names.has(name);
-    this.metrics = new HostMetrics({ pool: () => this.pool, isFunction });
+    this.metrics = new HostMetrics({ pool: () => this.pool, isFunction, errorMessages: lastErrorMessagesOf(this.config) });
   }
 
   /** The user's modules the serving workers loaded, with their mtimes (see code_version.js). */

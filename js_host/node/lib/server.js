@@ -263,7 +263,7 @@ class BaseServer {
     // The text line names the request id; a JSON line has it as a field.
     const id = logger.json ? '' : ` request_id=${requestId}`;
     logger.info(`${this.name}: ${logSafe(what)} ${status} ${ms.toFixed(2)}ms${id}`, fields);
-    if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body);
+    if (this.metrics !== null) this.metrics.recordCall(name, status, ms / 1000, body, requestId);
   }
 }
 

@@ -1,8 +1,9 @@
 'use strict';
 
-// What a host tells about itself: GET /metrics (Prometheus text), /status?errors "lastErrors",
-// X-Request-Id and the JSON log lines. One host of each kind (single process, a pool of
-// 2 workers) gets a known sequence of calls; its counters must equal it exactly.
+// What a host tells about itself: GET /metrics (Prometheus text), /status?errors "lastErrors"
+// (their texts, opted into or not: last_errors.test.js), X-Request-Id and the JSON log
+// lines. One host of each kind (single process, a pool of 2 workers) gets a known sequence
+// of calls; its counters must equal it exactly.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -224,22 +225,27 @@ for (const workers of [0, 2]) describe(workers === 0 ? 'single-process host' : `
     }
   });
 
-  test('/status?errors lastErrors: the 5xx answers, oldest first, with the first line of each', async () => {
-    const { lastErrors } = await getStatus(host);
+  test('/status?errors lastErrors: the 5xx answers, oldest first, each its request id and kind, no text', async () => {
+    const answer = await request(`${host.url}/status?errors`);
+    const { lastErrors } = JSON.parse(answer.body);
     // The bare /status never carries them (the proxy forwards it to any client).
     assert.equal(JSON.parse((await request(`${host.url}/status`)).body).lastErrors, undefined);
-    const seen = lastErrors.map(({ function: name, status }) => [name, status]);
+    const seen = lastErrors.map(({ function: name, status, kind }) => [name, status, kind]);
     const timedOut = pool ? 'loop' : 'never';
-    const want = [['fail', 500], [timedOut, 504]];
-    if (pool) want.push(['crash', 500], ['echo', 503]);
+    const want = [['fail', 500, 'Error'], [timedOut, 504, 'timeout']];
+    if (pool) want.push(['crash', 500, 'worker died'], ['echo', 503, 'queue full']);
     assert.deepEqual(seen, want);
-    assert.equal(lastErrors[0].message, 'Error: failed on purpose');
-    assert.match(lastErrors[1].message, /^Gateway timeout: Function "\w+" did not complete within the functionTimeout of 1000ms/);
-    if (pool) assert.match(lastErrors[2].message, /the worker running it threw an uncaught exception: Error: crashed on purpose/);
+    const failed = [answers.fail, answers.timeout, ...(pool ? [answers.crash, answers.busy] : [])];
+    assert.deepEqual(
+      lastErrors.map((error) => error.requestId),
+      failed.map((res) => res.headers['x-request-id']),
+    );
     for (const error of lastErrors) {
-      assert.deepEqual(Object.keys(error), ['time', 'function', 'status', 'message']);
+      assert.deepEqual(Object.keys(error), ['time', 'function', 'status', 'requestId', 'kind']);
       assert.equal(new Date(error.time).toISOString(), error.time);
     }
+    // None of the answers' texts: without lastErrorMessages they stay in the logfile.
+    assert.doesNotMatch(JSON.stringify(lastErrors), /on purpose|did not complete|Gateway|busy|exception/);
   });
 
   test('X-Request-Id: a valid one echoed, an invalid or absent one replaced by a new one', () => {
@@ -373,12 +379,20 @@ describe('lib/metrics.js, lib/host_metrics.js, lib/request_id.js', () => {
       find(parsed, 'js_host_call_duration_seconds_count').map((s) => s.labels.function),
       ['known'],
     );
-    for (let i = 0; i < LAST_ERRORS + 3; i++) metrics.recordCall('known', 500, 0.001, `Error: number ${i}\n    at x`);
+    for (let i = 0; i < LAST_ERRORS + 3; i++) metrics.recordCall('known', 500, 0.001, `Error: number ${i}\n    at x`, `id-${i}`);
     assert.equal(metrics.lastErrors.length, LAST_ERRORS);
-    assert.equal(metrics.lastErrors[0].message, 'Error: number 3');
-    assert.equal(metrics.lastErrors.at(-1).message, `Error: number ${LAST_ERRORS + 2}`);
-    metrics.recordCall('known', 500, 0.001, 'x'.repeat(2000));
-    assert.equal(metrics.lastErrors.at(-1).message.length, 500);
+    assert.equal(metrics.lastErrors[0].requestId, 'id-3');
+    assert.equal(metrics.lastErrors.at(-1).requestId, `id-${LAST_ERRORS + 2}`);
+    assert.ok(metrics.lastErrors.every((error) => error.kind === 'Error' && !('message' in error)));
+    // With the config's lastErrorMessages, the first line of each too, 500 characters at most.
+    const withMessages = new HostMetrics({ errorMessages: true });
+    for (let i = 0; i < LAST_ERRORS + 3; i++) withMessages.recordCall('known', 500, 0.001, `Error: number ${i}\n    at x`);
+    assert.equal(withMessages.lastErrors.length, LAST_ERRORS);
+    assert.equal(withMessages.lastErrors[0].message, 'Error: number 3');
+    assert.equal(withMessages.lastErrors.at(-1).message, `Error: number ${LAST_ERRORS + 2}`);
+    assert.equal(withMessages.lastErrors.at(-1).requestId, null);
+    withMessages.recordCall('known', 500, 0.001, 'x'.repeat(2000));
+    assert.equal(withMessages.lastErrors.at(-1).message.length, 500);
   });
 
   test("HostMetrics: a name the host has not is bounded whatever its answer (a pool's 503 before its workers)", () => {
