@@ -112,20 +112,43 @@ def host_lines(url: str, *, timeout: float) -> tuple[list[str], bool]:
                 + (f" (+{len(heaps) - 4} workers)" if len(heaps) > 4 else "")
             )
         lines += slowest_lines(function_times(metrics, "js_host_call_duration_seconds"))
-    errors = status.get("lastErrors")
-    if isinstance(errors, list) and errors:
-        lines.append(f"  last errors ({len(errors)}, newest last):")
-        for error in errors[-5:]:
-            if isinstance(error, dict):
-                lines.append(
-                    f"    {error.get('time', '?')}  {error.get('function', '?')}  "
-                    f"{error.get('status', '?')}  {str(error.get('message', ''))[:100]}"
-                )
-    elif isinstance(errors, list):
-        lines.append("  last errors: none")
-    else:
-        lines.append("  last errors: not reported by this host (no lastErrors in /status)")
+    lines += last_error_lines(status.get("lastErrors"))
     return lines, True
+
+
+def last_error_lines(errors: object) -> list[str]:
+    """A host's ``lastErrors``: each one's time, function, status, kind and request id, and
+    its message when the host sends it (its config's ``lastErrorMessages``); else a line
+    saying where the messages are. The host's own logfile is private to its user, while
+    ``/status?errors`` answers anyone who can reach the port."""
+    if not isinstance(errors, list):
+        return ["  last errors: not reported by this host (no lastErrors in /status)"]
+    if not errors:
+        return ["  last errors: none"]
+    lines = [f"  last errors ({len(errors)}, newest last):"]
+    without_message = False
+    for error in errors[-5:]:
+        if not isinstance(error, dict):
+            continue
+        fields = [error.get("time", "?"), error.get("function", "?"), error.get("status", "?")]
+        if error.get("kind"):
+            fields.append(error["kind"])
+        if error.get("requestId"):
+            fields.append(f"request id {error['requestId']}")
+        lines.append("    " + "  ".join(shown(field) for field in fields))
+        if "message" in error:
+            lines.append(f"      {shown(error['message'])[:100]}")
+        else:
+            without_message = True
+    if without_message:
+        lines.append("    their messages are in the host's logfile, under each request id")
+    return lines
+
+
+def shown(value: object) -> str:
+    """``value`` as text for a terminal: a caller's text (a made-up function name, an error
+    message) may hold control characters, shown escaped rather than sent to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
 
 
 def slowest_lines(times: list[FunctionTimes]) -> list[str]:

@@ -1,14 +1,17 @@
 """``python -m js_host status`` and ``js-host-proxy status`` against real servers: a pooled
 bundled host after known calls (its workers, calls by status, slowest functions, last
-errors), js-host 0.11 from npm (no /health, no /metrics: said so), the proxy under gunicorn
-(hit ratio, upstreams), the host found from its config file, nothing listening (a line, not
-a traceback), and without prometheus_client (the rest still shown)."""
+errors without their messages), a host whose config sends them, js-host 0.11 from npm (no
+/health, no /metrics: said so), the proxy under gunicorn (hit ratio, upstreams), the host
+found from its config file, nothing listening (a line, not a traceback), and without
+prometheus_client (the rest still shown)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
@@ -95,9 +98,12 @@ def test_a_pooled_host_and_an_npm_host(pool_host: NodeProcess, npm_host: NodePro
     heading = pool.index("  slowest functions (2 called, by mean time):")
     assert {pool[heading + 2].split()[0], pool[heading + 3].split()[0]} == {"echo", "double"}
     assert pool[heading + 2].split()[-1] in ("3", "1")
-    assert "  last errors (1, newest last):" in pool
-    (error,) = [x for x in pool if "No number was provided" in x]
-    assert re.match(r"    \S+  double  500  ", error)
+    # Each last error by its request id and kind; its message only in the host's logfile.
+    (request_id,) = [error["requestId"] for error in last_errors(pool_host.url)]
+    heading = pool.index("  last errors (1, newest last):")
+    assert re.fullmatch(rf"    \S+Z  double  500  Error  request id {request_id}", pool[heading + 1])
+    assert pool[heading + 2] == "    their messages are in the host's logfile, under each request id"
+    assert not any("No number was provided" in line for line in lines)
 
     npm = section(lines, f"host {npm_host.url}:")
     assert npm == [
@@ -108,6 +114,30 @@ def test_a_pooled_host_and_an_npm_host(pool_host: NodeProcess, npm_host: NodePro
         "  last errors: not reported by this host (no lastErrors in /status)",
     ]
     assert lines[-1].startswith(f"proxy {missing}: not reachable (")
+
+
+def test_the_messages_of_a_host_that_sends_them(tmp_path: Path) -> None:
+    """A host whose config sets lastErrorMessages: each error's message under its line."""
+    config = write_config(tmp_path, lastErrorMessages=True)
+    process = NodeProcess(BUNDLED_BIN, config, "--port", "0", logdir=tmp_path).start()
+    try:
+        client = JSHost(str(config), url_override=process.url, bin_path=str(BUNDLED_BIN))
+        with pytest.raises(Exception, match="No number was provided"):
+            Function("double", host=client).call()
+        (request_id,) = [error["requestId"] for error in last_errors(process.url)]
+        code, lines = status("--host", process.url)
+    finally:
+        process.stop()
+    assert code == 0, lines
+    heading = lines.index("  last errors (1, newest last):")
+    assert re.fullmatch(rf"    \S+Z  double  500  Error  request id {request_id}", lines[heading + 1])
+    assert lines[heading + 2] == "      Error: No number was provided"
+    assert not any("logfile" in line for line in lines)
+
+
+def last_errors(url: str) -> list[dict[str, object]]:
+    with urllib.request.urlopen(f"{url}/status?errors", timeout=5) as answer:
+        return json.load(answer)["lastErrors"]
 
 
 def test_the_host_is_found_from_its_config_file(pool_host: NodeProcess, tmp_path: Path) -> None:
