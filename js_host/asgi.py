@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -54,8 +55,10 @@ from .exceptions import JSHostError
 from .host import JSHost
 from .middleware_core import MiddlewareCore, MiddlewareOptions, check_options
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's own from Python 3.11
+if sys.version_info >= (3, 11):
+    from typing import Unpack  # also at run time: typing.get_type_hints() reads the signature
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 

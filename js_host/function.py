@@ -58,8 +58,10 @@ from .log import emit
 from .many import call_many as call_many
 from .response import Response
 from .wire import LARGE_STRING as LARGE_STRING
-from .wire import body_head, encode_request, js_error_message
+from .wire import body_head
 from .wire import encode_parts as encode_parts
+from .wire import encode_request as encode_request
+from .wire import js_error_message as js_error_message
 from .wire import serialize as serialize
 from .workers import worker_death
 

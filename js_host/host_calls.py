@@ -27,7 +27,8 @@ from .response import Response
 from .runtime import tail
 from .transport import pool
 
-logger = logging.getLogger(__name__)
+# Under the name users configure for the connection's records, whichever module writes them.
+logger = logging.getLogger("js_host.host_connection")
 
 #: Lines of a crashed host's logfile shown in the ProcessError.
 LOG_TAIL_LINES = 20

@@ -25,7 +25,8 @@ from .runtime import MachineLock, tail
 if TYPE_CHECKING:
     from .host import JSHost
 
-logger = logging.getLogger(__name__)
+# Under the name users configure for the reloader's records, whichever module writes them.
+logger = logging.getLogger("js_host.reloader")
 
 #: The MachineLock purpose of the record (its file name is kept for existing runtime dirs).
 RECORD_PURPOSE = "middleware"

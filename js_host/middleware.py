@@ -54,6 +54,7 @@ This module is the WSGI call; what it shares with the ASGI middleware
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -63,8 +64,10 @@ from .exceptions import JSHostError
 from .middleware_core import PROBE_TIMEOUT, MiddlewareCore, MiddlewareOptions, check_options
 from .start_response import DeferredStartResponse, StartResponse
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's own from Python 3.11
+if sys.version_info >= (3, 11):
+    from typing import Unpack  # also at run time: typing.get_type_hints() reads the signature
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 

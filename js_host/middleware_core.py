@@ -27,7 +27,8 @@ from .exceptions import JSHostError, WorkerDied
 from .host import JSHost, get_default_host, get_default_host_if_built
 from .reloader import Reloader
 
-logger = logging.getLogger(__name__)
+# Under the name users configure for the middleware's records, whichever module writes them.
+logger = logging.getLogger("js_host.middleware")
 
 #: Production: the longest a connect attempt made while the host is down waits for its status.
 PROBE_TIMEOUT = 0.5

@@ -1,4 +1,4 @@
-"""Development: restart a managed host when its code changes; show a crash once.
+"""Development: restart a managed host when its code changes (a crash shown once: host_crash.py).
 
 :class:`Reloader` is what :class:`~js_host.middleware.JSHostMiddleware` runs in
 development (``USE_MANAGER``). Before each request it makes a cheap check,

@@ -35,7 +35,7 @@ def stored_response(blob: bytes) -> tuple[int, dict[str, str], bytes]:
 def stored_blob(status: int, headers: Mapping[str, str], body: bytes) -> bytes:
     """The bytes CacheControl 0.14's serializer writes for an answer (``Serializer.dumps``
     with no ``Vary``), for answers that did not come through a requests session (a
-    batch's jobs, ``js_host_proxy/batch.py``): read back by :func:`stored_response`."""
+    batch's jobs, ``KeyedCache.store_answer``): read back by :func:`stored_response`."""
     response = {
         "body": body,
         "headers": {str(k): str(v) for k, v in headers.items()},

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-logger = logging.getLogger(__name__)
+# Under the name users configure for the cache decisions' records, whichever module writes them.
+logger = logging.getLogger("js_host_proxy.httpcache")
 
 # The usual URL of a cached call: a name with nothing quoted and ?hash=<lower-case sha1>
 # (what key_for_url's full parse gives for it, without the parse).
