@@ -5,7 +5,7 @@ The manager remembers how a host process it started ended when it crashed
 machine that sees the crash shows it (a ProcessError with the end of the
 logfile, or the "ended" line of the development page) and records the crashed
 process's id in the record every process of the machine shares for the host
-(:func:`machine_record`, which also holds the reloader's mtimes); every later
+(:func:`js_host.runtime.development_record`, which also holds the reloader's mtimes); every later
 check, in any worker, just lets the middleware start the host again.
 
 :class:`~js_host.reloader.Reloader` calls :func:`show_crash_once` when its
@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ConnectionError, FunctionTimeout, ProcessError  # noqa: A004 - the spec's name
-from .runtime import MachineLock, tail
+from .runtime import development_record, tail
 
 if TYPE_CHECKING:
     from .host import JSHost
@@ -28,18 +28,10 @@ if TYPE_CHECKING:
 # Under the name users configure for the reloader's records, whichever module writes them.
 logger = logging.getLogger("js_host.reloader")
 
-#: The MachineLock purpose of the record (its file name is kept for existing runtime dirs).
-RECORD_PURPOSE = "middleware"
 #: Seconds to wait, after a call saw the host go, for the manager to notice that it crashed.
 CRASH_NOTICE_TIMEOUT = 3.0
 #: Lines of a crashed host's logfile in the ProcessError of a crash seen between requests.
 CRASH_LOG_LINES = 20
-
-
-def machine_record(host: JSHost) -> MachineLock:
-    """The development record every process of the machine shares for ``host`` (a
-    ``middleware-<key>.json`` in the runtime dir), read and locked in a ``with`` block."""
-    return MachineLock(RECORD_PURPOSE, host.config_file, record=True)
 
 
 def show_crash_once(host: JSHost, crashed: dict[str, Any], *, record: bool) -> None:
@@ -60,7 +52,7 @@ def show_crash_once(host: JSHost, crashed: dict[str, Any], *, record: bool) -> N
 def claim_crash(host: JSHost, crashed: dict[str, Any], *, record: bool = True) -> bool:
     """Record the crash as shown on this machine (unless not ``record``); False if a process
     had already shown it."""
-    with machine_record(host) as lock:
+    with development_record(host.config_file) as lock:
         if lock.record.get("crash_shown") == crashed.get("id"):
             return False
         if not record:

@@ -19,7 +19,7 @@ The full check restarts the host when
 
 - the config file or a file in ``watch`` changed: their mtimes are compared with
   the last ones this process saw, and with a record shared by every process of
-  the machine (a :class:`~js_host.runtime.MachineLock` record,
+  the machine (:func:`js_host.runtime.development_record`,
   ``middleware-<key>.json`` in the runtime dir), so that one worker restarts the
   host and the others only reconnect;
 - a module the running host loaded (this project's hosts tell their manager
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import host_crash
 from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
 from .file_watch import FileWatcher, mtime_ns
-from .host_crash import CRASH_LOG_LINES, CRASH_NOTICE_TIMEOUT, RECORD_PURPOSE, machine_record
+from .runtime import development_record
 
 if TYPE_CHECKING:
     from .host import JSHost
@@ -183,7 +183,7 @@ class Reloader:
         if self._mtimes is None:
             # First look in this process: a change since another process's last
             # restart (e.g. while the server was stopped) still restarts the host.
-            with machine_record(host) as lock:
+            with development_record(host.config_file) as lock:
                 if lock.record.get("mtimes") is None:
                     lock.record["mtimes"] = current
                 elif lock.record["mtimes"] != current:
@@ -194,7 +194,7 @@ class Reloader:
             return False
         self._mtimes = current
         # Every worker sees the change; the first one restarts the host, the others reconnect.
-        with machine_record(host) as lock:
+        with development_record(host.config_file) as lock:
             if lock.record.get("mtimes") != current:
                 self._restart_host(host, lock.record, current)
         return True
@@ -213,7 +213,7 @@ class Reloader:
         if not _changed_files(described):
             return False  # (None: js-host 0.11, only the watched files count)
         assert host.manager is not None
-        with machine_record(host):
+        with development_record(host.config_file):
             # Every worker sees the change: only if it still is the host process that loaded
             # them, and it still runs the old code (a pool reloaded by another worker keeps
             # its process, and reports the files its new workers loaded).
@@ -265,7 +265,3 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-# The crash constants live in js_host.host_crash; still importable from here.
-__all__ = ["CRASH_LOG_LINES", "CRASH_NOTICE_TIMEOUT", "RECORD_PURPOSE", "Reloader"]

@@ -166,6 +166,14 @@ def host_start_lock(config_file: str) -> Iterator[str]:
         yield lock.path
 
 
+def development_record(config_file: str) -> MachineLock:
+    """The development record every process of the machine shares for the host of
+    ``config_file``: the mtimes the reloader compares and the crash shown last (a
+    ``middleware-<key>.json`` in the runtime dir; the name is kept for existing runtime dirs),
+    read and locked in a ``with`` block."""
+    return MachineLock("middleware", config_file, record=True)
+
+
 def tail(path: str, lines: int) -> str:
     """The last ``lines`` lines of the file at ``path`` (for messages), or why they cannot be read."""
     # Never through a link, and only a regular file: what is shown may reach a web page.
