@@ -15,7 +15,7 @@ js-host-server[metrics]``); without it the rest is still shown.
 
 This module is the command: its options (:func:`add_arguments`) and :func:`run`. The
 screen's lines are built in :mod:`js_host.status_report` from the endpoints as
-:mod:`js_host.metrics_text` reads them; their names are importable from here too.
+:mod:`js_host.metrics_text` reads them.
 """
 
 from __future__ import annotations
@@ -24,31 +24,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from .metrics_text import (
-    Fetched,
-    FunctionTimes,
-    Metrics,
-    Sample,
-    fetch,
-    function_times,
-    function_times_all,
-    histogram_quantile,
-    parse_metrics,
-)
-from .status_report import (
-    DEFAULT_TIMEOUT,
-    HIT_STATES,
-    MISS_STATES,
-    SLOWEST,
-    count,
-    host_lines,
-    pairs,
-    proxy_lines,
-    report,
-    seconds,
-    size,
-    slowest_lines,
-)
+from .status_report import DEFAULT_TIMEOUT, report
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, host_default: str, proxy_default: str | None) -> None:
@@ -89,30 +65,3 @@ def run(args: argparse.Namespace, *, default_hosts: Sequence[str], default_proxy
     )
     print("\n".join(lines))
     return 0 if answered else 1
-
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "HIT_STATES",
-    "MISS_STATES",
-    "SLOWEST",
-    "Fetched",
-    "FunctionTimes",
-    "Metrics",
-    "Sample",
-    "add_arguments",
-    "count",
-    "fetch",
-    "function_times",
-    "function_times_all",
-    "histogram_quantile",
-    "host_lines",
-    "pairs",
-    "parse_metrics",
-    "proxy_lines",
-    "report",
-    "run",
-    "seconds",
-    "size",
-    "slowest_lines",
-]

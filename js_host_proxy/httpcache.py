@@ -43,8 +43,7 @@ from cachecontrol.controller import CacheController
 from requests.adapters import HTTPAdapter
 
 from js_host_proxy.connections import WHOLE_BODY, AlignedAdapter
-from js_host_proxy.httpcache_format import CC_PREFIX, stored_blob, stored_response
-from js_host_proxy.keyed_cache import KeyedCache, call_of
+from js_host_proxy.keyed_cache import KeyedCache
 from js_host_proxy.policy import Storage, decide
 from js_host_proxy.versions import HEADER
 
@@ -53,20 +52,6 @@ if TYPE_CHECKING:
 
     from requests import PreparedRequest
     from urllib3 import HTTPResponse
-
-# The cache and its format, importable from here as they always were.
-__all__ = [
-    "CC_PREFIX",
-    "STORAGE",
-    "KeyedCache",
-    "POSTCacheAdapter",
-    "SharedCacheController",
-    "caching_session",
-    "call_of",
-    "plain_session",
-    "stored_blob",
-    "stored_response",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import requests
 from js_host_proxy.__main__ import main
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import FileCache
-from js_host_proxy.httpcache import stored_response
+from js_host_proxy.httpcache_format import stored_response
 from tests.support.processes import free_port
 from tests.support.proxy import Proxy, Upstream, call_path, sha1
 from tests.support.threads import run_on_threads

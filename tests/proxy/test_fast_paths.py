@@ -16,7 +16,7 @@ import requests
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.file import READ_SIZE, FileCache
 from js_host_proxy.cache.memory import MemoryCache
-from js_host_proxy.httpcache import call_of
+from js_host_proxy.keyed_cache import call_of
 from js_host_proxy.upstream import UpstreamPool
 from tests.support.proxy import Proxy, Upstream, sha1
 from tests.support.scripted_upstream import ScriptedUpstream

@@ -12,7 +12,8 @@ import pytest
 from js_host_proxy.cache.entry import Entry
 from js_host_proxy.cache.keys import UNVERSIONED, cache_key
 from js_host_proxy.cache.memory import MemoryCache
-from js_host_proxy.httpcache import KeyedCache, caching_session
+from js_host_proxy.httpcache import caching_session
+from js_host_proxy.keyed_cache import KeyedCache
 from tests.support.proxy import Upstream, body_of, call_path, sha1
 
 pytestmark = pytest.mark.timeout(30)

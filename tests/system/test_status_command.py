@@ -20,7 +20,7 @@ import pytest
 
 from js_host.function import Function
 from js_host.host import JSHost
-from js_host.stack_status import histogram_quantile
+from js_host.metrics_text import histogram_quantile
 from tests.support.client import FUNCTIONS_JS, write_config
 from tests.support.processes import BUNDLED_BIN, NPM_BIN, ROOT, NodeProcess, free_port
 from tests.support.servers import Server, base_env
