@@ -13,6 +13,9 @@ answers the proxy's own endpoints, which are neither cached nor forwarded:
   ``JS_HOST_PROXY_METRICS_BIND`` it is served on that socket only (404 on the public
   one), and that socket serves nothing but ``/metrics`` and ``/health``. With
   ``JS_HOST_PROXY_METRICS=0`` nothing is counted and there is no ``/metrics``.
+
+Before all that, a request that arrived on loopback addressed to a name that is not a
+loopback one gets a 403 (DNS rebinding: ``host_check.py``), whatever its path.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from js_host_proxy import request_id
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
 from js_host_proxy.health import UpstreamHealth, shown
+from js_host_proxy.host_check import HostCheck
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.purge_endpoint import authorized
@@ -59,12 +63,17 @@ class Observer:
             backend.evicted = self.metrics.evicted
             pool.observer = self
         self._metrics_socket = _socket_matcher(config.metrics_bind) if config.metrics_bind else None
+        self.host_check = HostCheck(config.allowed_hosts)
 
     def handle(self, environ: dict[str, Any], start_response: StartResponse, route: Route) -> Iterable[bytes]:
         """Answer the request (``route``: the app's routing) with its id, counted."""
         rid = request_id.take(environ)
         path = environ.get("PATH_INFO") or "/"
         try:
+            # First: a page that rebound its name to loopback reaches nothing, /health included.
+            refused = self.host_check.refusal(environ)
+            if refused is not None:
+                return refused.send(_echoing(start_response, rid))
             if self._metrics_socket is not None and self._metrics_socket(environ):
                 return self.own_endpoint(environ, _echoing(start_response, rid), path, metrics_socket=True)
             metrics = self.metrics
