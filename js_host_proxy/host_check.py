@@ -11,8 +11,8 @@ names are those the Node host and manager accept (``js_host/node/lib/security.js
 own check never sees it. A request without a Host field (HTTP/1.0) passes, as there.
 
 Where the request arrived is the local address of the connection gunicorn accepted
-(``gunicorn.socket``, as ``observe.py`` recognises the metrics socket), which no client can
-forge. No check where it says nothing of the kind:
+(``accepted_socket.py``, as for the metrics socket), which no client can forge. No check
+where it is not a loopback address:
 
 - a unix socket: a browser cannot connect to one, and a front server (nginx) forwards its
   clients' own Host there, names the proxy cannot know;
@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from js_host.exceptions import ConfigError
+from js_host_proxy.accepted_socket import local_address
 from js_host_proxy.replies import Reply, text_reply
 
 SETTING = "JS_HOST_PROXY_ALLOWED_HOSTS"
@@ -61,21 +62,12 @@ def allowed_hosts(raw: str) -> tuple[str, ...]:
 
 def on_loopback(environ: dict[str, Any]) -> bool:
     """Whether the request's connection was accepted on a loopback address (see the module doc)."""
-    sock = environ.get("gunicorn.socket")
-    if sock is None:
-        return False
-    try:
-        local = sock.getsockname()
-    except (OSError, AttributeError):
-        return False
-    if not isinstance(local, tuple):
-        return False  # a unix socket: its path
-    try:
-        address = ipaddress.ip_address(local[0].split("%", 1)[0])
-    except ValueError:
-        return False
+    local = local_address(environ)
+    if local is None:
+        return False  # a unix socket, or no socket known
+    address = local[0]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # a dual-stack socket reached on 127.0.0.1
+        address = address.ipv4_mapped  # an IPv6 socket reached on 127.0.0.1
     return address.is_loopback
 
 
@@ -84,6 +76,8 @@ class HostCheck:
 
     def __init__(self, allowed: tuple[str, ...] = ()) -> None:
         self.allowed = _LOOPBACK_NAMES | frozenset(allowed)
+        # Clients send the same Host every time: the last allowed one is known at a glance.
+        self._last_allowed: str | None = None
 
     def is_allowed(self, host: str) -> bool:
         name = host_name(host)
@@ -92,7 +86,12 @@ class HostCheck:
     def refusal(self, environ: dict[str, Any]) -> Reply | None:
         """The 403 for a request on loopback addressed to another name, else None."""
         host = environ.get("HTTP_HOST")
-        if host is None or self.is_allowed(host) or not on_loopback(environ):
+        if host is None or host == self._last_allowed:
+            return None
+        if self.is_allowed(host):
+            self._last_allowed = host
+            return None
+        if not on_loopback(environ):
             return None
         return text_reply(
             403,

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from js_host_proxy import request_id
+from js_host_proxy.accepted_socket import Address, local_address
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
 from js_host_proxy.health import UpstreamHealth, shown
@@ -189,36 +190,24 @@ def _echoing(start_response: StartResponse, rid: str) -> StartResponse:
 
 def _socket_matcher(bind: str) -> Callable[[dict[str, Any]], bool]:
     """Whether a request came in on the socket bound to ``bind``: the local address of the
-    connection gunicorn accepted (``gunicorn.socket``), which a client cannot forge.
-    (SERVER_NAME and SERVER_PORT will not do: for a unix socket gunicorn takes them from the
-    request's Host field.) The address is compared too when ``bind`` names one (not a host
-    name, not 0.0.0.0). Without gunicorn's socket (the app in-process, another server) no
-    request is on the metrics socket: the public rules apply to all."""
+    connection gunicorn accepted (``accepted_socket.py``), which a client cannot forge.
+    The address is compared too when ``bind`` names one (not a host name, not 0.0.0.0).
+    Without gunicorn's socket (the app in-process, another server) no request is on the
+    metrics socket: the public rules apply to all."""
     parts = split_bind(bind)
     assert parts is not None  # checked by ProxyConfig
     host, port = parts[0], parts[1]
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        address: Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
     if address is not None and address.is_unspecified:
         address = None
 
     def matches(environ: dict[str, Any]) -> bool:
-        sock = environ.get("gunicorn.socket")
-        if sock is None:
-            return False
-        try:
-            local = sock.getsockname()
-        except (OSError, AttributeError):
-            return False
-        if not isinstance(local, tuple) or local[1] != port:
-            return False  # a unix socket (a path), or another port
-        if address is None:
-            return True
-        try:
-            return ipaddress.ip_address(local[0].split("%", 1)[0]) == address
-        except ValueError:
-            return False
+        local = local_address(environ)
+        if local is None or local[1] != port:
+            return False  # a unix socket, no socket known, or another port
+        return address is None or local[0] == address
 
     return matches
