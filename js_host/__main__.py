@@ -7,6 +7,11 @@ host started by hand or by a supervisor, without knowing where pip put the packa
 ``python -m js_host status [--host URL] [--config FILE] [--proxy URL]``: a running
 stack's state on one screen (:mod:`js_host.stack_status`). (A config file named
 ``status`` is run as ``python -m js_host ./status``.)
+
+A plain ``python -m`` puts the current folder first on ``sys.path`` before any of this
+runs, so a module planted there (``argparse.py``) would be imported instead of the real
+one: run ``python -P -m js_host ...`` (Python 3.11+), or from a folder no other user can
+write.
 """
 
 from __future__ import annotations

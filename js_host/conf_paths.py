@@ -5,17 +5,25 @@ are joined to) and returns an absolute path, or raises a
 :class:`~js_host.exceptions.ConfigError` that names the value and says what to do.
 :mod:`js_host.conf` validates the settings with them and resolves a host's or a
 manager's :class:`Paths`; nothing here reads the settings.
+
+BIN_PATH's default is used only when no other user could have put the file there
+(:mod:`js_host.trusted_bin`); else the bundled host, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from typing import Any, Callable, NamedTuple
 
 from .exceptions import ConfigError
+from .trusted_bin import owner_of, untrusted_because
 
-#: The host bundled in the Python package (used when BIN_PATH's default does not exist).
+logger = logging.getLogger(__name__)
+
+#: The host bundled in the Python package (used when BIN_PATH's default does not exist or
+#: cannot be trusted).
 BUNDLED_BIN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bin", "js-host.js")
 
 
@@ -49,7 +57,19 @@ def resolve_bin(bin_path: Any, source_root: str, *, explicit: bool) -> str:
         raise ConfigError(f"BIN_PATH must be a path, not {bin_path!r}.")
     path = os.path.join(source_root, os.fspath(bin_path))
     if os.path.isfile(path):
-        return os.path.abspath(path)
+        found = os.path.abspath(path)
+        # The default may lie in a folder another user can write (SOURCE_ROOT is the current
+        # folder unless set): used only when nobody else could have put it there.
+        why = None if explicit else untrusted_because(found)
+        if why is None:
+            return found
+        if not os.path.isfile(BUNDLED_BIN_PATH):
+            raise ConfigError(
+                f"{found!r} is not trusted ({why}) and the bundled host {BUNDLED_BIN_PATH!r} does not "
+                "exist: reinstall js-host, or set BIN_PATH to a js-host you trust."
+            )
+        _warn_untrusted(found, why)
+        return BUNDLED_BIN_PATH
     if explicit:
         raise ConfigError(
             f"BIN_PATH {path!r} does not exist. Run `npm install js-host@0.11` in {source_root!r}, "
@@ -61,6 +81,28 @@ def resolve_bin(bin_path: Any, source_root: str, *, explicit: bool) -> str:
             "or set BIN_PATH."
         )
     return BUNDLED_BIN_PATH
+
+
+# (file, reason) pairs already warned about: the paths are resolved again at each use.
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_untrusted(path: str, why: str) -> None:
+    if (path, why) in _warned:
+        return
+    _warned.add((path, why))
+    try:
+        owner = owner_of(os.stat(path).st_uid)
+    except OSError:
+        owner = "unknown"
+    logger.warning(
+        "Not running %r (owner: %s), found at BIN_PATH's default: %s, so another user may have "
+        "put it there. Running the host bundled with js_host instead. Set BIN_PATH to that file "
+        "to run it anyway (only if you trust it), or make it and the folders above it yours.",
+        path,
+        owner,
+        why,
+    )
 
 
 def config_file_path(config_file: Any, source_root: str) -> str:

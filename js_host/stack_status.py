@@ -1,5 +1,6 @@
-"""A running stack's state on one screen, for a person: ``python -m js_host status`` and
-``js-host-proxy status``.
+"""A running stack's state on one screen, for a person: ``js-host-proxy status`` and
+``python -P -m js_host status`` (``-P``, Python 3.11+: the current folder stays off
+``sys.path``, see :mod:`js_host.__main__`).
 
 For each host: what ``GET /status`` says (versions, functions, the pool's workers and
 restarts, its ``lastErrors``), ``GET /health``, and from ``GET /metrics`` the calls by

@@ -1,4 +1,4 @@
-"""``js-host-proxy`` / ``python -m js_host_proxy``: run the proxy, or purge its cache.
+"""``js-host-proxy``: run the proxy, or purge its cache.
 
     js-host-proxy serve [--upstream URL[,URL]] [--bind ADDR] [--cache URL] [--workers N] ...
     js-host-proxy purge (--all | --function NAME | --version V | --namespace NS | --expired) [--cache URL]
@@ -10,6 +10,11 @@ project's ``gunicorn.conf.py``); never one found in the current folder, which ma
 another user. Its options set the matching ``JS_HOST_PROXY_*`` variables. ``status``
 shows the running stack on one screen (``js_host.stack_status``): by default the proxy at
 ``JS_HOST_PROXY_BIND`` and the hosts of ``JS_HOST_PROXY_UPSTREAM``.
+
+Run it as the console script. ``python -m js_host_proxy`` puts the current folder first on
+``sys.path`` before any of this runs, so a module planted there (``argparse.py``) would be
+imported instead of the real one; where a ``-m`` form is needed, use ``python -P -m
+js_host_proxy`` (Python 3.11+), which leaves it off.
 """
 
 from __future__ import annotations

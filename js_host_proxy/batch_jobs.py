@@ -62,6 +62,13 @@ def parse_jobs(body: bytes) -> list[Job] | Reply:
             problem = 'has a "body" that is not a string (it is the JSON text of the call\'s data)'
         elif not isinstance(job.get("hash", ""), str):
             problem = 'has a "hash" that is not a string'
+        elif _lone_surrogate(job.get("body", "")) is not None:
+            # JSON's \ud800 escape carries one, and it has no UTF-8 form: no hash, nothing to send.
+            problem = (
+                f'has a "body" with a lone surrogate ({_lone_surrogate(job["body"])}), which has no '
+                "UTF-8 form: the body is the JSON text of the call's data, where such a character is "
+                "written escaped (\\ud800)"
+            )
         else:
             function = job["function"]
             name = function.encode("utf-8", "surrogatepass").decode("latin-1")
@@ -69,6 +76,15 @@ def parse_jobs(body: bytes) -> list[Job] | Reply:
             continue
         return text_reply(400, f"js-host-proxy: job {index} of the batch {problem}")
     return jobs
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate of ``text`` and where it is, or None when it is all UTF-8 text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"U+{ord(text[err.start]):04X} at character {err.start}"
+    return None
 
 
 def as_result(reply: Reply, state: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from js_host.exceptions import ConfigError
+from js_host_proxy.host_check import allowed_hosts
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class ProxyConfig:
     metrics_token: str = field(default="", repr=False)
     # host:port of a second socket that alone serves /metrics (with /health); empty: the public one.
     metrics_bind: str = ""
+    # Host names (no port) a request that arrived on loopback may carry besides localhost,
+    # 127.x.x.x and [::1]; others get 403 (DNS rebinding, host_check.py).
+    allowed_hosts: tuple[str, ...] = ()
     # The log lines: "text" (gunicorn's) or "json" (one object per line, logs.py).
     log_format: str = "text"
 
@@ -185,6 +189,7 @@ class ProxyConfig:
             metrics=flag("METRICS", cls.metrics),
             metrics_token=get("METRICS_TOKEN") or "",
             metrics_bind=get("METRICS_BIND") or "",
+            allowed_hosts=allowed_hosts(get("ALLOWED_HOSTS") or ""),
             log_format=(get("LOG_FORMAT") or "text").lower(),
         )
         config.check_cache_url()

@@ -39,6 +39,8 @@ def _env(name, default):
 #   JS_HOST_PROXY_MAX_SIZE          bytes of entries the file/memory cache keeps         512mb
 #   JS_HOST_PROXY_VERSION_TTL       seconds a host's code version is trusted at most     60
 #   JS_HOST_PROXY_PURGE_TOKEN       bearer token that enables POST /purge                ""
+#   JS_HOST_PROXY_ALLOWED_HOSTS     Host names (comma separated, no port) a request on   ""
+#                                   loopback may name besides localhost, 127.x, [::1]
 #   JS_HOST_PROXY_UPSTREAM_TIMEOUT  seconds to wait for the host's answer (then 504)     35
 #   JS_HOST_PROXY_CONNECT_TIMEOUT   seconds to wait for a connection (then next host)    2
 #   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5

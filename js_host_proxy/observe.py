@@ -13,6 +13,9 @@ answers the proxy's own endpoints, which are neither cached nor forwarded:
   ``JS_HOST_PROXY_METRICS_BIND`` it is served on that socket only (404 on the public
   one), and that socket serves nothing but ``/metrics`` and ``/health``. With
   ``JS_HOST_PROXY_METRICS=0`` nothing is counted and there is no ``/metrics``.
+
+Before all that, a request that arrived on loopback addressed to a name that is not a
+loopback one gets a 403 (DNS rebinding: ``host_check.py``), whatever its path.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from js_host_proxy import request_id
+from js_host_proxy.accepted_socket import Address, local_address
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
 from js_host_proxy.health import UpstreamHealth, shown
+from js_host_proxy.host_check import HostCheck
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
 from js_host_proxy.paths import FUNCTION_PREFIX
 from js_host_proxy.purge_endpoint import authorized
@@ -59,12 +64,17 @@ class Observer:
             backend.evicted = self.metrics.evicted
             pool.observer = self
         self._metrics_socket = _socket_matcher(config.metrics_bind) if config.metrics_bind else None
+        self.host_check = HostCheck(config.allowed_hosts)
 
     def handle(self, environ: dict[str, Any], start_response: StartResponse, route: Route) -> Iterable[bytes]:
         """Answer the request (``route``: the app's routing) with its id, counted."""
         rid = request_id.take(environ)
         path = environ.get("PATH_INFO") or "/"
         try:
+            # First: a page that rebound its name to loopback reaches nothing, /health included.
+            refused = self.host_check.refusal(environ)
+            if refused is not None:
+                return refused.send(_echoing(start_response, rid))
             if self._metrics_socket is not None and self._metrics_socket(environ):
                 return self.own_endpoint(environ, _echoing(start_response, rid), path, metrics_socket=True)
             metrics = self.metrics
@@ -180,36 +190,24 @@ def _echoing(start_response: StartResponse, rid: str) -> StartResponse:
 
 def _socket_matcher(bind: str) -> Callable[[dict[str, Any]], bool]:
     """Whether a request came in on the socket bound to ``bind``: the local address of the
-    connection gunicorn accepted (``gunicorn.socket``), which a client cannot forge.
-    (SERVER_NAME and SERVER_PORT will not do: for a unix socket gunicorn takes them from the
-    request's Host field.) The address is compared too when ``bind`` names one (not a host
-    name, not 0.0.0.0). Without gunicorn's socket (the app in-process, another server) no
-    request is on the metrics socket: the public rules apply to all."""
+    connection gunicorn accepted (``accepted_socket.py``), which a client cannot forge.
+    The address is compared too when ``bind`` names one (not a host name, not 0.0.0.0).
+    Without gunicorn's socket (the app in-process, another server) no request is on the
+    metrics socket: the public rules apply to all."""
     parts = split_bind(bind)
     assert parts is not None  # checked by ProxyConfig
     host, port = parts[0], parts[1]
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        address: Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
     if address is not None and address.is_unspecified:
         address = None
 
     def matches(environ: dict[str, Any]) -> bool:
-        sock = environ.get("gunicorn.socket")
-        if sock is None:
-            return False
-        try:
-            local = sock.getsockname()
-        except (OSError, AttributeError):
-            return False
-        if not isinstance(local, tuple) or local[1] != port:
-            return False  # a unix socket (a path), or another port
-        if address is None:
-            return True
-        try:
-            return ipaddress.ip_address(local[0].split("%", 1)[0]) == address
-        except ValueError:
-            return False
+        local = local_address(environ)
+        if local is None or local[1] != port:
+            return False  # a unix socket, no socket known, or another port
+        return address is None or local[0] == address
 
     return matches

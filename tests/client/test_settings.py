@@ -84,6 +84,51 @@ def test_bin_path_default_is_used_when_it_exists(tmp_path: Path, client_settings
     assert settings.get_path_to_bin() == str(local / "js-host")
 
 
+def test_the_npm_installed_default_is_used(tmp_path: Path, client_settings) -> None:
+    npm = ROOT / "tests" / "npm"
+    config = write_config(tmp_path, port=9)
+    client_settings(SOURCE_ROOT=str(npm), CONFIG_FILE=str(config), CONNECT_ONCE_CONFIGURED=False)
+    assert settings.get_path_to_bin() == str(npm / "node_modules" / ".bin" / "js-host")
+
+
+@pytest.mark.skipif(not os.path.isfile(BUNDLED_BIN_PATH), reason="the bundled host does not exist yet")
+@pytest.mark.parametrize("loose", ["the .bin folder", "the file", "the link's target folder"])
+def test_a_default_bin_other_users_can_change_is_not_run(
+    tmp_path: Path, client_settings, caplog: pytest.LogCaptureFixture, loose: str
+) -> None:
+    """Group or others can write on the way to BIN_PATH's default: the bundled host, and a
+    warning that names the file, its owner, what is wrong, and BIN_PATH."""
+    write_config(tmp_path, port=9)
+    local = tmp_path / "node_modules" / ".bin"
+    local.mkdir(parents=True)
+    planted = local / "js-host"
+    if loose == "the link's target folder":
+        elsewhere = tmp_path / "open"
+        elsewhere.mkdir()
+        elsewhere.chmod(0o777)
+        (elsewhere / "js-host.js").write_text("// anyone could have written this\n")
+        planted.symlink_to(elsewhere / "js-host.js")
+        culprit = f"the folder '{elsewhere}' can be changed by other users (mode 777, not sticky)"
+    elif loose == "the file":
+        planted.write_text("// anyone could have written this\n")
+        planted.chmod(0o757)
+        culprit = f"'{planted}' can be changed by other users (mode 757)"
+    else:
+        planted.symlink_to(NPM_BIN)
+        local.chmod(0o775)
+        culprit = f"the folder '{local}' can be changed by other users (mode 775, not sticky)"
+    with caplog.at_level(logging.WARNING, logger="js_host"):
+        client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False)
+        assert settings.get_path_to_bin() == BUNDLED_BIN_PATH
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # once, though the path is resolved at each use
+    assert warnings[0].startswith(f"Not running '{planted}' (owner: uid {os.getuid()}")
+    assert culprit in warnings[0] and "Set BIN_PATH" in warnings[0]
+    # Set explicitly, the same file is the user's choice.
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(planted))
+    assert settings.get_path_to_bin() == str(planted)
+
+
 def test_relative_paths_join_source_root(tmp_path: Path, client_settings) -> None:
     (tmp_path / "conf").mkdir()
     write_config(tmp_path / "conf", name="other.js", port=9)

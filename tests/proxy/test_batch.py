@@ -6,6 +6,7 @@ of js-host 0.11 (no /batch, in-process), the misses go as single upstream calls.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -127,6 +128,30 @@ def test_limits_and_bad_batches(make_proxy: Callable[..., Any]) -> None:
             answer.get_data()
         )
     assert proxy.client.get("/batch").status_code == 405
+
+
+def test_a_job_body_with_a_lone_surrogate_is_a_400(
+    make_proxy: Callable[..., Any], upstream: Upstream
+) -> None:
+    """JSON can carry a lone surrogate (\\ud800), which has no UTF-8 form, so no hash: the
+    batch is refused naming the job, as a batch nested too deeply is, not a 500."""
+    proxy = make_proxy()
+    good = json.dumps(job("echo", {"n": 1}))
+    bodies = [b"\\ud800", b'{\\"a\\":\\"\\ud800\\"}']  # the surrogate alone, in the call's data
+    for hashed, inner in itertools.product((b'"hash":"' + sha1(b"x").encode() + b'",', b""), bodies):
+        bad = b'{"function":"echo",' + hashed + b'"body":"' + inner + b'"}'
+        for body, index in (
+            (b'{"jobs":[' + bad + b"]}", 0),
+            (b'{"jobs":[' + good.encode() + b"," + bad + b"]}", 1),
+        ):
+            answer = proxy.client.post("/batch", data=body, content_type="application/json")
+            text = answer.get_data(as_text=True)
+            assert answer.status_code == 400, text
+            assert text.startswith(
+                f'js-host-proxy: job {index} of the batch has a "body" with a lone surrogate'
+            ), text
+            assert "U+D800" in text
+    assert upstream.calls("echo") == 0
 
 
 def test_an_upstream_without_batch_gets_single_calls(

@@ -15,7 +15,7 @@ def test_defaults():
     config = ProxyConfig.from_env({})
     assert config.upstreams == (DEFAULT_UPSTREAM,)
     assert config.cache_url.startswith("file:///") and "js-host-proxy-" in config.cache_url
-    assert (config.ttl, config.namespace) == (300.0, "")
+    assert (config.ttl, config.namespace, config.allowed_hosts) == (300.0, "", ())
     assert config.lock_timeout == config.upstream_timeout + 5
 
 
@@ -27,9 +27,11 @@ def test_settings_from_the_environment():
             "JS_HOST_PROXY_TTL": "60",
             "JS_HOST_PROXY_NAMESPACE": "v42",
             "JS_HOST_PROXY_MAX_BODY": "1000",
+            "JS_HOST_PROXY_ALLOWED_HOSTS": " App.example, [FD00::7],",
         }
     )
     assert config.upstreams == ("http://a:1", "http://b:2")
+    assert config.allowed_hosts == ("app.example", "[fd00::7]")
     assert (config.cache_url, config.ttl, config.namespace, config.max_body) == (
         "redis://127.0.0.1:6379/2",
         60.0,
@@ -46,6 +48,8 @@ def test_settings_from_the_environment():
         ("TTL", "soon", "not a number"),
         ("TTL", "-1", "at least"),
         ("CACHE", "mongodb://x", "expected file:///path"),
+        ("ALLOWED_HOSTS", "app.example:8000", "without a port"),
+        ("ALLOWED_HOSTS", "a.example,http://b.example", "not a host name"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(name: str, value: str, message: str):
