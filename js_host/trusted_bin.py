@@ -7,10 +7,14 @@ found there is used only when no other user could have put it there or can chang
 
 - every folder on the way to it, and to its target when it is a link (npm makes
   ``.bin/js-host`` one, to ``../js-host/bin/js-host.js``), is owned by root or this user and
-  not writable by group or others, unless it is sticky (like ``/tmp``: others cannot rename or
+  not writable by other users, unless it is sticky (like ``/tmp``: others cannot rename or
   remove what is ours in it);
 - every entry passed on the way (folders, links, the file) is owned by root or this user;
-- the file is a regular file not writable by group or others.
+- the file is a regular file not writable by other users.
+
+"Writable by other users": by others, or by a group with another member. A group-writable file
+of this user's own group (no other member: the user private groups of a ``umask 002`` system,
+where npm makes every folder 775) is fine, as OpenSSH's StrictModes has it.
 
 These are :mod:`js_host.private_dir`'s rules for a private dir's ancestors, applied to each
 component as the kernel resolves it (links followed by hand): once nothing on the way can be
@@ -20,6 +24,8 @@ A BIN_PATH the user set is used as it is: that file is their choice.
 
 from __future__ import annotations
 
+import functools
+import grp
 import os
 import pwd
 import stat
@@ -34,6 +40,25 @@ def owner_of(uid: int) -> str:
         return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
     except KeyError:
         return f"uid {uid}"
+
+
+@functools.lru_cache(maxsize=16)
+def _group_of_this_user_alone(gid: int) -> bool:
+    """Whether nobody but this user is in group ``gid`` (its primary group, no other member)."""
+    if gid != os.getgid():
+        return False
+    try:
+        members = set(grp.getgrgid(gid).gr_mem)
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return False
+    return members <= {name}
+
+
+def _writable_by_others(info: os.stat_result) -> bool:
+    if info.st_mode & stat.S_IWOTH:
+        return True
+    return bool(info.st_mode & stat.S_IWGRP) and not _group_of_this_user_alone(info.st_gid)
 
 
 def untrusted_because(path: str) -> str | None:
@@ -52,12 +77,12 @@ def untrusted_because(path: str) -> str | None:
             if not pending:
                 if not stat.S_ISREG(info.st_mode):
                     return f"{current!r} is not a regular file"
-                if mode & 0o022:
+                if _writable_by_others(info):
                     return f"{current!r} can be changed by other users (mode {mode:o})"
                 return None
             if not stat.S_ISDIR(info.st_mode):
                 return f"{current!r} is not a folder"
-            if mode & 0o022 and not mode & stat.S_ISVTX:
+            if _writable_by_others(info) and not mode & stat.S_ISVTX:
                 return f"the folder {current!r} can be changed by other users (mode {mode:o}, not sticky)"
             part = pending.pop(0)
             if part == ".":

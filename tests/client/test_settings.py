@@ -3,6 +3,7 @@ console output, and imports without side effects."""
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import subprocess
@@ -116,6 +117,10 @@ def test_a_default_bin_other_users_can_change_is_not_run(
     else:
         planted.symlink_to(NPM_BIN)
         local.chmod(0o775)
+        # A group other than this user's own (root may give the folder to any group).
+        if os.geteuid() != 0:
+            pytest.skip("giving a folder to another group needs root")
+        os.chown(local, -1, grp.getgrnam("nogroup").gr_gid)
         culprit = f"the folder '{local}' can be changed by other users (mode 775, not sticky)"
     with caplog.at_level(logging.WARNING, logger="js_host"):
         client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False)
@@ -127,6 +132,22 @@ def test_a_default_bin_other_users_can_change_is_not_run(
     # Set explicitly, the same file is the user's choice.
     client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False, BIN_PATH=str(planted))
     assert settings.get_path_to_bin() == str(planted)
+
+
+def test_a_default_bin_of_the_users_own_group_is_run(tmp_path: Path, client_settings) -> None:
+    """Under ``umask 002`` npm makes 775 folders of the user's own group, which nobody else is in:
+    nobody else can change them, and BIN_PATH's default is used."""
+    write_config(tmp_path, port=9)
+    local = tmp_path / "node_modules" / ".bin"
+    local.mkdir(parents=True)
+    (local / "js-host").symlink_to(NPM_BIN)
+    for folder in (tmp_path / "node_modules", local):
+        folder.chmod(0o775)
+        os.chown(folder, -1, os.getgid())
+    if grp.getgrgid(os.getgid()).gr_mem:
+        pytest.skip("this user's group has other members")
+    client_settings(SOURCE_ROOT=str(tmp_path), CONNECT_ONCE_CONFIGURED=False)
+    assert settings.get_path_to_bin() == str(local / "js-host")
 
 
 def test_relative_paths_join_source_root(tmp_path: Path, client_settings) -> None:
