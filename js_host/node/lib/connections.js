@@ -2,7 +2,9 @@
 
 // What one client connection may cost a server: deadlines for receiving a
 // request, for an idle kept-alive connection and for a client that does not
-// take its answers, and a bound on the requests it may pipeline unanswered.
+// take its answers, a bound on the requests it may pipeline unanswered, and
+// one answer at a time: a pipelined request starts once the answer before it
+// is in the kernel's hands.
 //
 // Node's own back-pressure does not bound a client that pipelines and never
 // reads: it checks only when a request is parsed, after a whole read (up to
@@ -11,6 +13,16 @@
 // buffers (megabytes on loopback) take the answers; and it resumes reading as
 // soon as a queued answer moves to the socket. 40 such sockets grew a host by
 // hundreds of MB a minute and kept its event loop busy for seconds.
+//
+// Counting requests does not bound bytes either: 16 pipelined calls for a 3 MB
+// answer each, all run at once, held 48 MB a connection (10 sockets took a
+// host from 58 MB to 548 MB; run as below, 119 MB). So a connection's calls
+// run one after another: the next starts when the answer before it has
+// 'finish'ed (its last byte written to the kernel), which keeps at most one
+// unsent answer a connection in the process; one the client never takes is
+// destroyed at sendTimeout.
+// Node sends a connection's answers in request order anyway, so a pipelining
+// client loses only the overlap of its calls' running times.
 
 const { ConfigError } = require('./config');
 
@@ -39,6 +51,9 @@ const kPending = Symbol('js-host.pendingRequests');
 const kTurn = Symbol('js-host.turn');
 const kInTurn = Symbol('js-host.requestsInTurn');
 const kSocket = Symbol('js-host.socket');
+// The admitted requests waiting for the answer before them: [req, res, req, res, ...].
+const kWaiting = Symbol('js-host.waitingRequests');
+const kStart = Symbol('js-host.startWaiting');
 
 // Event-loop turns, counted by one setImmediate per turn with requests: the
 // kernel's socket buffers take megabytes of answers from a client that does
@@ -99,10 +114,13 @@ function watchConnections(server, limits, onStuck) {
 }
 
 /**
- * Count `req` among its connection's unanswered requests; false (and the
- * socket destroyed) when it is one too many, or the socket is gone.
+ * Count `req` among its connection's unanswered requests: true when it may
+ * start now; false when it is one too many (the socket destroyed), the socket
+ * is gone, or an earlier answer of its connection is not sent yet: then
+ * `start(req, res)` is called once that answer is (the same function for
+ * every request of a server: no closure per request).
  */
-function admit(req, res, limits, onTooMany) {
+function admit(req, res, limits, onTooMany, start) {
   const socket = req.socket;
   if (socket.destroyed) return false; // the rest of a read after a destroy()
   if (!turnCounted) {
@@ -123,12 +141,28 @@ function admit(req, res, limits, onTooMany) {
   socket[kPending] = pending;
   res[kSocket] = socket;
   res.once('finish', onAnswered);
-  return true;
+  if (pending === 1) return true;
+  if (socket[kWaiting] === undefined) {
+    socket[kWaiting] = [];
+    socket[kStart] = start;
+  }
+  socket[kWaiting].push(req, res);
+  return false;
 }
 
+// 'finish' of an answer: its last byte is in the kernel's socket buffer (Node
+// emits it from the write's callback), so the next waiting request may run.
+// Node emits the 'finish' of a connection's answers in request order.
 function onAnswered() {
-  this[kSocket][kPending] -= 1;
+  const socket = this[kSocket];
   this[kSocket] = null;
+  socket[kPending] -= 1;
+  const waiting = socket[kWaiting];
+  // A closed or closing socket's waiting requests are dropped with it (after an answer
+  // with Connection: close, or a destroy()): no one takes their answers.
+  if (waiting === undefined || waiting.length === 0 || socket.destroyed || !socket.writable) return;
+  const req = waiting.shift();
+  socket[kStart](req, waiting.shift());
 }
 
 module.exports = { DEFAULTS, connectionLimits, serverOptions, watchConnections, admit };

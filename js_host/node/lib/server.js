@@ -55,6 +55,8 @@ class BaseServer {
       this.logger.flushFile();
     };
     this.server = http.createServer(serverOptions(this.limits), (req, res) => this.handle(req, res));
+    // A pipelined request, once the answer before it is sent (connections.js admit()).
+    this.serveWaiting = (req, res) => this.serve(req, res);
     watchConnections(this.server, this.limits, (socket) =>
       this.logger.warn(
         `${this.name}: closed a connection from ${socket.remoteAddress}:${socket.remotePort}: ` +
@@ -133,7 +135,11 @@ class BaseServer {
   }
 
   handle(req, res) {
-    if (!admit(req, res, this.limits, this.onTooMany)) return;
+    if (admit(req, res, this.limits, this.onTooMany, this.serveWaiting)) this.serve(req, res);
+  }
+
+  /** Serve an admitted request: the Host check, then route(); its time counts from here. */
+  serve(req, res) {
     res.jsHostStart = performance.now();
     if (this.hostCheck !== null) {
       const host = rawHeader(req, 'host');
@@ -245,7 +251,7 @@ class BaseServer {
     this.send(req, res, status, JSON.stringify(value), JSON_TYPE);
   }
 
-  /** The log line and the count of a function call's answer (`ms` since its request arrived). */
+  /** The log line and the count of a function call's answer (`ms` since serve() took its request). */
   answeredCall(req, res, status, ms, body) {
     const worker = res.jsHostWorker ?? null;
     this.recordAnswer(`${req.method} ${req.url}`, res.jsHostCall, status, ms, res.jsHostRequestId, worker, body);
