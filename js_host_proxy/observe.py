@@ -27,6 +27,7 @@ from urllib.parse import unquote_to_bytes
 from js_host_proxy import request_id
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
+from js_host_proxy.connections import upstream_owners
 from js_host_proxy.health import UpstreamHealth, shown
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
 from js_host_proxy.paths import FUNCTION_PREFIX
@@ -44,7 +45,9 @@ Route = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class Observer:
     def __init__(self, config: ProxyConfig, backend: CacheBackend, pool: UpstreamPool) -> None:
         self.config = config
-        self.health = UpstreamHealth(pool.urls, timeout=min(config.connect_timeout, 2.0))
+        self.health = UpstreamHealth(
+            pool.urls, timeout=min(config.connect_timeout, 2.0), owners=upstream_owners(config.upstream_uids)
+        )
         self.metrics: ProxyMetrics | None = None
         if config.metrics:
             try:
