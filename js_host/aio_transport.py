@@ -36,6 +36,7 @@ from typing import TypeVar
 from .aio_connection import HostProtocol, Stale
 from .connection import Body, CannotConnect, ConnectTimeout, request_head, request_url, warn_more_than_answer
 from .exceptions import ConnectionError  # noqa: A004 - the spec's name
+from .peer_owner import HOSTS, ForeignListener
 from .response import Response
 
 __all__ = ["MAX_CONNECTIONS", "MAX_IDLE", "AsyncPool", "aclose", "get_pool"]
@@ -165,6 +166,11 @@ class AsyncPool:
             _, protocol = await self.loop.create_connection(lambda: HostProtocol(host, port), host, port)
         except OSError as err:
             raise CannotConnect(f"Cannot connect to http://{where}: {err}") from err
+        try:  # before any byte goes out: another local user may hold a loopback port
+            HOSTS.check(protocol.transport.get_extra_info("peername") if protocol.transport else None)
+        except ForeignListener:
+            protocol.close()
+            raise
         return protocol
 
     async def _exchange(

@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "LOCAL_CACHE_SIZE": 0,
     # The longest a locally kept answer is reused, in seconds, whatever its max-age says.
     "LOCAL_CACHE_MAX_AGE": 60.0,
+    # Uids besides yours and root's that may hold a host's loopback port (a host run as
+    # another service user on purpose; js_host.peer_owner checks before sending a call).
+    "HOST_UIDS": (),
 }
 
 
@@ -82,6 +85,7 @@ class Settings:
     VERBOSITY: int
     LOCAL_CACHE_SIZE: int
     LOCAL_CACHE_MAX_AGE: float
+    HOST_UIDS: tuple[int, ...]
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -205,6 +209,8 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
             "(to turn the local cache off, set LOCAL_CACHE_SIZE=0)."
         )
 
+    values["HOST_UIDS"] = validate_uids(values["HOST_UIDS"])
+
     if isinstance(values["VERBOSITY"], bool) or not isinstance(values["VERBOSITY"], int):
         raise ConfigError(
             f"VERBOSITY must be one of the js_host.verbosity levels (an int), not {values['VERBOSITY']!r}."
@@ -231,6 +237,18 @@ def validate(settings: dict[str, Any]) -> dict[str, Any]:
         check_path_type("BIN_PATH", values["BIN_PATH"])
         check_path_type("CONFIG_FILE", values["CONFIG_FILE"])
     return values
+
+
+def validate_uids(uids: Any) -> tuple[int, ...]:
+    """HOST_UIDS as a tuple, or a ConfigError naming the bad value."""
+    if isinstance(uids, (list, tuple, set, frozenset)) and all(
+        isinstance(uid, int) and not isinstance(uid, bool) and uid >= 0 for uid in uids
+    ):
+        return tuple(sorted(set(uids)))
+    raise ConfigError(
+        f"HOST_UIDS must be a list of user ids (ints) such as [999], not {uids!r}: the uid your "
+        "host runs as (`id -u <user>` prints it)."
+    )
 
 
 def validate_url_override(url: Any) -> None:

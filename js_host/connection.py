@@ -19,6 +19,7 @@ import time
 from typing import Union
 
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .peer_owner import HOSTS, ForeignListener, OwnerCheck
 from .response import BadResponse, ResponseParser
 
 # Both pools' logger: what happens to their sockets is logged as the transport's.
@@ -89,12 +90,21 @@ class ConnectTimeout(FunctionTimeout):
     """No connection was accepted in time: nothing was sent."""
 
 
-def open_connection(host: str, port: int, deadline: float | None) -> Connection:
-    """A new socket to ``host:port`` (TCP_NODELAY), within ``deadline``."""
+def open_connection(
+    host: str, port: int, deadline: float | None, owners: OwnerCheck | None = HOSTS
+) -> Connection:
+    """A new socket to ``host:port`` (TCP_NODELAY), within ``deadline``; refused before
+    anything is sent when another local user holds a loopback port (``owners``, see
+    :mod:`js_host.peer_owner`; None: not checked)."""
     try:
         sock = socket.create_connection((host, port), remaining(deadline, host, port))
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if owners is not None:
+            owners.check(sock.getpeername())
+    except ForeignListener:
+        sock.close()  # nothing was sent
+        raise
     except socket.timeout as err:
         raise ConnectTimeout(f"Timed out connecting to http://{host}:{port}") from err
     except OSError as err:

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 from .endpoint import request, split_url
 from .exceptions import UnexpectedResponse
+from .peer_owner import proves_itself
 from .transport import Response, pool
 
 #: The scheme a manager announces in its status (``"auth"``) when it needs this exchange.
@@ -138,7 +139,10 @@ def exchange(
     address, port, prefix = split_url(url)
     call = _Call(url, prefix + path, method, path, body, secret, headers, timeout)
     try:
-        return _exchange(call, challenge_timeout)
+        # Its connections skip the check of their listener's owner: the proof is what keeps
+        # another user out here, a relay of hers in front of the real manager included.
+        with proves_itself():
+            return _exchange(call, challenge_timeout)
     except NotTheManager:
         # Not kept for later: the next request starts afresh, e.g. to a manager started
         # once that process has gone (its port would stay held by our socket meanwhile).

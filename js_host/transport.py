@@ -41,6 +41,7 @@ from .connection import (
     warn_more_than_answer,
 )
 from .exceptions import ConnectionError, FunctionTimeout, UnexpectedResponse  # noqa: A004 - the spec's name
+from .peer_owner import HOSTS, OwnerCheck
 from .response import BadResponse, Response
 
 __all__ = ["MAX_IDLE", "Pool", "Response", "pool"]
@@ -68,7 +69,9 @@ class Pool:
     with an empty pool, so it never shares its parent's sockets.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owners: OwnerCheck | None = HOSTS) -> None:
+        # Who may hold a loopback port this pool connects to (js_host.peer_owner; None: anyone).
+        self.owners = owners
         self._reset()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)
@@ -161,7 +164,7 @@ class Pool:
             connect_by = time.monotonic() + connect_timeout
             if deadline is not None:
                 connect_by = min(connect_by, deadline)
-        conn = open_connection(host, port, connect_by)
+        conn = open_connection(host, port, connect_by, self.owners)
         return self._exchange(key, conn, data, deadline, timeout, target, max_body, reused=False, get=False)
 
     def _exchange(

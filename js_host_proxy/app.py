@@ -58,6 +58,7 @@ from js_host_proxy.cache_status import CacheStatus
 from js_host_proxy.calls import HostCalls
 from js_host_proxy.coalesce import Coalescer
 from js_host_proxy.config import ProxyConfig
+from js_host_proxy.connections import upstream_owners
 from js_host_proxy.fields import forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.keyed_cache import KeyedCache
@@ -90,6 +91,7 @@ class ProxyApp:
             connect_timeout=config.connect_timeout,
             read_timeout=min(config.upstream_timeout, 5.0),  # /status answers at once
             max_age=config.version_ttl,
+            owners=upstream_owners(config.upstream_uids),
         )
         self.cache = KeyedCache(
             self.backend, namespace=config.namespace, stale_ttl=config.stale_ttl, versions=self.versions

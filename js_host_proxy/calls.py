@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from js_host_proxy.config import ProxyConfig
+from js_host_proxy.connections import upstream_owners
 from js_host_proxy.fields import NOT_RETURNED_LIVE, end_to_end, forwarded_headers
 from js_host_proxy.hits import HitReader
 from js_host_proxy.httpcache import caching_session, plain_session
@@ -48,6 +49,8 @@ class HostCalls:
             retry_down_after=config.retry_down_after,
             max_response=config.max_response,
         )
+        # Who may hold a loopback host's port (js_host.peer_owner): the sessions' adapters ask.
+        self.owners = upstream_owners(config.upstream_uids)
         self._sessions: tuple[int, requests.Session, requests.Session] | None = None
         self._sessions_lock = threading.Lock()
 
@@ -131,13 +134,15 @@ class HostCalls:
                 current = self._sessions
                 if current is None or current[0] != pid:
                     # The app has looked in the cache before calling the host: no lookup here.
+                    owners = self.owners
                     session = caching_session(
                         self.cache,
                         ttl=self.config.ttl,
                         lookup=False,
                         stale_while_revalidate=self.config.stale_while_revalidate,
+                        owners=owners,
                     )
-                    current = self._sessions = (pid, plain_session(), session)
+                    current = self._sessions = (pid, plain_session(owners=owners), session)
         return current[1], current[2]
 
     def close(self) -> None:

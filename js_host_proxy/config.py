@@ -45,6 +45,17 @@ def parse_size(text: str, setting: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def parse_uids(text: str) -> tuple[int, ...]:
+    """The user ids of JS_HOST_PROXY_UPSTREAM_UIDS (comma separated), or a ConfigError."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not all(item.isdigit() for item in items):
+        raise ConfigError(
+            f"JS_HOST_PROXY_UPSTREAM_UIDS={text!r} is not a list of user ids; expected e.g. 999 or "
+            "999,1001 (`id -u <user>` prints the uid a host runs as)"
+        )
+    return tuple(sorted({int(item) for item in items}))
+
+
 #: The name the proxy gives itself in Cache-Status (RFC 9211 §2: a String or a Token).
 DEFAULT_CACHE_NAME = "js-host-proxy"
 #: A Structured Fields token (RFC 8941 §3.3.4): the cache name is sent unquoted.
@@ -111,6 +122,9 @@ class ProxyConfig:
     connect_timeout: float = 2.0
     # Seconds an upstream that refused a connection is skipped.
     retry_down_after: float = 5.0
+    # Uids besides the proxy's own and root's that may hold a loopback upstream's port (hosts
+    # run as another service user on purpose); another one's listener gets no call (502).
+    upstream_uids: tuple[int, ...] = ()
     # Longest wait for another request's identical upstream call (then call it yourself).
     lock_timeout: float = 40.0
     # Largest request body accepted (413 above).
@@ -183,6 +197,7 @@ class ProxyConfig:
             upstream_timeout=upstream_timeout,
             connect_timeout=number("CONNECT_TIMEOUT", cls.connect_timeout, minimum=0.001),
             retry_down_after=number("RETRY_DOWN_AFTER", cls.retry_down_after),
+            upstream_uids=parse_uids(get("UPSTREAM_UIDS") or ""),
             lock_timeout=number("LOCK_TIMEOUT", upstream_timeout + 5),
             max_body=int(number("MAX_BODY", cls.max_body, minimum=1)),
             max_response=int(number("MAX_RESPONSE", cls.max_response, minimum=1)),

@@ -31,6 +31,7 @@ import http.client
 import logging
 import socket
 import ssl
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,7 @@ from requests.adapters import HTTPAdapter
 from js_host.connection import CannotConnect, ConnectTimeout
 from js_host.exceptions import ConnectionError as TransportError
 from js_host.exceptions import FunctionTimeout, UnexpectedResponse
+from js_host.peer_owner import ForeignListener, OwnerCheck
 from js_host.transport import BodyTooLarge, Pool
 
 if TYPE_CHECKING:
@@ -54,6 +56,13 @@ MAX_INTERIM = 32
 WHOLE_BODY = "js_host_proxy_body"
 # Request fields the transport writes itself.
 _OWN_FIELDS = frozenset({"host", "content-length"})
+
+
+def upstream_owners(uids: Collection[int] = ()) -> OwnerCheck:
+    """Who may hold a loopback upstream's port (js_host.peer_owner): the proxy's own user, root,
+    and ``uids`` (JS_HOST_PROXY_UPSTREAM_UIDS: hosts run as another service user on purpose)."""
+    listed = frozenset(uids)
+    return OwnerCheck("JS_HOST_PROXY_UPSTREAM_UIDS", lambda: listed)
 
 
 class InterimError(http.client.HTTPException):
@@ -152,8 +161,19 @@ class AlignedAdapter(HTTPAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pool = Pool()  # kept-alive sockets of this process (a forked child starts empty)
+        # Kept-alive sockets of this process (a forked child starts empty).
+        self._pool = Pool(upstream_owners())
         self._addresses: dict[str, tuple[str, int] | None] = {}
+
+    @property
+    def owners(self) -> OwnerCheck | None:
+        """Who may hold a loopback host's port (js_host.peer_owner), asked on each new connection;
+        by default :func:`upstream_owners`, set by the adapter's user."""
+        return self._pool.owners
+
+    @owners.setter
+    def owners(self, owners: OwnerCheck | None) -> None:
+        self._pool.owners = owners
 
     def send(  # type: ignore[override]
         self,
@@ -191,7 +211,8 @@ class AlignedAdapter(HTTPAdapter):
                 connect_timeout=connect,
                 max_body=self.max_response,
             )
-        except (CannotConnect, ConnectTimeout) as err:  # nothing was sent: another host may take it
+        except (CannotConnect, ConnectTimeout, ForeignListener) as err:
+            # Nothing was sent: another host may take it.
             kind = requests.ConnectTimeout if isinstance(err, ConnectTimeout) else requests.ConnectionError
             raise kind(str(err), request=request) from err
         except FunctionTimeout as err:

@@ -44,6 +44,8 @@ def _env(name, default):
 #   JS_HOST_PROXY_UPSTREAM_TIMEOUT  seconds to wait for the host's answer (then 504)     35
 #   JS_HOST_PROXY_CONNECT_TIMEOUT   seconds to wait for a connection (then next host)    2
 #   JS_HOST_PROXY_RETRY_DOWN_AFTER  seconds a host that refused a connection is skipped  5
+#   JS_HOST_PROXY_UPSTREAM_UIDS     uids besides yours and root's that may hold a        ""
+#                                   loopback host's port, comma separated (else 502)
 #   JS_HOST_PROXY_LOCK_TIMEOUT      longest wait for an identical call in flight         UPSTREAM_TIMEOUT + 5
 #   JS_HOST_PROXY_MAX_BODY          largest request body in bytes (then 413)             10485760
 #   JS_HOST_PROXY_MAX_RESPONSE      largest answer read from a host in bytes (then 502)  10485760

@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from js_host.peer_owner import ForeignListener, OwnerCheck
+from js_host_proxy.connections import upstream_owners
 from js_host_proxy.upstream import _reason
 
 
@@ -27,8 +29,11 @@ def shown(url: str) -> str:
 
 
 class UpstreamHealth:
-    def __init__(self, urls: Sequence[str], *, timeout: float, max_age: float = 1.0) -> None:
+    def __init__(
+        self, urls: Sequence[str], *, timeout: float, max_age: float = 1.0, owners: OwnerCheck | None = None
+    ) -> None:
         self.urls = list(urls)
+        self.owners = owners if owners is not None else upstream_owners()
         self.timeout = timeout
         self.max_age = max_age
         self._checked: tuple[float, dict[str, str | None]] | None = None
@@ -57,10 +62,12 @@ class UpstreamHealth:
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = kind(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
         try:
+            conn.connect()
+            self.owners.check(conn.sock.getpeername())  # another user's listener is not up
             conn.request("GET", "/health", headers={"Accept": "application/json"})
             status = conn.getresponse().status
             found[url] = None if status < 500 else f"GET /health answered {status}"
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, ForeignListener) as err:
             found[url] = _reason(err) or type(err).__name__
         finally:
             conn.close()

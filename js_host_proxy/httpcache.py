@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from requests import PreparedRequest
     from urllib3 import HTTPResponse
 
+    from js_host.peer_owner import OwnerCheck
+
 logger = logging.getLogger(__name__)
 
 
@@ -207,9 +209,11 @@ def caching_session(
     lookup: bool = True,
     pool_maxsize: int = 16,
     stale_while_revalidate: float = 0.0,
+    owners: OwnerCheck | None = None,
 ) -> requests.Session:
     """A requests session whose POSTs are stored to ``cache`` (and looked up there, with
-    ``lookup``); ``ttl`` and ``stale_while_revalidate``: the defaults of ``policy.decide``."""
+    ``lookup``); ``ttl`` and ``stale_while_revalidate``: the defaults of ``policy.decide``;
+    ``owners``: who may hold a loopback host's port (``AlignedAdapter``'s)."""
     session = requests.Session()
     session.trust_env = False  # never send the host's traffic through an HTTP(S)_PROXY
     adapter = POSTCacheAdapter(
@@ -219,15 +223,19 @@ def caching_session(
         pool_maxsize=pool_maxsize,
         stale_while_revalidate=stale_while_revalidate,
     )
+    if owners is not None:
+        adapter.owners = owners
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
 
 
-def plain_session(pool_maxsize: int = 16) -> requests.Session:
+def plain_session(pool_maxsize: int = 16, owners: OwnerCheck | None = None) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     adapter = AlignedAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
+    if owners is not None:
+        adapter.owners = owners
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

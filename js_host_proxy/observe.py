@@ -31,6 +31,7 @@ from js_host_proxy import request_id
 from js_host_proxy.accepted_socket import Address, local_address
 from js_host_proxy.cache.base import CacheBackend
 from js_host_proxy.config import ProxyConfig, split_bind
+from js_host_proxy.connections import upstream_owners
 from js_host_proxy.health import UpstreamHealth, shown
 from js_host_proxy.host_check import HostCheck
 from js_host_proxy.metrics import CONTENT_TYPE, PATH, ProxyMetrics, multiprocess_dir_from_env
@@ -49,7 +50,9 @@ Route = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class Observer:
     def __init__(self, config: ProxyConfig, backend: CacheBackend, pool: UpstreamPool) -> None:
         self.config = config
-        self.health = UpstreamHealth(pool.urls, timeout=min(config.connect_timeout, 2.0))
+        self.health = UpstreamHealth(
+            pool.urls, timeout=min(config.connect_timeout, 2.0), owners=upstream_owners(config.upstream_uids)
+        )
         self.metrics: ProxyMetrics | None = None
         if config.metrics:
             try:

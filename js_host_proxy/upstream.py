@@ -26,6 +26,7 @@ import requests
 import urllib3
 
 from js_host.exceptions import JSHostError
+from js_host.peer_owner import ForeignListener
 from js_host_proxy.connections import AlignedAdapter, BrokenAnswer, InterimError, ResponseTooLarge
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,9 @@ def _find(err: BaseException, kind: type[E]) -> E | None:
 
 
 def _reason(err: BaseException) -> str:
+    foreign = _find(err, ForeignListener)
+    if foreign is not None:
+        return str(foreign)  # whose listener it is and what to do: whole
     # urllib3 nests the useful part ("Connection refused") deep in its message.
     text = str(err)
     for marker in ("Connection refused", "timed out", "Name or service not known", "Connection reset"):

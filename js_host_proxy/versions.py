@@ -36,7 +36,9 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from js_host.peer_owner import ForeignListener, OwnerCheck
 from js_host_proxy.cache.keys import clean_version
+from js_host_proxy.connections import upstream_owners
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +114,12 @@ class CodeVersions:
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         max_age: float = 60.0,
+        owners: OwnerCheck | None = None,
     ) -> None:
         #: The version of the hosts that report none.
         self.unversioned = unversioned
+        #: Who may hold a loopback upstream's port: another user's listener is not asked.
+        self.owners = owners if owners is not None else upstream_owners()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_age = max_age
@@ -168,6 +173,7 @@ class CodeVersions:
         try:
             connection.connect()
             if connection.sock is not None:
+                self.owners.check(connection.sock.getpeername())
                 connection.sock.settimeout(self.read_timeout)
             connection.request("GET", "/status", headers={"Accept": "application/json"})
             response = connection.getresponse()
@@ -178,7 +184,7 @@ class CodeVersions:
                 reported = _status_version(body)
             keep = len(body) <= MAX_STATUS and not response.will_close
             keep = keep and kind is http.client.HTTPConnection
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, ForeignListener) as err:
             connection.close()
             # Not known: every lookup asks again; until the host answers, the last known
             # version (its entries may be served stale while the host is down).

@@ -31,6 +31,7 @@ def test_defaults() -> None:
     assert fresh.URL_OVERRIDE is None
     assert fresh.VERBOSITY == verbosity.PROCESS_START
     assert fresh.LOCAL_CACHE_SIZE == 0 and fresh.LOCAL_CACHE_MAX_AGE == 60.0
+    assert fresh.HOST_UIDS == ()
     assert fresh.configured is False
 
 
@@ -57,6 +58,10 @@ def configure_kw(tmp_path: Path, **kw):
         ({"LOCAL_CACHE_SIZE": "1MB"}, ["LOCAL_CACHE_SIZE", "'1MB'", "int"]),
         ({"LOCAL_CACHE_MAX_AGE": 0}, ["LOCAL_CACHE_MAX_AGE", "0", "LOCAL_CACHE_SIZE=0"]),
         ({"LOCAL_CACHE_MAX_AGE": float("inf")}, ["LOCAL_CACHE_MAX_AGE", "inf", "finite"]),
+        ({"HOST_UIDS": 999}, ["HOST_UIDS", "999", "id -u"]),
+        ({"HOST_UIDS": ["999"]}, ["HOST_UIDS", "['999']"]),
+        ({"HOST_UIDS": [True]}, ["HOST_UIDS", "[True]"]),
+        ({"HOST_UIDS": [-1]}, ["HOST_UIDS", "[-1]"]),
     ],
 )
 def test_invalid_settings_name_the_value(tmp_path: Path, kw: dict, names: list[str]) -> None:

@@ -17,6 +17,8 @@ def test_defaults():
     assert config.cache_url.startswith("file:///") and "js-host-proxy-" in config.cache_url
     assert (config.ttl, config.namespace, config.allowed_hosts) == (300.0, "", ())
     assert config.lock_timeout == config.upstream_timeout + 5
+    assert config.upstream_uids == ()
+    assert ProxyConfig.from_env({"JS_HOST_PROXY_UPSTREAM_UIDS": "1001, 999,999"}).upstream_uids == (999, 1001)
 
 
 def test_settings_from_the_environment():
@@ -50,6 +52,8 @@ def test_settings_from_the_environment():
         ("CACHE", "mongodb://x", "expected file:///path"),
         ("ALLOWED_HOSTS", "app.example:8000", "without a port"),
         ("ALLOWED_HOSTS", "a.example,http://b.example", "not a host name"),
+        ("UPSTREAM_UIDS", "nobody", "not a list of user ids"),
+        ("UPSTREAM_UIDS", "999;1001", "not a list of user ids"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(name: str, value: str, message: str):
