@@ -193,6 +193,8 @@ class SendingThreadWorker(ThreadWorker):
         if not self.alive:
             self._send_the_rest()  # the event loop's last pass
             return
+        if not self._sending:  # the usual case, read without the lock: a new one waits a pass
+            return
         now = time.monotonic()
         with self._lock:
             late = []
