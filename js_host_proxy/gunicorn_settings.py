@@ -103,16 +103,22 @@ max_requests_jitter = int(_env("JS_HOST_PROXY_MAX_REQUESTS_JITTER", "0"))
 # Slow clients (js_host_proxy.worker.DeadlineThreadWorker; handed to it by post_fork below)
 # ---------------------------------------------------------------------------------------
 # The worker reads each request in its event loop, without blocking, and a thread handles it
-# once complete: a client that trickles its request holds a connection, never a thread.
+# once complete; the event loop sends the answer: a client that trickles its request, or does
+# not read its answer, holds a connection, never a thread.
 # Seconds from the connection (or a kept-alive one's first byte) to the end of the request
-# head, then from there to the end of the body; then 408 and closed. The body deadline is
-# also the longest a thread spends sending one answer (a client that does not read it).
+# head, then from there to the end of the body; then 408 and closed.
 header_timeout = float(_env("JS_HOST_PROXY_HEADER_TIMEOUT", "10"))
 body_timeout = float(_env("JS_HOST_PROXY_BODY_TIMEOUT", "30"))
 # Largest request head in bytes (then 431); body bytes a worker buffers for requests still
 # arriving, all connections together (then 503). Bodies are bounded by JS_HOST_PROXY_MAX_BODY.
 max_head = int(_env("JS_HOST_PROXY_MAX_HEAD", "65536"))
 max_buffered = int(_env("JS_HOST_PROXY_MAX_BUFFERED", str(64 * 1024 * 1024)))
+# Seconds a client has to take all of an answer once it is ready (a total, however slowly it
+# reads); then its connection is closed.
+send_timeout = float(_env("JS_HOST_PROXY_SEND_TIMEOUT", "30"))
+# Bytes of answers a worker holds for clients that have not taken them, all connections
+# together; past it, the connections whose answers have waited longest are closed.
+max_unsent = int(_env("JS_HOST_PROXY_MAX_UNSENT", str(64 * 1024 * 1024)))
 # Connections a worker holds at once, slow ones included (gunicorn's worker_connections).
 worker_connections = int(_env("JS_HOST_PROXY_WORKER_CONNECTIONS", "1000"))
 
@@ -189,6 +195,8 @@ def post_fork(server, worker):
         max_head=max_head,
         max_body=ProxyConfig.from_env().max_body,
         max_buffered=max_buffered,
+        send_timeout=send_timeout,
+        max_unsent=max_unsent,
     )
 
 

@@ -3,8 +3,9 @@
 The proxy's worker (:mod:`js_host_proxy.worker`) feeds a connection's bytes to a
 :class:`RequestReader` in its event loop, without blocking; httptools (llhttp)
 finds where the request ends, so that a thread gets the connection only once the
-whole request is there. :class:`ClientLimits` are the deadlines and bounds
-(``JS_HOST_PROXY_HEADER_TIMEOUT`` and the others, set in ``gunicorn_settings.py``).
+whole request is there. :class:`ClientLimits` are the deadlines and bounds, for the
+requests and for their answers (``JS_HOST_PROXY_HEADER_TIMEOUT`` and the others, set in
+``gunicorn_settings.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ MORE, READY, READY_CLOSE, BAD = "more", "ready", "ready-close", "bad"
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """What a client may take to send a request, and how much of it is buffered."""
+    """What a client may take to send a request and to take its answer, and how much of
+    either is buffered."""
 
     # Seconds from a new connection (or a kept-alive one's first byte) to the end of the head.
     header_timeout: float = 10.0
-    # Seconds from the end of the head to the end of the body; also the longest a thread spends
-    # on one socket operation, e.g. sending one answer (sendall's timeout is a total).
+    # Seconds from the end of the head to the end of the body; also the longest a thread waits
+    # on the socket for a request gunicorn's parser finds unfinished.
     body_timeout: float = 30.0
     # Largest request head in bytes (then 431).
     max_head: int = 65536
@@ -34,6 +36,11 @@ class ClientLimits:
     max_body: int = 10 * 1024 * 1024
     # Body bytes one worker buffers for incomplete requests at once (then 503).
     max_buffered: int = 64 * 1024 * 1024
+    # Seconds from an answer being ready to the client having taken all of it (then closed).
+    send_timeout: float = 30.0
+    # Bytes of answers one worker holds for clients that have not taken them, all together
+    # (past it, the connections whose answers have waited longest are closed).
+    max_unsent: int = 64 * 1024 * 1024
 
 
 class RequestReader:

@@ -6,7 +6,9 @@ holds the thread, and ``workers x threads`` such clients stop the proxy. This wo
 head and the body without blocking in the worker's event loop instead, with a deadline for each
 (408 and closed when one passes) and bounds on the bytes it buffers, and submits a connection to
 a thread only once its request is complete; the thread parses the buffered bytes with gunicorn's
-own parser and never waits on the client to send. New and kept-alive connections alike.
+own parser and never waits on the client to send. New and kept-alive connections alike. On
+the way out it never waits either: the answer is sent by the event loop
+(``answer_sender.SendingThreadWorker``, the class this one is built on).
 
     worker_class = "js_host_proxy.worker.DeadlineThreadWorker"   # gunicorn_settings.py
 
@@ -23,17 +25,8 @@ import time
 from functools import partial
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
-
-from js_host_proxy.request_reader import (
-    BAD,
-    MORE,
-    READY,
-    READY_CLOSE,
-    ClientLimits,
-    RequestReader,
-    status_response,
-)
+from js_host_proxy.answer_sender import SendingThreadWorker
+from js_host_proxy.request_reader import BAD, MORE, READY, READY_CLOSE, RequestReader, status_response
 from js_host_proxy.worker_connection import DeadlineConn, PendingUnreader, rest_after_request
 
 # PendingUnreader: importable from here, as it always was.
@@ -44,20 +37,9 @@ RECV_SIZE = 65536
 SWEEP_INTERVAL = 0.25
 
 
-class DeadlineThreadWorker(ThreadWorker):
-    """gthread, but a thread gets a connection only once its request has arrived whole."""
-
-    client_limits = ClientLimits()
-
-    @classmethod
-    def check_config(cls, cfg: Any, log: Any) -> None:
-        super().check_config(cfg, log)
-        if cfg.is_ssl:
-            # TLS bytes cannot be read ahead of the handshake in the event loop.
-            raise RuntimeError(
-                f"{cls.__module__}.{cls.__name__} does not terminate TLS (certfile/keyfile are set): "
-                "terminate TLS in front of the proxy, or set JS_HOST_PROXY_WORKER_CLASS=gthread"
-            )
+class DeadlineThreadWorker(SendingThreadWorker):
+    """gthread, but a thread gets a connection only once its request has arrived whole (and
+    never sends its answer: ``SendingThreadWorker``). TLS is refused there, in check_config."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -186,7 +168,7 @@ class DeadlineThreadWorker(ThreadWorker):
             return super().handle_request(req, conn)
         except TimeoutError:  # the socket's timeout: said once, without gthread's traceback
             self.log.info(
-                "js-host-proxy: closed the connection of %s: it did not take its answer within %g s "
+                "js-host-proxy: closed the connection of %s: it sent nothing of its request for %g s "
                 "(JS_HOST_PROXY_BODY_TIMEOUT)",
                 conn.client,
                 conn.io_timeout,
@@ -202,7 +184,7 @@ class DeadlineThreadWorker(ThreadWorker):
                 return False, conn
         return keepalive, conn
 
-    def finish_request(self, fs: Any) -> None:
+    def answer_sent(self, fs: Any) -> None:
         conn = fs.conn
         if conn.pending and self.alive and not fs.cancelled() and fs.exception() is None:
             keepalive, _ = fs.result()
@@ -214,7 +196,7 @@ class DeadlineThreadWorker(ThreadWorker):
                 conn.reader = RequestReader(time.monotonic())
                 self._take_bytes(conn, data)
                 return
-        super().finish_request(fs)
+        super().answer_sent(fs)
 
     def murder_keepalived(self) -> None:
         super().murder_keepalived()

@@ -17,6 +17,7 @@ from gunicorn.http import RequestParser
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import TConn
 
+from js_host_proxy.answer_buffer import AnswerBuffer
 from js_host_proxy.request_reader import RequestReader
 
 
@@ -58,11 +59,12 @@ class DeadlineConn(TConn):
         self.pending = b""  # bytes read but not yet parsed by gunicorn
         self.must_close = False
         self.continued = False  # "100 Continue" sent while the body was read here
+        self.answer: AnswerBuffer | None = None  # what a thread wrote, until it is sent
 
     def init(self) -> None:
         """For a thread: a socket with a timeout rather than gthread's blocking one, so that a
-        thread never waits on a client longer than that: one that does not read its answer, or a
-        request gunicorn's parser finds unfinished."""
+        thread never waits on a client longer than that for a request gunicorn's parser finds
+        unfinished. (Answers are not written to it: ``answer_sender.py``.)"""
         self.initialized = True
         self.sock.settimeout(self.io_timeout)
         if self.parser is None:

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -27,13 +26,9 @@ import requests
 from tests.support.proc import rss_kb
 from tests.support.processes import ROOT, NodeProcess, free_port
 from tests.support.proxy import Server, Upstream, call_path
+from tests.support.slow_clients import address, good_calls
 
 FIXTURES = ROOT / "tests" / "fixtures" / "system"
-
-
-def address(base: str) -> tuple[str, int]:
-    host, port = base.split("//", 1)[1].rsplit(":", 1)
-    return host, int(port)
 
 
 class Tricklers:
@@ -99,35 +94,6 @@ class Tricklers:
         self.thread.join(5)
         for sock in self.socks:
             sock.close()
-
-
-def good_calls(base: str, count: int, threads: int = 5) -> list[Any]:
-    """``count`` calls from ``threads`` threads, half on kept-alive sessions, each with a 3 s
-    client timeout; the responses (or the exceptions)."""
-    results: list[Any] = []
-    lock = threading.Lock()
-
-    def run(t: int) -> None:
-        with requests.Session() as session:
-            for n in range(count // threads):
-                client = session if n % 2 else requests
-                path, body = call_path("echo", {"good": t * 1000 + n})
-                try:
-                    answer = client.post(
-                        base + path, data=body, headers={"Content-Type": "application/json"}, timeout=3
-                    )
-                    outcome: Any = (answer.status_code, answer.json())
-                except Exception as err:  # reported in the assertion
-                    outcome = err
-                with lock:
-                    results.append(outcome)
-
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    return results
 
 
 # -- the proxy under gunicorn -------------------------------------------------------------------
