@@ -141,7 +141,7 @@ def test_pipelined_chunked_and_expect_continue_requests_are_answered(
     second, body2 = call_path("echo", {"n": 2})
     with socket.create_connection(address(base), timeout=10) as sock:
         two = b"".join(
-            f"POST {p} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(b)}\r\n\r\n".encode() + b
+            f"POST {p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(b)}\r\n\r\n".encode() + b
             for p, b in ((first, body1), (second, body2))
         )
         sock.sendall(two[:-3])  # the second one's end comes later
@@ -161,7 +161,7 @@ def test_pipelined_chunked_and_expect_continue_requests_are_answered(
 
     with socket.create_connection(address(base), timeout=10) as sock:
         sock.sendall(
-            f"POST {second} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            f"POST {second} HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
             f"Content-Length: {len(body2)}\r\n\r\n".encode()
         )
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
