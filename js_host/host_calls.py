@@ -7,8 +7,8 @@ the function and batch requests sent there.
 
 What the transport reports, and through ``URL_OVERRIDE`` a proxy's 502/503/504,
 becomes js_host's errors here. The asyncio client (:mod:`js_host.aio_host`) sends
-its requests over the loop's pool with the same steps: :data:`JSON_HEADERS` and
-:func:`request_id_sent` before, :meth:`HostCalls.transport_error`, :meth:`HostCalls.proxy_answer` and
+its requests over the loop's pool with the same steps: :func:`post_arguments`
+before, :meth:`HostCalls.transport_error`, :meth:`HostCalls.proxy_answer` and
 :meth:`HostCalls.batch_answer` after.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .answer_id import ID_LINE
 from .batch import BATCH_PATH
@@ -54,6 +54,24 @@ def request_id_sent(request_id: str | None, what: str) -> bytes:
     elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
         raise ConfigError(f"{what}: request id {request_id!r} is not 1-128 letters, digits and '._:-'.")
     return request_id.encode()
+
+
+def post_arguments(
+    target: Target, path: str, body: Body, timeout: float, what: str, request_id: str | None
+) -> dict[str, Any]:
+    """The arguments of a pool's ``request()`` (blocking or asyncio) that POST ``body`` to
+    ``path`` at ``target`` within ``timeout`` seconds, with ``request_id`` (a new one when None)
+    as its ``X-Request-Id``, which the answer must carry back."""
+    return {
+        "host": target.address,
+        "port": target.port,
+        "method": "POST",
+        "target": target.prefix + path,
+        "body": body,
+        "headers": JSON_HEADERS,
+        "timeout": timeout,
+        "request_id": request_id_sent(request_id, what),
+    }
 
 
 def request_headers(request_id: str | None, what: str) -> bytes:
@@ -214,18 +232,8 @@ class HostCalls:
     ) -> Response:
         """POST ``body`` to ``path`` at ``target``, with ``request_id`` as ``X-Request-Id`` (a
         new one when None); transport errors become js_host's."""
-        sent = request_id_sent(request_id, what)
         try:
-            return pool.request(
-                target.address,
-                target.port,
-                "POST",
-                target.prefix + path,
-                body,
-                headers=JSON_HEADERS,
-                timeout=timeout,
-                request_id=sent,
-            )
+            return pool.request(**post_arguments(target, path, body, timeout, what, request_id))
         except (FunctionTimeout, ConnectionError) as err:
             raise self.transport_error(what, timeout, err) from err
 
