@@ -66,7 +66,8 @@ def mismatch(
         said = f"carries the X-Request-Id {echoed.decode('latin-1')!r}"
     return AnswerMismatch(
         f"{request_url(host, port, target)}: the answer read is not the one to this request: it {said} "
-        f"({sent.decode('latin-1')!r} was sent). A function that writes on its connection "
-        "after its own answer (this.res.socket) can cause this. The connection was closed; "
-        "the call was not retried (the host may have run it)."
+        f"({sent.decode('latin-1')!r} was sent). Bytes that a function wrote on the connection "
+        "after its own answer (through this.res.socket) cause this: most likely the function "
+        "of the call before this one on it. The connection was closed; the call was not retried "
+        "(the host may have run it)."
     )
