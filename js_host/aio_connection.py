@@ -36,6 +36,7 @@ class HostProtocol(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.target = ""
         self.received = False  # a byte of the current answer arrived
+        self.echoes = False  # an answer carried its request's X-Request-Id (js_host.answer_id)
         self.closed = False
         self.poller: select.poll | None = None
         # The timeout: a timer per connection, not per request (arming and cancelling one per

@@ -8,7 +8,7 @@ that finds the host not connected yet connects in a thread
 (``asyncio.to_thread``), one task at a time per loop while the others wait; once
 connected, nothing here blocks, nor waits for a thread that connects or restarts the host
 (the target is read without its lock). The headers and the errors are the blocking
-client's (:func:`js_host.host_calls.request_headers`, :meth:`JSHost.transport_error`,
+client's (:func:`js_host.host_calls.post_arguments`, :meth:`JSHost.transport_error`,
 :meth:`JSHost.proxy_answer`, :meth:`JSHost.batch_answer`).
 """
 
@@ -21,7 +21,7 @@ from .batch import BATCH_PATH
 from .connection import Body
 from .exceptions import ConnectionError, FunctionTimeout  # noqa: A004 - the spec's name
 from .host import JSHost
-from .host_calls import request_headers
+from .host_calls import post_arguments
 from .host_connection import Target
 from .response import Response
 
@@ -77,14 +77,6 @@ async def _post(
 ) -> Response:
     """POST ``body`` to ``path`` at ``to`` over the loop's pool; transport errors become js_host's."""
     try:
-        return await get_pool().request(
-            to.address,
-            to.port,
-            "POST",
-            to.prefix + path,
-            body,
-            headers=request_headers(request_id, what),
-            timeout=timeout,
-        )
+        return await get_pool().request(**post_arguments(to, path, body, timeout, what, request_id))
     except (FunctionTimeout, ConnectionError) as err:
         raise host.transport_error(what, timeout, err) from err

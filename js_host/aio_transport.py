@@ -4,7 +4,9 @@ The asyncio twin of :mod:`js_host.transport`, with the same guarantees:
 
 - one answer per call, parsed by ``httptools`` (:class:`js_host.response.ResponseParser`):
   interim (1xx) answers are skipped, and a connection that sends bytes after its
-  answer, or while no request is outstanding, is closed and never reused;
+  answer, or while no request is outstanding, is closed and never reused; a request
+  sent with a ``request_id`` gets only an answer that carries it back
+  (:mod:`js_host.answer_id`);
 - a pooled connection is checked before every reuse (``poll(0)`` on its socket:
   readable while idle means the server closed it or sent what nobody asked for),
   so a ``POST`` never goes out on a socket the server has closed; it is retried on a
@@ -34,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from .aio_connection import HostProtocol, Stale
+from .answer_id import ID_LINE, mismatch
 from .connection import Body, CannotConnect, ConnectTimeout, request_head, request_url, warn_more_than_answer
 from .exceptions import ConnectionError  # noqa: A004 - the spec's name
 from .peer_owner import HOSTS, ForeignListener
@@ -108,10 +111,14 @@ class AsyncPool:
         *,
         headers: bytes = b"",
         timeout: float | None = None,
+        request_id: bytes | None = None,
     ) -> Response:
         """Send one request and return the whole response (see :meth:`js_host.transport.Pool.request`):
         ``body`` is bytes or a list of buffers, ``headers`` extra raw header lines each ending in
-        CRLF, ``timeout`` (seconds) bounds the whole exchange."""
+        CRLF, ``timeout`` (seconds) bounds the whole exchange, ``request_id`` (unique per
+        request) is sent as ``X-Request-Id`` and must come back with the answer."""
+        if request_id is not None:
+            headers += ID_LINE % request_id
         parts = body if isinstance(body, list) else [body]
         data = [request_head(method, target, host, port, sum(map(len, parts)), headers), *parts]
         loop = self.loop
@@ -130,13 +137,13 @@ class AsyncPool:
             if conn is not None:
                 try:
                     return await self._exchange(
-                        loop, key, conn, data, target, deadline, timeout, reused=True, get=get
+                        loop, key, conn, data, target, deadline, timeout, request_id, reused=True, get=get
                     )
                 except Stale:
                     pass  # closed by the server before it can have processed the request
             conn = await self._within(self._connect(key), key, deadline, timeout, "connecting")
             return await self._exchange(
-                loop, key, conn, data, target, deadline, timeout, reused=False, get=get
+                loop, key, conn, data, target, deadline, timeout, request_id, reused=False, get=get
             )
         finally:
             slots.release()
@@ -182,6 +189,7 @@ class AsyncPool:
         target: str,
         deadline: float | None,
         timeout: float | None,
+        request_id: bytes | None,
         *,
         reused: bool,
         get: bool,
@@ -200,6 +208,11 @@ class AsyncPool:
             conn.close()
             raise
         response = conn.parser.response()
+        if request_id is not None:
+            wrong = mismatch(conn, response, request_id, key[0], key[1], target)
+            if wrong is not None:
+                conn.close()
+                raise wrong
         if response.keep_alive and not conn.closed:
             self._put(key, conn)
         else:

@@ -32,12 +32,13 @@ Body = Union[bytes, list[bytes]]
 class Connection:
     """A socket and what the pool knows about it."""
 
-    __slots__ = ("poller", "proto", "sock", "timeout")
+    __slots__ = ("echoes", "poller", "proto", "sock", "timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.proto = ResponseParser()
         self.timeout: float | None = None  # the kernel-level timeout currently set
+        self.echoes = False  # an answer carried its request's X-Request-Id (js_host.answer_id)
         # A poll object per socket: poll(0) costs half a select() on the hot path.
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)

@@ -27,6 +27,13 @@ class UnexpectedResponse(JSHostError):
     """The host answered with something the protocol does not allow."""
 
 
+class AnswerMismatch(UnexpectedResponse):
+    """The answer read is not the one to the request sent: it carries another request's
+    ``X-Request-Id``, or none on a connection whose answers carry one (a function that
+    writes a response of its own on its socket after its answer causes this). The
+    connection was closed and the call not retried: the host may have run it."""
+
+
 class FunctionError(JSHostError):
     """The JavaScript function reported an error.
 

@@ -7,7 +7,7 @@ the function and batch requests sent there.
 
 What the transport reports, and through ``URL_OVERRIDE`` a proxy's 502/503/504,
 becomes js_host's errors here. The asyncio client (:mod:`js_host.aio_host`) sends
-its requests over the loop's pool with the same steps: :func:`request_headers`
+its requests over the loop's pool with the same steps: :func:`post_arguments`
 before, :meth:`HostCalls.transport_error`, :meth:`HostCalls.proxy_answer` and
 :meth:`HostCalls.batch_answer` after.
 """
@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from .answer_id import ID_LINE
 from .batch import BATCH_PATH
 from .connection import Body
 from .exceptions import ConfigError, ConnectionError, FunctionTimeout, JSHostError, ProcessError  # noqa: A004 - the spec's name
@@ -33,23 +34,52 @@ logger = logging.getLogger("js_host.host_connection")
 #: Lines of a crashed host's logfile shown in the ProcessError.
 LOG_TAIL_LINES = 20
 
-_JSON_HEADERS = b"Content-Type: application/json\r\n"
+#: The header lines of a function or batch request but its X-Request-Id's.
+JSON_HEADERS = b"Content-Type: application/json\r\n"
 #: The X-Request-Id values the proxy and the host accept (others they replace).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 H = TypeVar("H", bound="HostCalls")
 
 
-def request_headers(request_id: str | None, what: str) -> bytes:
-    """The header lines of a function or batch request (beyond Host and Content-Length), with
-    ``request_id`` as ``X-Request-Id`` (a new one when None), for ``what`` ("Function 'render'")."""
+def request_id_sent(request_id: str | None, what: str) -> bytes:
+    """The ``X-Request-Id`` of a function or batch request: ``request_id`` (a new one when
+    None), checked, for ``what`` ("Function 'render'"). The transport sends it and takes only
+    an answer that carries it back (js_host.answer_id), so it must be unique per request:
+    ``Function`` and ``call_many`` give a new uuid4 to each."""
     # The request id (docs/ARCHITECTURE.md): a uuid4's 32 hex digits, which the
     # proxy and the host accept as they are, log and echo.
     if request_id is None:
         request_id = uuid.uuid4().hex
     elif not _REQUEST_ID.match(request_id):  # it goes into a header line as it is
         raise ConfigError(f"{what}: request id {request_id!r} is not 1-128 letters, digits and '._:-'.")
-    return b"%sX-Request-Id: %s\r\n" % (_JSON_HEADERS, request_id.encode())
+    return request_id.encode()
+
+
+def post_arguments(
+    target: Target, path: str, body: Body, timeout: float, what: str, request_id: str | None
+) -> dict[str, Any]:
+    """The arguments of a pool's ``request()`` (blocking or asyncio) that POST ``body`` to
+    ``path`` at ``target`` within ``timeout`` seconds, with ``request_id`` (a new one when None)
+    as its ``X-Request-Id``, which the answer must carry back."""
+    return {
+        "host": target.address,
+        "port": target.port,
+        "method": "POST",
+        "target": target.prefix + path,
+        "body": body,
+        "headers": JSON_HEADERS,
+        "timeout": timeout,
+        "request_id": request_id_sent(request_id, what),
+    }
+
+
+def request_headers(request_id: str | None, what: str) -> bytes:
+    """The header lines of a function or batch request (beyond Host and Content-Length), with
+    ``request_id`` as ``X-Request-Id`` (a new one when None), for ``what`` ("Function 'render'").
+    The library's own requests send :data:`JSON_HEADERS` and :func:`request_id_sent` apart:
+    the transport writes the id's line and checks the answer against it."""
+    return JSON_HEADERS + ID_LINE % request_id_sent(request_id, what)
 
 
 class HostCalls:
@@ -115,7 +145,8 @@ class HostCalls:
         """POST ``body`` (JSON) to ``path`` (``/function/<name>?hash=...``); the host's answer.
 
         ``request_id`` is sent as ``X-Request-Id`` (a new one when None), so that the
-        proxy's and the host's logs of the call can be found.
+        proxy's and the host's logs of the call can be found; unique per request, as the
+        answer must carry it back (else AnswerMismatch, an UnexpectedResponse).
 
         Connects first if needed. What the transport reports becomes js_host's
         errors: FunctionTimeout after ``timeout`` seconds, ConnectionError (a
@@ -201,17 +232,8 @@ class HostCalls:
     ) -> Response:
         """POST ``body`` to ``path`` at ``target``, with ``request_id`` as ``X-Request-Id`` (a
         new one when None); transport errors become js_host's."""
-        headers = request_headers(request_id, what)
         try:
-            return pool.request(
-                target.address,
-                target.port,
-                "POST",
-                target.prefix + path,
-                body,
-                headers=headers,
-                timeout=timeout,
-            )
+            return pool.request(**post_arguments(target, path, body, timeout, what, request_id))
         except (FunctionTimeout, ConnectionError) as err:
             raise self.transport_error(what, timeout, err) from err
 

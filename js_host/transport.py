@@ -20,7 +20,8 @@ A response ends where its Content-Length or chunked framing says; the end of the
 connection ends it only when it has neither (RFC 9112, section 6.3): a response
 cut off earlier is a :class:`~js_host.exceptions.ConnectionError`. Interim
 (1xx) answers are skipped and a socket with bytes after its answer is closed
-(see :mod:`js_host.response`).
+(see :mod:`js_host.response`). A request sent with a ``request_id`` gets only an
+answer that carries it back (see :mod:`js_host.answer_id`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import socket
 import time
 
+from .answer_id import ID_LINE, mismatch
 from .connection import (
     Body,
     Connection,
@@ -133,6 +135,7 @@ class Pool:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         max_body: int | None = None,
+        request_id: bytes | None = None,
     ) -> Response:
         """Send one request and return the whole response.
 
@@ -142,7 +145,11 @@ class Pool:
         exchange, ``connect_timeout`` the opening of a new socket (a
         :class:`~js_host.connection.CannotConnect` or ``ConnectTimeout`` then says that
         nothing was sent). A body above ``max_body`` bytes raises :class:`BodyTooLarge`.
+        ``request_id`` (unique per request) is sent as ``X-Request-Id``, and an answer that
+        does not carry it back raises :class:`~js_host.exceptions.AnswerMismatch`.
         """
+        if request_id is not None:
+            headers += ID_LINE % request_id
         data: Body
         if isinstance(body, list):
             data = [request_head(method, target, host, port, sum(map(len, body)), headers), *body]
@@ -155,7 +162,16 @@ class Pool:
         if conn is not None:
             try:
                 return self._exchange(
-                    key, conn, data, deadline, timeout, target, max_body, reused=True, get=method == "GET"
+                    key,
+                    conn,
+                    data,
+                    deadline,
+                    timeout,
+                    target,
+                    max_body,
+                    request_id,
+                    reused=True,
+                    get=method == "GET",
                 )
             except _Stale:
                 pass  # the server closed it before processing the request: once more on a fresh socket
@@ -165,7 +181,9 @@ class Pool:
             if deadline is not None:
                 connect_by = min(connect_by, deadline)
         conn = open_connection(host, port, connect_by, self.owners)
-        return self._exchange(key, conn, data, deadline, timeout, target, max_body, reused=False, get=False)
+        return self._exchange(
+            key, conn, data, deadline, timeout, target, max_body, request_id, reused=False, get=False
+        )
 
     def _exchange(
         self,
@@ -176,12 +194,14 @@ class Pool:
         timeout: float | None,
         target: str,
         max_body: int | None,
+        request_id: bytes | None,
         *,
         reused: bool,
         get: bool,
     ) -> Response:
         """One request on ``conn``. On a ``reused`` socket, a failed send raises _Stale,
-        and so does (for a ``get``) the end of the connection before any response byte."""
+        and so does (for a ``get``) the end of the connection before any response byte.
+        An answer without ``request_id`` (when given) is not returned: see answer_id."""
         host, port = key
         sock = conn.sock
         try:
@@ -209,6 +229,11 @@ class Pool:
         except BaseException:
             sock.close()
             raise
+        if request_id is not None:
+            wrong = mismatch(conn, response, request_id, host, port, target)
+            if wrong is not None:
+                sock.close()
+                raise wrong
         if response.keep_alive:
             self._put(key, conn)
         else:

@@ -1,9 +1,14 @@
 """The request id (``X-Request-Id``) that lets one call be followed across the logs.
 
 A request's id is the one it carries when it matches ``^[A-Za-z0-9._:-]{1,128}$``,
-else a new one (32 random lowercase hex digits). The proxy forwards it to the host on
-the calls it makes for the request, echoes it in its answer (hits included) and puts
-it in its log lines (``logs.py`` reads :data:`current`, set per request thread).
+else a new one (32 random lowercase hex digits). The proxy echoes it in its answer
+(hits included) and puts it in its log lines (``logs.py`` reads :data:`current`, set
+per request thread). Each call it makes to a host for the request carries that id
+followed by ``.`` and 16 random hex digits (:func:`upstream`): the host logs it, so a
+search for the client's id finds the host's lines too, and it is unique per upstream
+request, which a client's id need not be (one id for all the calls of a page, say):
+the transport takes only an answer that carries back the id sent (``js_host.answer_id``),
+and an id sent twice would let a second request take an answer meant for the first.
 """
 
 from __future__ import annotations
@@ -22,8 +27,22 @@ _VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}").fullmatch
 current = threading.local()
 
 
+#: The characters :func:`upstream` adds to the client's id: "." and 16 hex digits.
+UPSTREAM_SUFFIX = 17
+
+
 def new_id() -> str:
     return os.urandom(16).hex()
+
+
+def upstream(given: str | None) -> str:
+    """The ``X-Request-Id`` of one request to a host made for the request whose id is
+    ``given`` (None: a request of the proxy's own): ``given``, cut to fit the 128
+    characters a host accepts, then ``.`` and 16 random hex digits."""
+    own = os.urandom(8).hex()
+    if given is None or not _VALID(given):  # one a host would replace: the check would fail
+        return own
+    return f"{given[: 128 - UPSTREAM_SUFFIX]}.{own}"
 
 
 def take(environ: dict[str, Any]) -> str:

@@ -358,7 +358,10 @@ def test_the_request_id_is_forwarded_to_the_host() -> None:
             made = proxy.call("echo", {"a": 2}, headers={"X-Request-Id": "not valid!"})
             assert given.headers["X-Request-Id"] == "from-the-client"
             sent = [r["headers"].get("x-request-id") for r in recording.function_requests()]
-            assert sent == ["from-the-client", made.headers["X-Request-Id"]]
+            # Made unique per upstream request: the client's, then "." and 16 hex digits.
+            for upstream_id, client_id in zip(sent, ["from-the-client", made.headers["X-Request-Id"]]):
+                assert re.fullmatch(re.escape(client_id) + r"\.[0-9a-f]{16}", upstream_id), upstream_id
+            assert len(sent) == 2
     finally:
         recording.close()
 
