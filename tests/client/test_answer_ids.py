@@ -26,7 +26,7 @@ from js_host.exceptions import AnswerMismatch
 from js_host.function import Function
 from js_host.transport import Pool
 from tests.support.client import bin_setting
-from tests.support.processes import NodeProcess, free_port
+from tests.support.processes import ROOT, NodeProcess, free_port
 from tests.support.scripted_server import ScriptedServer
 from tests.support.sockets import idle_local_ports
 from tests.support.threaded_server import closing_servers
@@ -34,44 +34,21 @@ from tests.support.threads import run_on_threads
 
 pytestmark = pytest.mark.timeout(120)
 
-# Each function's output is its prefix, then its data as JSON. The stray answers come
-# from a setImmediate after the callback, as in the attack: the answer has left by then.
+# Each function's output is its name and a colon, then its data as JSON.
 STRAY_CONFIG = """\
-function output(prefix, data) { return prefix + JSON.stringify(data); }
-function strayAfter(sock, fields) {
-  setImmediate(function () {
-    try {
-      sock.write('HTTP/1.1 200 OK\\r\\nContent-Length: 14\\r\\nCache-Control: max-age=600\\r\\n' +
-        fields + '\\r\\nINJECTED-BODY!');
-    } catch (e) {}
-  });
-}
 module.exports = {
   port: PORT,
-  functions: {
-    echo: function (data, cb) { cb(null, output('echo:', data)); },
-    stray: function (data, cb) {
-      var sock = this.res.socket;
-      cb(null, output('stray:', data));
-      strayAfter(sock, '');
-    },
-    // The stray answer carries the id of the request it follows (a function that copies
-    // its request's fields): only an id unique per request tells it apart.
-    stray_same_id: function (data, cb) {
-      var sock = this.res.socket;
-      var id = this.req.headers['x-request-id'] || '';
-      cb(null, output('stray_same_id:', data));
-      strayAfter(sock, 'X-Request-Id: ' + id + '\\r\\n');
-    }
-  }
+  functions: require(FUNCTIONS)(function (name, data) { return name + ':' + JSON.stringify(data); }),
 };
 """
+STRAY_FUNCTIONS = ROOT / "tests" / "fixtures" / "stray_functions.js"
 NAMES = ["stray", "echo", "stray_same_id", "echo"]
 
 
 def write_stray_config(directory: Path, port: int) -> Path:
     config = directory / "host.config.js"
-    config.write_text(STRAY_CONFIG.replace("PORT", str(port)))
+    functions = json.dumps(str(STRAY_FUNCTIONS))
+    config.write_text(STRAY_CONFIG.replace("PORT", str(port)).replace("FUNCTIONS", functions))
     return config
 
 

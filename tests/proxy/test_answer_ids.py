@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from tests.support.processes import ROOT
 from tests.support.proxy import Upstream, call_path, in_process_proxies
 from tests.support.recording_server import RecordingServer
 from tests.support.threads import run_on_threads
@@ -34,39 +35,17 @@ FUNCTIONS = ["stray", "echo", "stray_same_id", "echo"]
 
 # The output names the function and echoes the data, so that another call's is told apart.
 STRAY_CONFIG = """\
-function output(name, data) { return JSON.stringify({fn: name, echo: data}); }
-function strayAfter(sock, fields) {
-  setImmediate(function () {
-    try {
-      sock.write('HTTP/1.1 200 OK\\r\\nContent-Length: 14\\r\\nCache-Control: max-age=600\\r\\n' +
-        fields + '\\r\\nINJECTED-BODY!');
-    } catch (e) {}
-  });
-}
 module.exports = {
-  functions: {
-    echo: function (data, cb) { cb(null, output('echo', data)); },
-    stray: function (data, cb) {
-      var sock = this.res.socket;
-      cb(null, output('stray', data));
-      strayAfter(sock, '');
-    },
-    // Its stray answer copies the id of the request it follows.
-    stray_same_id: function (data, cb) {
-      var sock = this.res.socket;
-      var id = this.req.headers['x-request-id'] || '';
-      cb(null, output('stray_same_id', data));
-      strayAfter(sock, 'X-Request-Id: ' + id + '\\r\\n');
-    }
-  }
+  functions: require(FUNCTIONS)(function (name, data) { return JSON.stringify({fn: name, echo: data}); }),
 };
 """
+STRAY_FUNCTIONS = ROOT / "tests" / "fixtures" / "stray_functions.js"
 
 
 @pytest.fixture
 def stray_upstream(tmp_path: Path, start_upstream: Callable[..., Upstream]) -> Upstream:
     config = tmp_path / "stray.config.js"
-    config.write_text(STRAY_CONFIG)
+    config.write_text(STRAY_CONFIG.replace("FUNCTIONS", json.dumps(str(STRAY_FUNCTIONS))))
     return start_upstream("bundled", config)
 
 
