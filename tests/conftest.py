@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.support.host_fixtures",
     "tests.support.client_fixtures",
     "tests.support.proxy_fixtures",
+    "tests.support.other_user",
 ]
 
 

@@ -80,3 +80,10 @@ def shared_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder both users reach (made like ``/tmp``), removed after the test."""
+    with shared_tmp() as path:
+        yield path

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +26,7 @@ from js_host.exceptions import JSHostError
 from js_host.function import Function
 from js_host.host import host
 from tests.support.client import config_port, host_of, write_config
-from tests.support.other_user import OTHER_USER, OtherUserProcess, other_uid, requires_root, shared_tmp
+from tests.support.other_user import OTHER_USER, OtherUserProcess, other_uid, requires_root
 from tests.support.processes import NodeProcess, free_port
 from tests.support.proxy import CONFIGS, Upstream, call_path, in_process_proxies
 from tests.support.waiting import wait_for
@@ -129,12 +128,6 @@ class Squatter:
 @pytest.fixture
 def impl() -> str:
     return "bundled"
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    with shared_tmp() as path:
-        yield path
 
 
 def assert_refused(message: str, port: int, setting: str = "HOST_UIDS") -> None:

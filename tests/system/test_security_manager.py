@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from js_host.host import JSHost
 from js_host.manager import JSHostManager
 from js_host.runtime import manager_secret
 from tests.support.client import config_port, write_config
-from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other, shared_tmp
+from tests.support.other_user import OtherUserProcess, other_uid, requires_root, run_as_other
 from tests.support.processes import free_port, suite_processes
 from tests.support.waiting import wait_for
 
@@ -204,12 +203,6 @@ print(json.dumps(statuses))
 def impl() -> str:
     """Only the project's manager authenticates (npm js-host 0.11's has no secret)."""
     return "bundled"
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    with shared_tmp() as path:
-        yield path
 
 
 def evil_config(shared: Path) -> Path:
